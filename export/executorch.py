@@ -1,0 +1,73 @@
+"""ExecuTorch export: torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> .pte.
+
+fp32: the serving graph as is, tied item table stored once.
+int8: the item lookup becomes an int8 weight-only embedding (torchao `quantize_` with
+`IntxWeightOnlyConfig`, per row), then PT2E static quantization with the `XNNPACKQuantizer`
+(int8, per-channel weights) calibrated on real training histories for the linear layers, the
+output item scores included. XNNPACK does not delegate embedding/gather/topk: those run in the
+portable/quantized kernels of the ExecuTorch runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from export.serving import ServingModel, example_input
+
+
+def _lower_to_pte(module: torch.nn.Module, max_history: int) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+
+    exported = torch.export.export(module, (example_input(max_history),), strict=False)
+    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    # quant fusion turns torchao's dequantize_affine + embedding into the runtime's
+    # quantized_decomposed::embedding_byte kernel (the int8 table stays int8 in the file)
+    program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True))
+    return program.buffer
+
+
+def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn.Module:
+    """Int8 graph for XNNPACK: weight-only int8 lookup table + static per-channel int8 linears.
+
+    Args:
+        serving: a `ServingModel` built with `split_table=True` (changed in place: its lookup table).
+        calibration: real padded histories (C, L) used to calibrate activation ranges.
+    Returns:
+        The converted (quantized) graph module, ready for `torch.export`.
+    """
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization import IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    assert serving.split_table, "int8 needs the lookup and the output scores as separate tensors"
+    quantize_(
+        serving,
+        IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
+        lambda m, fqn: fqn == "model.items.embedding",  # the item lookup only (not positions)
+    )
+    max_history = calibration.shape[1]
+    graph = torch.export.export(serving, (example_input(max_history),), strict=False).module()
+    # linear layers only: the int64 history, scatter and topk stay as they are
+    quantizer = XNNPACKQuantizer().set_module_type(
+        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True)
+    )
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for row in calibration:
+            prepared(row.unsqueeze(0))
+    return convert_pt2e(prepared)
+
+
+def export_executorch(serving: ServingModel, path: Path, max_history: int,
+                      calibration: torch.Tensor | None = None) -> Path:
+    """Write the serving graph as a .pte; int8 when `calibration` histories are given."""
+    module = serving if calibration is None else quantize_int8_(serving, calibration)
+    path.write_bytes(_lower_to_pte(module, max_history))
+    return path

@@ -1,0 +1,64 @@
+"""The serving graph: what an app calls. This module *is* the artifact contract.
+
+Input  `history` int64 (1, L): item indices in time order, left-padded with 0.
+Output `scores` float32 (1, K) and `items` int64 (1, K), best first; padding and the items in
+`history` never appear. The graph computes only the last position's state, then the scores.
+
+The trained model ties its item table (input lookup and output scores share one weight). For
+int8 the two uses must be separate tensors: the lookup is a gather (quantized weight-only by
+torchao / ORT's Gather quantization) and the scores are a linear layer (quantized per channel by
+the XNNPACK quantizer / ORT's MatMul quantization). `split_table=True` builds that graph; fp32
+keeps the table tied, stored once.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from toolkit.models import SASRec
+
+HISTORY_NAME = "history"
+OUTPUT_NAMES = ("scores", "items")
+
+
+class ServingModel(nn.Module):
+    def __init__(self, model: SASRec, top_k: int, split_table: bool = False):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        self.top_k = top_k
+        self.split_table = split_table
+        table = self.model.items
+        # padding_idx only shapes gradients; without it the lookup is a plain embedding(weight, ids),
+        # the pattern ExecuTorch fuses into its int8 embedding kernel
+        table.embedding.padding_idx = None
+        if split_table:
+            width = table.rank or model.cfg.dim
+            self.output = nn.Linear(width, model.cfg.num_items, bias=False)
+            with torch.no_grad():
+                self.output.weight.copy_(table.embedding.weight)  # (N, width): a copy the quantizer owns
+        else:
+            self.output = None
+        padding = torch.zeros(1, model.cfg.num_items, dtype=torch.bool)
+        padding[0, 0] = True  # index 0 is padding, never an answer (even when history is full)
+        self.register_buffer("padding", padding)
+
+    def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.model.items
+        hidden = self.model.encode(history, last_only=True)[:, 0, :]  # (1, D)
+        if self.output is None:
+            scores = table.scores(hidden)  # (1, N)
+        elif table.project is not None:
+            scores = self.output(hidden @ table.project.weight)  # (1, r) -> (1, N)
+        else:
+            scores = self.output(hidden)  # (1, N)
+        scores = scores.scatter(1, history, float("-inf")).masked_fill(self.padding, float("-inf"))
+        values, indices = torch.topk(scores, self.top_k, dim=1)
+        return values, indices
+
+
+def example_input(max_history: int) -> torch.Tensor:
+    """A real-looking input for tracing: one history of distinct items, shape (1, L)."""
+    return torch.arange(1, max_history + 1, dtype=torch.int64).unsqueeze(0)

@@ -1,0 +1,135 @@
+"""Command line: `python -m toolkit {build,profiles} ...`.
+
+The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
+and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
+or usage (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from toolkit.errors import DoesNotFitError, ToolkitError
+
+EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+        raise ToolkitError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m toolkit",
+                     description="Distil a recommender into a small model that fits an edge device.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="teacher -> distilled student -> .pte/.onnx artifacts, checked",
+                       description="Train a teacher, distil a student sized for the profile, export it "
+                                   "through ExecuTorch and ONNX and check every artifact.")
+    b.add_argument("--profile", help="a name from device_profiles/ or a path to a .toml file (default mobile-arm)")
+    b.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter); default MovieLens-100K")
+    b.add_argument("--user-col", help="user id column of --data")
+    b.add_argument("--item-col", help="item id column of --data")
+    b.add_argument("--time-col", help="timestamp column of --data")
+    b.add_argument("--out", help="build directory (default builds/<profile>)")
+    b.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    short = b.add_argument_group("shorter runs (tests, smoke checks)")
+    short.add_argument("--max-users", type=_positive_int, help="use only the first N users")
+    short.add_argument("--epochs", type=_positive_int, help="at most N epochs for teacher and student")
+    short.add_argument("--teacher-members", type=_positive_int, help="models in the teacher ensemble")
+    short.add_argument("--teacher-dim", type=_positive_int, help="teacher model dimension")
+    short.add_argument("--student-dim", type=_positive_int, help="student model dimension")
+
+    sub.add_parser("profiles", help="list the device profiles and their budgets",
+                   description="List the shipped device profiles with their budgets.")
+    return parser
+
+
+def build_config(args: argparse.Namespace):
+    from pathlib import Path
+
+    from toolkit.pipeline import BuildConfig
+
+    cfg = BuildConfig()
+    overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "seed", "max_users")
+                 if getattr(args, k) is not None}
+    if args.out is not None:
+        overrides["out"] = Path(args.out)
+    cfg = replace(cfg, **overrides)
+    teacher, student = cfg.teacher, cfg.student
+    if args.epochs is not None:
+        teacher = replace(teacher, train=replace(teacher.train, epochs=args.epochs))
+        student = replace(student, train=replace(student.train, epochs=args.epochs))
+    if args.teacher_members is not None:
+        teacher = replace(teacher, members=args.teacher_members)
+    if args.teacher_dim is not None:
+        teacher = replace(teacher, dim=args.teacher_dim)
+    if args.student_dim is not None:
+        student = replace(student, dim=args.student_dim)
+    return replace(cfg, teacher=teacher, student=student)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from toolkit.pipeline import build
+
+    result = build(build_config(args), log=lambda msg: print(msg, flush=True))
+    m = result.manifest
+    print(f"\nbuild written to {result.out}/ in {result.seconds:.0f} s")
+    print(f"{'artifact':<20} {'bytes':>10} {'NDCG@10':>8} {'HR@10':>7} {'top-10 agree':>12}")
+    for a in m["artifacts"]:
+        print(f"{a['path']:<20} {a['bytes']:>10} {a['metrics']['ndcg10']:>8.4f} {a['metrics']['hr10']:>7.4f} "
+              f"{a['parity']['top10_agreement']:>12.3f}")
+    return EXIT_OK
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from toolkit.profiles import list_profiles, load_profile
+
+    rows = [load_profile(name) for name in list_profiles()]
+    print(f"{'profile':<20} {'model':>10} {'memory':>10} {'p95 ms':>7} {'int8':>5} {'thr':>4} {'GFLOP/s':>8}  formats")
+    for p in rows:
+        print(f"{p.name:<20} {p.budget.model_bytes:>10,} {p.budget.memory_bytes:>10,} {p.budget.latency_ms:>7.1f} "
+              f"{'yes' if p.hardware.int8 else 'no':>5} {p.hardware.threads:>4} {p.hardware.gflops:>8.1f}  "
+              f"{', '.join(p.serving.formats)}")
+    return EXIT_OK
+
+
+COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ToolkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DoesNotFitError as e:
+        print(f"does not fit: {e}", file=sys.stderr)
+        return EXIT_DOES_NOT_FIT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

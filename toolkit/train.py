@@ -1,0 +1,107 @@
+"""Training: full-softmax next-item cross-entropy on every position, AdamW, early stopping.
+
+`fit` is the one training loop; the teacher uses it with plain cross-entropy, distillation
+(`toolkit.distill`) passes a loss that also sees the teacher's logits. Training examples are
+sliding windows over each user's training prefix: a window of `max_history + 1` items gives the
+inputs (all but the last) and the next-item targets (all but the first) at every position.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from toolkit.data import Split
+from toolkit.evaluate import Metrics, evaluate_model, pad_histories
+from toolkit.models import ModelConfig, SASRec
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, targets, inputs) -> loss
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    window_stride: int = 0  # 0 means max_history // 2
+    seed: int = 0
+    threads: int = 0  # 0 = torch default
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: SASRec
+    valid: Metrics
+    epochs: int
+    seconds: float
+
+
+def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
+    """All windows of length max_history + 1 over the training prefixes, left-padded: (W, T+1)."""
+    windows = []
+    for seq in split.train:
+        if len(seq) < 2:
+            continue
+        end = len(seq)
+        while True:
+            windows.append(seq[max(0, end - max_history - 1):end])
+            if end - max_history - 1 <= 0:
+                break
+            end -= stride
+    return pad_histories(windows, max_history + 1)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Full-softmax next-item CE over positions whose target is a real item. logits (B, T, N)."""
+    valid = targets != 0
+    return F.cross_entropy(logits[valid], targets[valid])
+
+
+def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entropy,
+        init: SASRec | None = None, desc: str = "train") -> TrainResult:
+    """Train a model (fresh from `cfg`, or continuing `init`) and keep its best validation state."""
+    from tqdm import tqdm
+
+    torch.manual_seed(train_cfg.seed)
+    rng = np.random.default_rng(train_cfg.seed)
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    model = init if init is not None else SASRec(cfg)
+    windows = torch.from_numpy(training_windows(split, cfg.max_history, train_cfg.window_stride or max(1, cfg.max_history // 2)))
+    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
+    start = time.perf_counter()
+    bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
+    for epoch in bar:
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(windows)))
+        total = 0.0
+        for i in range(0, len(order), train_cfg.batch_size):
+            batch = windows[order[i:i + train_cfg.batch_size]]
+            inputs, targets = batch[:, :-1], batch[:, 1:]
+            loss = loss_fn(model(inputs), targets, inputs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        valid = evaluate_model(model, split, "valid")
+        bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg10:.4f}")
+        if best is None or valid.ndcg10 > best.ndcg10:
+            best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
+        elif epoch - best_epoch >= train_cfg.patience:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model=model, valid=best, epochs=epoch, seconds=time.perf_counter() - start)
