@@ -32,6 +32,7 @@ from toolkit.train import TrainConfig
 
 CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
 PARITY_HISTORIES = 200  # test histories each artifact is compared on against PyTorch
+REFERENCE_FILE = "reference.npz"  # those histories and the PyTorch outputs (history, scores, items)
 
 
 @dataclass
@@ -155,6 +156,7 @@ def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log
     calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
     reference = ServingModel(model, top_k).eval()
     precisions = ["fp32", "int8"] if profile.hardware.int8 else ["fp32"]
+    write_reference(reference, split, max_history, out / REFERENCE_FILE)
     artifacts = []
     for fmt in profile.serving.formats:
         for precision in precisions:
@@ -167,12 +169,24 @@ def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log
                     export_executorch(serving, path, max_history, calibration if int8 else None)
                 else:
                     export_onnx(serving, path, max_history, int8=int8)
-            artifact = check_artifact(path, fmt, precision, reference, split, profile.hardware.threads)
+            artifact = check_artifact(path, fmt, precision, split, profile.hardware.threads)
             artifact.path = name
             log(f"  {name}: {artifact.bytes / 1000:.1f} KB, test NDCG@10 {artifact.metrics['ndcg10']:.4f} "
                 f"through {fmt}, top-10 agreement {artifact.parity['top10_agreement']:.3f}")
             artifacts.append(artifact)
     return artifacts
+
+
+def write_reference(reference, split: Split, max_history: int, path: Path) -> None:
+    """Expected outputs of the PyTorch serving graph on real test histories, stored next to the
+    artifacts so they can be checked later without the PyTorch model (like a BundledProgram)."""
+    import torch
+
+    histories = pad_histories(split.history("test")[:PARITY_HISTORIES], max_history)
+    with torch.no_grad():
+        rows = [reference(torch.from_numpy(h[None])) for h in histories]
+    np.savez(path, history=histories, scores=np.concatenate([r[0].numpy() for r in rows]),
+             items=np.concatenate([r[1].numpy() for r in rows]))
 
 
 @contextlib.contextmanager
@@ -189,32 +203,20 @@ def quiet_exporters():
         root.setLevel(level)
 
 
-def check_artifact(path: Path, fmt: str, precision: str, reference, split: Split, threads: int) -> Artifact:
-    """Parity against the PyTorch serving graph and quality through the artifact's runtime."""
-    import torch
-
+def check_artifact(path: Path, fmt: str, precision: str, split: Split, threads: int) -> Artifact:
+    """Parity against the stored PyTorch outputs and quality through the artifact's runtime."""
     from export.runtime import Predictor
     from toolkit.evaluate import evaluate_topk
+    from toolkit.parity import load_reference, measure_parity
 
     predictor = Predictor(path, threads=threads)
-    histories = pad_histories(split.history("test")[:PARITY_HISTORIES], predictor.max_history)
-    exact, overlap, max_err = 0, 0.0, 0.0
-    for row in histories:
-        scores, items = predictor.predict(row[None])
-        with torch.no_grad():
-            ref_scores, ref_items = reference(torch.from_numpy(row[None]))
-        a, b = items[0, :10].tolist(), ref_items[0, :10].tolist()
-        exact += a == b
-        overlap += len(set(a) & set(b)) / 10
-        finite = np.isfinite(ref_scores.numpy())
-        max_err = max(max_err, float(np.abs(scores[finite] - ref_scores.numpy()[finite]).max()))
-    n = len(histories)
+    parity = measure_parity(predictor.predict, load_reference(path.parent / REFERENCE_FILE))
     metrics, undetermined = evaluate_topk(lambda h: predictor.predict(h)[1], split, "test", predictor.max_history)
     data = path.read_bytes()
     return Artifact(
         format=fmt, precision=precision, path=path.name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
         metrics={**metrics.to_dict(), "phase": "test", "undetermined_users": undetermined},
-        parity={"histories": n, "top10_exact": exact / n, "top10_agreement": overlap / n, "max_score_error": max_err},
+        parity=parity,
     )
 
 
