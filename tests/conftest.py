@@ -1,0 +1,58 @@
+"""Shared fixtures: small real data (the first users of MovieLens-100K) and one tiny real build.
+
+The tiny build runs the real CLI (`python -m toolkit build`) with the real exporters and
+runtimes, only with fewer users, epochs and smaller models, so tests stay within minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_BUILD_ARGS = ["--max-users", "150", "--epochs", "2", "--teacher-members", "1", "--teacher-dim", "32",
+                   "--student-dim", "16"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """A cache for this test session (data is fetched once into it; teachers trained here)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["TOOLKIT_CACHE_DIR"] = str(path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `python -m toolkit ARGS` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "toolkit", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def movielens(cache_dir):
+    from toolkit.data import load_dataset
+
+    return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def small_split(movielens):
+    """Leave-one-out split of the first 150 MovieLens users (real data, small)."""
+    from toolkit.data import split_leave_one_out
+    from toolkit.pipeline import _first_users
+
+    return split_leave_one_out(_first_users(movielens, 150))
+
+
+@pytest.fixture(scope="session")
+def tiny_build(cache_dir, tmp_path_factory) -> Path:
+    """A complete build directory made by the real CLI on a slice of MovieLens-100K."""
+    out = tmp_path_factory.mktemp("build") / "mobile-arm"
+    result = run_cli("build", "--profile", "mobile-arm", "--out", str(out), *TINY_BUILD_ARGS)
+    assert (out / "manifest.json").is_file(), f"build failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return out
