@@ -1,0 +1,122 @@
+"""`python -m runtime_demo`: recommendations from a finished artifact, as an app would get them.
+
+    python -m runtime_demo --model builds/mobile-arm/model.int8.pte --history 50,172,181
+    python -m runtime_demo --model builds/mobile-arm/model.fp32.onnx --user 42 --json
+    python -m runtime_demo --model builds/mobile-arm/model.int8.onnx --bench 10000
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise ToolkitError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m runtime_demo",
+                     description="Top-K recommendations from a .pte (ExecuTorch) or .onnx (ONNX Runtime) "
+                                 "artifact; items.json (and manifest.json for --user/--bench) next to it.")
+    parser.add_argument("--model", required=True, type=Path, help="the artifact, e.g. builds/mobile-arm/model.int8.pte")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--history", metavar="ID,ID,...",
+                        help="original item ids, oldest first (\"\" = empty history)")
+    source.add_argument("--user", metavar="ID", help="a user of the build's dataset: their whole history")
+    source.add_argument("--bench", type=_positive_int, metavar="N",
+                        help="serve N requests with random real histories; print latency and RSS")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"items": [...], "scores": [...]} (with --bench: the figures)')
+    parser.add_argument("--data", type=Path, help="the build's interactions file, when it is not MovieLens-100K")
+    parser.add_argument("--threads", type=_positive_int, help="runtime threads (default 1)")
+    parser.add_argument("--seed", type=int, help="seed of the --bench histories (default 0)")
+    parser.add_argument("--verbose", action="store_true", help="show the runtimes' own log output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(make_parser().parse_args(argv))
+    except ToolkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runtime_demo.recommend import Recommender, parse_history, read_manifest
+
+    history = parse_history(args.history) if args.history is not None else None  # fail fast, before loading
+    options = {k: getattr(args, k) for k in ("threads",) if getattr(args, k) is not None}
+    manifest = read_manifest(args.model.parent) if history is None else None
+    dataset = None
+    if history is None:
+        from runtime_demo.histories import load_build_dataset, user_history
+
+        dataset = load_build_dataset(manifest, args.data)
+        if args.user is not None:
+            history = user_history(dataset, args.user)
+    recommender = Recommender(args.model, verbose=args.verbose, **options)
+    if args.bench is not None:
+        return _bench(recommender, dataset, args)
+    return _answer(recommender, history, dataset, args)
+
+
+def _bench(recommender, dataset, args: argparse.Namespace) -> int:
+    from runtime_demo.bench import bench
+    from runtime_demo.histories import sample_histories
+
+    seed = {"seed": args.seed} if args.seed is not None else {}
+    histories = sample_histories(dataset, args.bench, **seed)
+    result = bench(recommender, histories, threads=recommender.predictor.threads)
+    print(result.to_json() if args.json else result.to_text())
+    return EXIT_OK
+
+
+def _answer(recommender, history: list[str], dataset, args: argparse.Namespace) -> int:
+    from runtime_demo.recommend import format_json, format_table, warn_unknown
+
+    rec = recommender.recommend(history)
+    warn_unknown(rec.unknown)
+    if args.json:
+        print(format_json(rec))
+        return EXIT_OK
+    titles = dataset.titles if dataset is not None else _titles(args.model.parent, args.data)
+    window = f", the last {rec.used} of {rec.known} known" if rec.known > rec.used else ""
+    print(f"top {len(rec.items)} of {recommender.top_k} for a history of {len(history)} item(s){window} "
+          f"({args.model.name}, {recommender.runtime}; items the history already holds are left out)")
+    print(format_table(rec, titles))
+    return EXIT_OK
+
+
+def _titles(build_dir: Path, data: Path | None) -> dict[str, str]:
+    """Titles when the build's dataset has them and can be read; a table without them otherwise."""
+    from runtime_demo.histories import load_build_dataset
+    from runtime_demo.recommend import read_manifest
+
+    try:
+        return load_build_dataset(read_manifest(build_dir), data).titles
+    except ToolkitError as e:
+        print(f"warning: no titles ({e})", file=sys.stderr)
+        return {}
