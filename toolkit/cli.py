@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {build,profiles} ...`.
+"""Command line: `python -m toolkit {build,profiles,profile,calibrate} ...`.
 
 The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
 and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
@@ -65,6 +65,23 @@ def make_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("profiles", help="list the device profiles and their budgets",
                    description="List the shipped device profiles with their budgets.")
+
+    p = sub.add_parser("profile", help="measure artifacts in their runtime and judge them against a profile",
+                       description="Profile .pte/.onnx artifacts of a build (reference.npz must be next to them) "
+                                   "in a fresh process each: size, memory, latency, ops, parity; quality is taken "
+                                   "from the build's manifest.json when the artifact matches it. Exit 0 fits, "
+                                   "1 does not fit, 2 bad input.")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="a .pte or .onnx file in a build directory")
+    p.add_argument("--profile", required=True, help="a name from device_profiles/ or a path to a .toml file")
+    p.add_argument("--report", metavar="DIR", help="also write report.json, report.md and plots into DIR")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+
+    c = sub.add_parser("calibrate", help="measure this machine's fp32 GFLOP/s (the `gflops` of a profile)",
+                       description="Measure the sustained fp32 matrix-multiply rate of this machine at a thread "
+                                   "count (needs only numpy) and print the `gflops = X` line for a profile.")
+    c.add_argument("--threads", type=_positive_int, help="threads to measure with (default 1)")
+    c.add_argument("--profile", help="take the thread count from this profile")
+    c.add_argument("--seconds", type=float, help="measuring time (default 1.0)")
     return parser
 
 
@@ -117,7 +134,64 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles}
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from toolkit.calibrate import CalibrationCache
+    from toolkit.profiler import not_fit_message, profile_artifact
+    from toolkit.profiles import load_profile
+    from toolkit.report import report_dict, verdict_table, write_report
+
+    profile = load_profile(args.profile)
+    if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
+        raise ToolkitError(f"--report {args.report}: exists and is not a directory")
+    calibrations = CalibrationCache()
+    results = [profile_artifact(Path(a), profile, calibrations) for a in args.artifacts]
+    if args.report is not None:
+        Path(args.report).mkdir(parents=True, exist_ok=True)
+        write_report(Path(args.report), profile, results)
+    if args.json:
+        print(json.dumps(report_dict(profile, results), indent=2))
+    else:
+        print(verdict_table(profile, results))
+        for r in results:
+            print(f"\n{r.path}: {'fits' if r.fits else 'DOES NOT FIT'} {profile.name}")
+            for check in r.checks:
+                print(f"  {'pass' if check.passed else 'FAIL'}  {check.text}")
+    failures = not_fit_message(results)
+    if failures:
+        raise DoesNotFitError(f"{profile.name}: {failures}")
+    return EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from toolkit.calibrate import CalibrationConfig, calibrate
+    from toolkit.profiles import load_profile
+
+    cfg = CalibrationConfig()
+    if args.profile is not None and args.threads is not None:
+        raise ToolkitError("calibrate: give --threads or --profile, not both")
+    if args.profile is not None:
+        cfg = replace(cfg, threads=load_profile(args.profile).hardware.threads)
+    if args.threads is not None:
+        cfg = replace(cfg, threads=args.threads)
+    if args.seconds is not None:
+        if not args.seconds > 0:
+            raise ToolkitError(f"--seconds {args.seconds}: must be positive")
+        cfg = replace(cfg, seconds=args.seconds)
+    c = calibrate(cfg)
+    print(f"{c.machine}, {c.cpus} CPUs, {c.blas}: fp32 {c.size}x{c.size} matmul on {c.threads} thread(s), "
+          f"{c.repetitions} repetitions: {c.gflops:.1f} GFLOP/s (p90; median {c.gflops_median:.1f})")
+    if c.load_average > max(c.cpus - c.threads, 0) + 0.5:
+        print(f"warning: load average {c.load_average:.1f} on {c.cpus} CPUs: other work is running; "
+              "measure again on an idle machine")
+    print("put this line in the [hardware] table of this machine's profile:")
+    print(f"gflops  = {c.gflops:.1f}")
+    return EXIT_OK
+
+
+COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_profile, "calibrate": _cmd_calibrate}
 
 
 def main(argv: list[str] | None = None) -> int:

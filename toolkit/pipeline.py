@@ -24,7 +24,7 @@ import numpy as np
 import toolkit
 from toolkit.data import Dataset, Split, load_dataset, split_leave_one_out
 from toolkit.distill import DistillConfig
-from toolkit.errors import ToolkitError
+from toolkit.errors import DoesNotFitError, ToolkitError
 from toolkit.evaluate import Metrics, evaluate_model, evaluate_popularity, pad_histories
 from toolkit.profiles import DeviceProfile, load_profile
 from toolkit.teacher import TeacherConfig
@@ -106,11 +106,18 @@ def build(cfg: BuildConfig, log=print) -> BuildResult:
         artifacts = export_artifacts(student["model"], profile, split, staging, log)
         (staging / "items.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
         manifest = _manifest(cfg, profile, dataset, popularity, teacher, student, artifacts, time.perf_counter() - start)
+        # --- profile: every artifact in its runtime against the device profile; report.* (toolkit/profiler.py) ---
+        from toolkit.profiler import not_fit_message, profile_build_
+
+        profiled = profile_build_(staging, profile, manifest, log)  # adds "profile" + "verdict" to each artifact
+        # --- end profile ---
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         _replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if not_fit_message(profiled):  # the build is in place and complete; it does not fit its profile (exit 1)
+        raise DoesNotFitError(f"{out}: {not_fit_message(profiled)}")
     return BuildResult(out=out, manifest=manifest, seconds=time.perf_counter() - start)
 
 
