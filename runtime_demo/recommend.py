@@ -14,6 +14,7 @@ The runtime (ExecuTorch for .pte, ONNX Runtime for .onnx) is `export.runtime.Pre
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -168,10 +169,14 @@ def warn_unknown(unknown: list[str], shown: int = 10) -> None:
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Hide what native libraries write to file descriptor 2 (ExecuTorch's C++ log, import chatter)."""
+    """Hide what the runtimes write to stderr while loading (ExecuTorch's C++ log, import chatter).
+
+    Both levels: file descriptor 2 (native code) and `sys.stderr` (ExecuTorch's bindings route
+    their log through it).
+    """
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stderr(io.StringIO()):
         os.dup2(sink.fileno(), 2)
         try:
             yield

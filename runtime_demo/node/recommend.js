@@ -22,7 +22,7 @@ const EXIT_BAD_INPUT = 2;
 const EXIT_INTERRUPTED = 130;
 const ITEMS_FILE = 'items.json';
 const SCORE_DECIMALS = 6;
-const WARMUP_REQUESTS = 50;
+const WARMUP_REQUESTS = 1000;
 const BENCH_MAX_LENGTH_FACTOR = 2; // --bench histories: 1 .. 2 L items, so some overflow the window
 const USAGE = 'usage: node recommend.js --model FILE.onnx (--history ID,ID,... | --bench N) ' +
   '[--json] [--threads T] [--seed S]';
