@@ -115,10 +115,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     result = build(build_config(args), log=lambda msg: print(msg, flush=True))
     m = result.manifest
     print(f"\nbuild written to {result.out}/ in {result.seconds:.0f} s")
-    print(f"{'artifact':<20} {'bytes':>10} {'NDCG@10':>8} {'HR@10':>7} {'top-10 agree':>12}")
+    print(f"{'artifact':<20} {'bytes':>10} {'NDCG@10':>8} {'HR@10':>7} {'top-10 agree':>12}  verdict ({m['profile']['name']})")
     for a in m["artifacts"]:
         print(f"{a['path']:<20} {a['bytes']:>10} {a['metrics']['ndcg10']:>8.4f} {a['metrics']['hr10']:>7.4f} "
-              f"{a['parity']['top10_agreement']:>12.3f}")
+              f"{a['parity']['top10_agreement']:>12.3f}  {a.get('verdict', {}).get('verdict', '-')}")
+    print(f"report: {result.out / 'report.md'}")
     return EXIT_OK
 
 

@@ -93,7 +93,7 @@ class ArtifactProfile:
         return all(c.passed for c in self.checks)
 
     def failures(self) -> list[str]:
-        return [f"{self.path}: {c.text}" for c in self.checks if not c.passed]
+        return [f"{self.path} misses {c.budget}: {c.text}" for c in self.checks if not c.passed]
 
     def verdict(self) -> dict:
         return {"verdict": "fits" if self.fits else "does not fit", "fits": self.fits,

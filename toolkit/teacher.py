@@ -27,7 +27,7 @@ CACHE_FORMAT = 1  # bump when the cached file layout changes
 class TeacherConfig:
     members: int = 3
     dim: int = 64
-    layers: int = 2
+    layers: int = 1
     heads: int = 2
     dropout: float = 0.3
     train: TrainConfig = field(default_factory=lambda: TrainConfig(patience=6))
@@ -49,7 +49,9 @@ class Teacher:
 
 
 def teacher_cache_path(cfg: TeacherConfig, data_key: str, num_items: int, max_history: int, seed: int) -> Path:
-    key = json.dumps({"format": CACHE_FORMAT, "data": data_key, "teacher": cfg.to_dict(), "num_items": num_items,
+    teacher = cfg.to_dict()
+    teacher["train"].pop("threads")  # how many threads trained it does not change what it is
+    key = json.dumps({"format": CACHE_FORMAT, "data": data_key, "teacher": teacher, "num_items": num_items,
                       "max_history": max_history, "seed": seed}, sort_keys=True)
     return cache_dir() / "teachers" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 

@@ -1,0 +1,100 @@
+"""Data loading and the leave-one-out split, on the real MovieLens-100K and small files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolkit.data import load_dataset, read_interactions, split_leave_one_out
+from toolkit.errors import ToolkitError
+
+
+def test_movielens_100k_counts(movielens):
+    assert movielens.name == "movielens-100k"
+    assert len(movielens.user_ids) == 943
+    assert movielens.num_items - 1 == 1682
+    assert movielens.num_interactions == 100_000
+    assert movielens.item_ids[0] == ""  # padding
+    assert movielens.titles["1"].startswith("Toy Story")
+
+
+def test_movielens_sequences_are_time_ordered(movielens, cache_dir):
+    # user 1's first item in time order, read independently from the raw file
+    raw = (cache_dir / "movielens-100k" / "ml-100k.inter").read_text().splitlines()[1:]
+    rows = [r.split("\t") for r in raw if r.split("\t")[0] == "1"]
+    first = min(rows, key=lambda r: float(r[3]))[1]
+    user = movielens.user_ids.index("1")
+    assert movielens.item_ids[movielens.sequences[user][0]] == first
+    assert len(movielens.sequences[user]) == len(rows)
+
+
+def test_split_leave_one_out(movielens):
+    split = split_leave_one_out(movielens)
+    s = movielens.sequences[0]
+    assert split.test_target[0] == s[-1] and split.valid_target[0] == s[-2]
+    assert np.array_equal(split.train[0], s[:-2])
+    assert np.array_equal(split.history("test")[0], s[:-1])
+    assert np.array_equal(split.history("valid")[0], s[:-2])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_string_ids_and_stable_ties(tmp_path):
+    f = _write(tmp_path / "log.csv", "userId,movieId,rating,timestamp\n"
+               "alice,m3,5,10\nalice,m1,4,10\nalice,m2,3,5\nbob,m1,1,1\nbob,m2,1,2\nbob,m3,1,3\ncarol,m1,1,1\n")
+    ds = read_interactions(f)
+    assert ds.user_ids == ["alice", "bob"]  # carol has fewer than 3 interactions
+    assert ds.dropped_users == 1
+    alice = [ds.item_ids[i] for i in ds.sequences[0]]
+    assert alice == ["m2", "m3", "m1"]  # sorted by time; the tie at 10 keeps file order
+
+
+def test_tsv_and_recbole_inter_headers(tmp_path):
+    f = _write(tmp_path / "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n"
+               "1\t7\t3\n1\t8\t1\n1\t9\t2\n")
+    ds = read_interactions(f)
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["8", "9", "7"]
+    g = _write(tmp_path / "y.tsv", "user\titem\tts\n1\ta\t2020-01-03\n1\tb\t2020-01-01\n1\tc\t2020-01-02\n")
+    ds = read_interactions(g)
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["b", "c", "a"]
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"uid": ["u", "u", "u"], "iid": [5, 6, 7], "time": [3, 2, 1]})
+    pq.write_table(table, tmp_path / "x.parquet")
+    ds = read_interactions(tmp_path / "x.parquet")
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["7", "6", "5"]
+
+
+def test_column_overrides(tmp_path):
+    f = _write(tmp_path / "log.csv", "who,what,when\n1,a,1\n1,b,2\n1,c,3\n")
+    with pytest.raises(ToolkitError, match="--user-col"):
+        read_interactions(f)
+    ds = read_interactions(f, user_col="who", item_col="what", time_col="when")
+    assert len(ds.sequences[0]) == 3
+    with pytest.raises(ToolkitError, match="--item-col 'nope'.*columns: who, what, when"):
+        read_interactions(f, user_col="who", item_col="nope", time_col="when")
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("a.json", "{}", "unsupported file type '.json'"),
+    ("a.csv", "user,item,timestamp\n", "no interactions"),
+    ("a.csv", "user,item,timestamp\n1,2,x\n1,3,y\n1,4,z\n", "column 'timestamp' must hold numbers or ISO dates"),
+    ("a.csv", "user,item,timestamp\n1,2\n", "line 2 has 2 fields"),
+    ("a.csv", "user,item,timestamp\n1,2,3\n", "no user has 3 or more"),
+])
+def test_bad_files_name_the_problem(tmp_path, name, text, message):
+    f = _write(tmp_path / name, text)
+    with pytest.raises(ToolkitError, match=message):
+        read_interactions(f)
+
+
+def test_missing_file():
+    with pytest.raises(ToolkitError, match="no such file"):
+        load_dataset("/nonexistent/file.csv")
