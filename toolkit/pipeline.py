@@ -97,13 +97,13 @@ def build(cfg: BuildConfig, log=print) -> BuildResult:
     popularity = {"valid": evaluate_popularity(split, "valid"), "test": evaluate_popularity(split, "test")}
     log(f"popularity baseline: test NDCG@10 {popularity['test'].ndcg10:.4f}, HR@10 {popularity['test'].hr10:.4f}")
 
-    teacher = _teacher(cfg, split, dataset, max_history, log)
-    student = _student(cfg, teacher["model"], split, max_history, log)
+    teacher = train_teacher_for(cfg, split, dataset, max_history, log)
+    student = train_student(cfg.student, teacher.model, split, max_history, cfg.seed, log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        artifacts = export_artifacts(student["model"], profile, split, staging, log)
+        artifacts = export_artifacts(student.model, profile, split, staging, log)
         (staging / "items.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
         manifest = _manifest(cfg, profile, dataset, popularity, teacher, student, artifacts, time.perf_counter() - start)
         # --- profile: every artifact in its runtime against the device profile; report.* (toolkit/profiler.py) ---
@@ -121,7 +121,20 @@ def build(cfg: BuildConfig, log=print) -> BuildResult:
     return BuildResult(out=out, manifest=manifest, seconds=time.perf_counter() - start)
 
 
-def _teacher(cfg: BuildConfig, split: Split, dataset: Dataset, max_history: int, log) -> dict:
+@dataclass
+class TrainedModel:
+    """A trained teacher or student with its measured quality."""
+
+    model: object  # torch.nn.Module (SASRec or Ensemble)
+    config: dict
+    parameters: int
+    metrics: dict[str, Metrics]  # "valid" and "test"
+    seconds: float
+    cached: bool = False
+    epochs: int = 0
+
+
+def train_teacher_for(cfg: BuildConfig, split: Split, dataset: Dataset, max_history: int, log) -> TrainedModel:
     from toolkit.models import count_parameters
     from toolkit.teacher import train_teacher
 
@@ -129,26 +142,31 @@ def _teacher(cfg: BuildConfig, split: Split, dataset: Dataset, max_history: int,
     teacher = train_teacher(cfg.teacher, split, data_key, max_history, cfg.seed)
     metrics = {p: evaluate_model(teacher.model, split, p) for p in ("valid", "test")}
     how = "loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s"
-    log(f"teacher ({cfg.teacher.members} × dim {cfg.teacher.dim}, {cfg.teacher.layers} blocks; {how}): "
+    log(f"teacher ({cfg.teacher.members} × dim {cfg.teacher.dim}, {cfg.teacher.layers} block(s); {how}): "
         f"test NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
-    return {"model": teacher.model, "parameters": count_parameters(teacher.model), "metrics": metrics,
-            "seconds": teacher.seconds, "cached": teacher.cached}
+    return TrainedModel(model=teacher.model, config=cfg.teacher.to_dict(), parameters=count_parameters(teacher.model),
+                        metrics=metrics, seconds=teacher.seconds, cached=teacher.cached)
 
 
-def _student(cfg: BuildConfig, teacher, split: Split, max_history: int, log) -> dict:
+def train_student(s: StudentConfig, teacher, split: Split, max_history: int, seed: int, log=print) -> TrainedModel:
+    """Distil a student from `teacher`, or (teacher=None) train the same architecture from scratch."""
     from toolkit.distill import distill
     from toolkit.models import ModelConfig, count_parameters
+    from toolkit.train import fit
 
-    s = cfg.student
     model_cfg = ModelConfig(num_items=split.num_items, dim=s.dim, layers=s.layers, heads=s.heads,
                             max_history=max_history, dropout=s.dropout)
-    train_cfg = TrainConfig(**{**s.train.to_dict(), "seed": cfg.seed})
-    result = distill(teacher, model_cfg, split, train_cfg, s.distill)
+    train_cfg = TrainConfig(**{**s.train.to_dict(), "seed": seed})
+    if teacher is None:
+        result = fit(model_cfg, split, train_cfg, desc="student (scratch)")
+    else:
+        result = distill(teacher, model_cfg, split, train_cfg, s.distill)
     metrics = {p: evaluate_model(result.model, split, p) for p in ("valid", "test")}
-    log(f"student (dim {s.dim}, {s.layers} block; distilled in {result.seconds:.0f} s, {result.epochs} epochs): "
+    how = "distilled" if teacher is not None else "trained from scratch"
+    log(f"student (dim {s.dim}, {s.layers} block(s); {how} in {result.seconds:.0f} s, {result.epochs} epochs): "
         f"test NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
-    return {"model": result.model, "config": model_cfg, "parameters": count_parameters(result.model),
-            "metrics": metrics, "seconds": result.seconds, "epochs": result.epochs}
+    return TrainedModel(model=result.model, config=model_cfg.to_dict(), parameters=count_parameters(result.model),
+                        metrics=metrics, seconds=result.seconds, epochs=result.epochs)
 
 
 def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log) -> list[Artifact]:
@@ -228,7 +246,7 @@ def check_artifact(path: Path, fmt: str, precision: str, split: Split, threads: 
 
 
 def _manifest(cfg: BuildConfig, profile: DeviceProfile, dataset: Dataset, popularity: dict[str, Metrics],
-              teacher: dict, student: dict, artifacts: list[Artifact], seconds: float) -> dict:
+              teacher: TrainedModel, student: TrainedModel, artifacts: list[Artifact], seconds: float) -> dict:
     from dataclasses import asdict
 
     def both(m: dict[str, Metrics]) -> dict:
@@ -241,12 +259,11 @@ def _manifest(cfg: BuildConfig, profile: DeviceProfile, dataset: Dataset, popula
         "seed": cfg.seed,
         "protocol": "leave-one-out by time; full ranking over all items, history excluded; metrics are test",
         "popularity": {"metrics": both(popularity)},
-        "teacher": {"config": cfg.teacher.to_dict(), "parameters": teacher["parameters"],
-                    "metrics": both(teacher["metrics"]), "train_seconds": teacher["seconds"],
-                    "cached": teacher["cached"]},
-        "student": {"config": student["config"].to_dict(), "distill": cfg.student.distill.to_dict(),
-                    "train": cfg.student.train.to_dict(), "parameters": student["parameters"],
-                    "metrics": both(student["metrics"]), "train_seconds": student["seconds"]},
+        "teacher": {"config": teacher.config, "parameters": teacher.parameters,
+                    "metrics": both(teacher.metrics), "train_seconds": teacher.seconds, "cached": teacher.cached},
+        "student": {"config": student.config, "distill": cfg.student.distill.to_dict(),
+                    "train": cfg.student.train.to_dict(), "parameters": student.parameters,
+                    "metrics": both(student.metrics), "train_seconds": student.seconds, "epochs": student.epochs},
         "artifacts": [asdict(a) for a in artifacts],
         "build_seconds": seconds,
     }
