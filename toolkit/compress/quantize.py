@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import ToolkitError
+from toolkit.compress.prune import base_table, set_base_table
 from toolkit.models import ItemTable
 
 SCALE_DTYPE = torch.float16  # per-row scales: fp16 halves their bytes; relative error 1e-3 << int4 step
@@ -214,7 +215,7 @@ def _block_linears(model: nn.Module):
 def prepare_qat_(model: nn.Module, cfg: QuantConfig) -> nn.Module:
     """Swap in fake-quantized modules (in place) so fine-tuning sees the rounding."""
     if cfg.table_bits < 32:
-        model.items = FakeQuantItemTable(model.items, cfg.table_bits)
+        set_base_table(model, FakeQuantItemTable(base_table(model), cfg.table_bits))
     if cfg.linear_bits < 32:
         for parent, name, linear in _block_linears(model):
             if type(linear) is nn.Linear:
@@ -232,10 +233,10 @@ def quantize_(model: nn.Module, cfg: QuantConfig) -> nn.Module:
     """
     model.eval()
     if cfg.table_bits < 32:
-        table = model.items
+        table = base_table(model)
         if cfg.table_bits == 4 and table.embedding.weight.shape[1] % 2:
             raise ToolkitError(f"QuantConfig.table_bits=4 needs an even table width, got {table.embedding.weight.shape[1]}")
-        model.items = QuantizedItemTable.from_table(table, cfg.table_bits)
+        set_base_table(model, QuantizedItemTable.from_table(table, cfg.table_bits))
     if cfg.linear_bits < 32:
         for parent, name, linear in _block_linears(model):
             setattr(parent, name, QuantizedLinear(linear))

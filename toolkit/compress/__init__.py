@@ -1,0 +1,156 @@
+"""Compression suite: pruning, low-rank factorization and weight quantization, and their recipe.
+
+Each technique is a config dataclass and an in-place function on a trained SASRec:
+
+    prune_(model, PruneConfig(keep_heads, keep_ffn, min_item_count), split)   structured, really smaller
+    low_rank_(model, LowRankConfig(table_rank, linear_rank, energy))          truncated SVD
+    quantize_(model, QuantConfig(table_bits, linear_bits, qat))               int8/int4, table stored once
+
+`compress(model, teacher, split, CompressConfig)` runs them in one fixed order, fine-tuning with
+distillation after each step that changes the function, and measures every step:
+
+    prune -> distill -> low-rank -> distill -> quantize (PTQ; QAT + distill when PTQ loses more
+    than `qat_threshold` of validation NDCG@10, or when asked)
+
+Pruning first removes whole units while the model is still float and can re-learn around them;
+factorizing the pruned matrices then costs less rank; quantization comes last because rounding
+is the step fine-tuning can least undo (that is what QAT is for). The compressed model is a
+plain torch module: `ServingModel` and both exporters take it as is, and the files hold its
+integer weights (no calibration needed: weights only, activations stay fp32).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from toolkit.compress.lowrank import LowRankConfig, LowRankLinear, low_rank_
+from toolkit.compress.prune import PruneConfig, PrunedItemTable, prune_
+from toolkit.compress.quantize import QuantConfig, QuantizedItemTable, QuantizedLinear, prepare_qat_, quantize_
+
+__all__ = [
+    "CompressConfig", "CompressResult", "LowRankConfig", "LowRankLinear", "PruneConfig", "PrunedItemTable",
+    "QuantConfig", "QuantizedItemTable", "QuantizedLinear", "StepReport", "compress", "low_rank_",
+    "model_bytes", "prepare_qat_", "prune_", "quantize_",
+]
+
+
+@dataclass
+class CompressConfig:
+    """Which techniques to run (None = skip) and how to fine-tune after each.
+
+    finetune_epochs / finetune_patience: the distillation fine-tune after each step.
+    qat_threshold: relative loss of validation NDCG@10 from PTQ above which QAT is run instead.
+    """
+
+    prune: PruneConfig | None = None
+    low_rank: LowRankConfig | None = None
+    quant: QuantConfig | None = None
+    finetune_epochs: int = 15
+    finetune_patience: int = 4
+    qat_threshold: float = 0.01
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StepReport:
+    """The measured effect of one technique: weight bytes and validation NDCG@10, before/after."""
+
+    technique: str
+    config: dict
+    bytes_before: int
+    bytes_after: int
+    ndcg_before: float
+    ndcg_after: float  # after its fine-tune, if any
+    ndcg_untuned: float  # right after the technique, before fine-tuning
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CompressResult:
+    model: object  # the compressed SASRec (a torch module)
+    steps: list[StepReport] = field(default_factory=list)
+
+
+def model_bytes(model) -> int:
+    """Bytes of every parameter and buffer, each tensor once (what the weights cost on disk)."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def finetune_(model, teacher, split, epochs: int, patience: int, seed: int = 0, distill_cfg=None):
+    """Distillation fine-tune in place (plain cross-entropy when `teacher` is None); best valid state kept."""
+    from toolkit.distill import DistillConfig, distill
+    from toolkit.train import TrainConfig, fit
+
+    train_cfg = TrainConfig(epochs=epochs, patience=patience, seed=seed, lr=1e-3)
+    if teacher is None:
+        return fit(model.cfg, split, train_cfg, init=model, desc="finetune").model
+    return distill(teacher, model.cfg, split, train_cfg, distill_cfg or DistillConfig(), init=model,
+                   desc="finetune").model
+
+
+def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_cfg=None, log=None) -> CompressResult:
+    """Run the configured techniques on a copy of `model`, in the fixed order, measuring each.
+
+    Args:
+        model: a trained SASRec (left unchanged).
+        teacher: the model to distil from while fine-tuning (None: plain cross-entropy).
+        split: data; validation NDCG@10 is measured before and after every step.
+    """
+    from toolkit.evaluate import evaluate_model
+
+    model = copy.deepcopy(model)
+    steps: list[StepReport] = []
+    ndcg = evaluate_model(model, split, "valid").ndcg10
+
+    def step(name: str, config, apply, tune: bool) -> None:
+        nonlocal model, ndcg
+        start, before_bytes, before = time.perf_counter(), model_bytes(model), ndcg
+        apply()
+        untuned = evaluate_model(model, split, "valid").ndcg10
+        if tune and cfg.finetune_epochs:
+            model = finetune_(model, teacher, split, cfg.finetune_epochs, cfg.finetune_patience, seed, distill_cfg)
+            ndcg = evaluate_model(model, split, "valid").ndcg10
+        else:
+            ndcg = untuned
+        steps.append(StepReport(name, config.to_dict(), before_bytes, model_bytes(model), before, ndcg, untuned,
+                                time.perf_counter() - start))
+        if log:
+            s = steps[-1]
+            log(f"  {name}: {s.bytes_before / 1000:.1f} -> {s.bytes_after / 1000:.1f} KB, valid NDCG@10 "
+                f"{s.ndcg_before:.4f} -> {s.ndcg_untuned:.4f} (untuned) -> {s.ndcg_after:.4f}")
+
+    if cfg.prune is not None:
+        step("prune", cfg.prune, lambda: prune_(model, cfg.prune, split), tune=True)
+    if cfg.low_rank is not None:
+        step("low_rank", cfg.low_rank, lambda: low_rank_(model, cfg.low_rank), tune=True)
+    if cfg.quant is not None:
+        float_model, float_ndcg = copy.deepcopy(model), ndcg
+        step("quantize", cfg.quant, lambda: quantize_(model, cfg.quant), tune=False)
+        lost = (float_ndcg - ndcg) / max(float_ndcg, 1e-9)
+        if cfg.quant.qat or lost > cfg.qat_threshold:
+            ptq_model, ptq_ndcg = model, ndcg
+            model, ndcg = float_model, float_ndcg
+
+            def qat() -> None:
+                prepare_qat_(model, cfg.quant)
+
+            step("qat", replace(cfg.quant, qat=True), qat, tune=True)
+            quantize_(model, cfg.quant)
+            ndcg = evaluate_model(model, split, "valid").ndcg10
+            steps[-1].bytes_after, steps[-1].ndcg_after = model_bytes(model), ndcg
+            if ndcg < ptq_ndcg:  # QAT did not help: keep the post-training result
+                model, ndcg = ptq_model, ptq_ndcg
+    model.eval()
+    return CompressResult(model=model, steps=steps)
