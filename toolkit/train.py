@@ -21,7 +21,8 @@ from toolkit.data import Split
 from toolkit.evaluate import Metrics, evaluate_model, pad_histories
 from toolkit.models import ModelConfig, SASRec
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, targets, inputs) -> loss
+# (logits (B, T, N), targets (B, T), inputs (B, T), rows (B,) indices into training_windows) -> loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -62,7 +63,12 @@ def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
     return pad_histories(windows, max_history + 1)
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+def window_stride(cfg: ModelConfig, train_cfg: TrainConfig) -> int:
+    return train_cfg.window_stride or max(1, cfg.max_history // 2)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None,
+                  rows: torch.Tensor | None = None) -> torch.Tensor:
     """Full-softmax next-item CE over positions whose target is a real item. logits (B, T, N)."""
     valid = targets != 0
     return F.cross_entropy(logits[valid], targets[valid])
@@ -78,7 +84,7 @@ def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn 
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     model = init if init is not None else SASRec(cfg)
-    windows = torch.from_numpy(training_windows(split, cfg.max_history, train_cfg.window_stride or max(1, cfg.max_history // 2)))
+    windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
     start = time.perf_counter()
@@ -88,9 +94,10 @@ def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn 
         order = torch.from_numpy(rng.permutation(len(windows)))
         total = 0.0
         for i in range(0, len(order), train_cfg.batch_size):
-            batch = windows[order[i:i + train_cfg.batch_size]]
+            rows = order[i:i + train_cfg.batch_size]
+            batch = windows[rows]
             inputs, targets = batch[:, :-1], batch[:, 1:]
-            loss = loss_fn(model(inputs), targets, inputs)
+            loss = loss_fn(model(inputs), targets, inputs, rows)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
