@@ -1,6 +1,9 @@
 """ExecuTorch export: torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> .pte.
 
 fp32: the serving graph as is, tied item table stored once.
+A model compressed by `toolkit.compress` already holds its integer weights (table stored once
+as int8/int4 with per-row scales, int8 linears): it is lowered as is, without constant
+propagation, which would otherwise fold the integer table's dequantization into an fp32 copy.
 int8: the item lookup becomes an int8 weight-only embedding (torchao `quantize_` with
 `IntxWeightOnlyConfig`, per row), then PT2E static quantization with the `XNNPACKQuantizer`
 (int8, per-channel weights) calibrated on real training histories for the linear layers, the
@@ -17,7 +20,7 @@ import torch
 from export.serving import ServingModel, example_input
 
 
-def _lower_to_pte(module: torch.nn.Module, max_history: int) -> bytes:
+def _lower_to_pte(module: torch.nn.Module, max_history: int, const_prop: bool = True) -> bytes:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
@@ -25,7 +28,7 @@ def _lower_to_pte(module: torch.nn.Module, max_history: int) -> bytes:
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     # quant fusion turns torchao's dequantize_affine + embedding into the runtime's
     # quantized_decomposed::embedding_byte kernel (the int8 table stays int8 in the file)
-    program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=True))
+    program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=const_prop))
     return program.buffer
 
 
@@ -46,7 +49,7 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
     from torchao.quantization.granularity import PerAxis
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    assert serving.split_table, "int8 needs the lookup and the output scores as separate tensors"
+    assert serving.split_table or stored_once(serving), "int8 needs the lookup and the scores as separate tensors"
     quantize_(
         serving,
         IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
@@ -65,9 +68,14 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
     return convert_pt2e(prepared)
 
 
+def stored_once(serving: ServingModel) -> bool:
+    """True when the model's item table is already integer, stored once (toolkit.compress)."""
+    return getattr(serving.model.items, "embedding", None) is None
+
+
 def export_executorch(serving: ServingModel, path: Path, max_history: int,
                       calibration: torch.Tensor | None = None) -> Path:
     """Write the serving graph as a .pte; int8 when `calibration` histories are given."""
     module = serving if calibration is None else quantize_int8_(serving, calibration)
-    path.write_bytes(_lower_to_pte(module, max_history))
+    path.write_bytes(_lower_to_pte(module, max_history, const_prop=not stored_once(serving)))
     return path

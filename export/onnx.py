@@ -4,6 +4,12 @@ int8 uses ONNX Runtime's own quantization tool (`onnxruntime.quantization.quanti
 per-channel int8 weights for every MatMul (the output item scores included) and the Gather
 item table, activations quantized at run time. The serving graph is built with a split table
 (`ServingModel(split_table=True)`) so the Gather and the scores MatMul own separate weights.
+
+Size: the exporter's own optimizer folds constants up to 256K elements, which turns a model's
+integer tables (toolkit.compress: int8/int4 stored once, dequantized at run time) back into
+fp32 copies; here only small constants are folded (`FOLD_LIMIT`). Per-node debug metadata (stack
+traces, FX node text) and intermediate value_info are dropped: ONNX Runtime needs neither, and
+they were a third of a small model's file.
 """
 
 from __future__ import annotations
@@ -16,6 +22,15 @@ import torch
 from export.serving import HISTORY_NAME, OUTPUT_NAMES, ServingModel, example_input
 
 OPSET = 18
+FOLD_LIMIT = 64  # largest constant (elements) the optimizer may fold: integer weights stay integer
+
+
+def _strip(model) -> None:
+    """Drop what only debugging needs: node metadata, doc strings, intermediate value_info."""
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del model.graph.value_info[:]
 
 
 def export_onnx(serving: ServingModel, path: Path, max_history: int, int8: bool = False) -> Path:
@@ -31,9 +46,13 @@ def export_onnx(serving: ServingModel, path: Path, max_history: int, int8: bool 
             input_names=[HISTORY_NAME],
             output_names=list(OUTPUT_NAMES),
             opset_version=OPSET,
-            optimize=True,
+            optimize=False,
             verbose=False,
         )
+        import onnxscript.optimizer
+
+        program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=FOLD_LIMIT,
+                                                      output_size_limit=FOLD_LIMIT)
         program.save(str(fp32_path), external_data=False)
         if not int8:
             model = onnx.load(str(fp32_path))
@@ -49,6 +68,7 @@ def export_onnx(serving: ServingModel, path: Path, max_history: int, int8: bool 
                 weight_type=QuantType.QInt8,
             )
             model = onnx.load(str(int8_path))
+    _strip(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

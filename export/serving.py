@@ -29,21 +29,22 @@ class ServingModel(nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         self.top_k = top_k
-        self.split_table = split_table
         table = self.model.items
-        # padding_idx only shapes gradients; without it the lookup is a plain embedding(weight, ids),
-        # the pattern ExecuTorch fuses into its int8 embedding kernel
-        table.embedding.padding_idx = None
-        if split_table:
+        # a table already quantized inside the model (toolkit.compress) is stored once as integers
+        # and has no float embedding: both uses read those integers, there is nothing to split
+        stored_once = getattr(table, "embedding", None) is None
+        self.split_table = split_table and not stored_once
+        if not stored_once:
+            # padding_idx only shapes gradients; without it the lookup is a plain embedding(weight,
+            # ids), the pattern ExecuTorch fuses into its int8 embedding kernel
+            table.embedding.padding_idx = None
+        if self.split_table:
             width = table.rank or model.cfg.dim
             self.output = nn.Linear(width, model.cfg.num_items, bias=False)
             with torch.no_grad():
                 self.output.weight.copy_(table.embedding.weight)  # (N, width): a copy the quantizer owns
         else:
             self.output = None
-        padding = torch.zeros(1, model.cfg.num_items, dtype=torch.bool)
-        padding[0, 0] = True  # index 0 is padding, never an answer (even when history is full)
-        self.register_buffer("padding", padding)
 
     def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         table = self.model.items
@@ -54,7 +55,10 @@ class ServingModel(nn.Module):
             scores = self.output(hidden @ table.project.weight)  # (1, r) -> (1, N)
         else:
             scores = self.output(hidden)  # (1, N)
-        scores = scores.scatter(1, history, float("-inf")).masked_fill(self.padding, float("-inf"))
+        # index 0 is padding, never an answer (even when history is full); its mask is computed, so
+        # no (1, N) constant is stored in the file
+        padding = torch.arange(scores.shape[1], device=scores.device) == 0  # (N,)
+        scores = scores.scatter(1, history, float("-inf")).masked_fill(padding, float("-inf"))
         values, indices = torch.topk(scores, self.top_k, dim=1)
         return values, indices
 

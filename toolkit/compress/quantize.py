@@ -36,7 +36,8 @@ class QuantConfig:
     """Weight-only quantization. 32 means "leave in fp32".
 
     table_bits: the item table (stored once, per-row scales): 8 or 4.
-    linear_bits: every linear layer in the blocks (per-output-channel scales): 8.
+    linear_bits: every linear layer in the blocks (per-output-channel scales) and the position
+        table (per-row scales): 8.
     qat: train through fake quantization (straight-through) before converting; the recipe in
         `toolkit.compress.compress` fine-tunes with distillation when this is set.
     """
@@ -194,6 +195,20 @@ class QuantizedLinear(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
+class QuantizedPositions(nn.Module):
+    """Int8 position table, per-row scales; `.weight` (T, D) dequantizes like nn.Embedding's."""
+
+    def __init__(self, positions: nn.Embedding):
+        super().__init__()
+        q, scale = quantize_rows(positions.weight.detach().float(), 8)
+        self.register_buffer("qweight", q)  # (T, D) int8
+        self.register_buffer("scale", scale)  # (T, 1) fp16
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.qweight.to(torch.float32) * self.scale.to(torch.float32)
+
+
 class FakeQuantLinear(nn.Linear):
     """QAT stand-in for nn.Linear: int8 per-channel fake-quantized weight (straight-through)."""
 
@@ -228,8 +243,8 @@ def prepare_qat_(model: nn.Module, cfg: QuantConfig) -> nn.Module:
 def quantize_(model: nn.Module, cfg: QuantConfig) -> nn.Module:
     """Post-training (or post-QAT) weight quantization, in place: integer table stored once, int8 linears.
 
-    Low-rank linears (two nn.Linear) are quantized factor by factor. Positions, LayerNorms and the
-    factorized table's small r×D projection stay fp32.
+    Low-rank linears (two nn.Linear) are quantized factor by factor. LayerNorms and the factorized
+    table's small r×D projection stay fp32.
     """
     model.eval()
     if cfg.table_bits < 32:
@@ -240,4 +255,6 @@ def quantize_(model: nn.Module, cfg: QuantConfig) -> nn.Module:
     if cfg.linear_bits < 32:
         for parent, name, linear in _block_linears(model):
             setattr(parent, name, QuantizedLinear(linear))
+        if isinstance(model.positions, nn.Embedding):
+            model.positions = QuantizedPositions(model.positions)
     return model
