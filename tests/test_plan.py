@@ -1,0 +1,69 @@
+"""Planning against a profile: estimates checked against real exports, candidate choice, the
+int8 = false rule, DoesNotFitError, and one real (tiny) plan on a slice of MovieLens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolkit.errors import DoesNotFitError
+from toolkit.plan import Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student, weight_bytes
+from toolkit.profiles import parse_profile
+
+NUM_ITEMS, HISTORY = 1683, 50
+
+
+def profile(model_bytes: int, int8: bool = True, formats=("onnx",), latency_ms: float = 8.0, memory: int = 24_000_000):
+    raw = {"name": "test", "description": "test profile",
+           "budget": {"model_bytes": model_bytes, "memory_bytes": memory, "latency_ms": latency_ms},
+           "hardware": {"int8": int8, "threads": 1, "gflops": 10.0},
+           "serving": {"max_history": HISTORY, "top_k": 20, "formats": list(formats)}}
+    return parse_profile(raw, "test.toml")
+
+
+@pytest.mark.parametrize("cand", [Candidate(16, table_bits=4, linear_bits=8), Candidate(32, heads=2, embedding_rank=16,
+                                                                                      table_bits=8, linear_bits=8),
+                                  Candidate(8)])
+def test_estimates_match_real_exports(cand):
+    from toolkit.compress import QuantConfig, model_bytes, quantize_
+    from toolkit.models import ModelConfig, SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=NUM_ITEMS, dim=cand.dim, heads=cand.heads, embedding_rank=cand.embedding_rank,
+                               max_history=HISTORY)).eval()
+    if cand.quantized:
+        quantize_(model, QuantConfig(cand.table_bits, cand.linear_bits))
+    assert weight_bytes(cand, NUM_ITEMS, HISTORY) == model_bytes(model)  # exact: what the weights cost
+    est = estimate(cand, NUM_ITEMS, HISTORY, 30.0, ("onnx",))
+    measured = measure_files(model, ("onnx",), HISTORY, 20)["onnx"]
+    assert 0.92 * est.file_bytes["onnx"] <= measured <= 1.02 * est.file_bytes["onnx"]  # estimate errs on the safe side
+
+
+def test_int8_false_never_gets_integer_candidates():
+    assert all(not c.quantized for c in enumerate_candidates(PlanConfig(), int8=False))
+    assert any(c.table_bits == 4 for c in enumerate_candidates(PlanConfig(), int8=True))
+
+
+def test_nothing_fits_names_the_closest_candidate(small_split):
+    with pytest.raises(DoesNotFitError, match=r"closest is dim 8.*model_bytes by \d+%"):
+        plan_student(None, small_split, profile(5_000), log=None)
+    with pytest.raises(DoesNotFitError, match="latency_ms"):
+        plan_student(None, small_split, profile(10_000_000, latency_ms=0.01), log=None)
+
+
+def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
+    """A real plan (one short training) for a 40 KB ONNX-only budget."""
+    torch.set_num_threads(1)
+    budget = 40_000
+    cfg = PlanConfig(dims=(8, 16), layers=(1,), max_trials=1, epochs=2, patience=2)
+    result = plan_student(None, small_split, profile(budget), seed=0, log=None, cfg=cfg)
+    tried = [r for r in result.candidates if r.tried]
+    assert len(tried) >= 1 and tried[0].fits_measured
+    assert tried[0].measured_bytes["onnx"] <= budget
+    assert result.candidate.quantized and result.export["onnx"].precision == result.candidate.precision
+    assert 0.0 < tried[0].valid_ndcg10 <= 1.0
+    untried = [r for r in result.candidates if not r.tried]
+    assert untried and all("file_bytes" in r.predicted for r in untried)
+    # int8 = false: the same budget is out of reach for fp32 students
+    with pytest.raises(DoesNotFitError):
+        plan_student(None, small_split, profile(budget, int8=False), log=None, cfg=cfg)

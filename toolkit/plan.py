@@ -1,0 +1,378 @@
+"""Planning against a device profile: the student and compression that fit, with the best quality.
+
+`plan_student(teacher, split, profile, seed, log)` is the pipeline's entry point:
+
+1. Enumerate candidates (dim, blocks, heads, item-table rank, table/linear bits); a profile with
+   `int8 = false` only gets fp32 candidates.
+2. Estimate each analytically for every format the profile serves (`estimate`): file bytes =
+   weight bytes (parameters × their storage bytes) + the format's measured program overhead;
+   peak memory = the runtime's measured base + weights + planned activations; latency = FLOPs ÷
+   the profile's GFLOP/s + the runtime's measured per-request overhead. Keep those that fit every
+   budget with `margin` to spare.
+3. Try the most promising fitting candidates (ordered by a prior from measured reference points):
+   distil the student from the teacher, compress it (`toolkit.compress`: weight quantization,
+   QAT when post-training quantization loses more than 1%), export it in every format and measure
+   the files. A candidate whose measured file misses the budget is recorded and the plan steps
+   down to the next one. The winner is the fitting candidate with the best validation NDCG@10.
+4. Every candidate considered is recorded (config, predicted and measured bytes, predicted
+   memory/latency, validation NDCG@10). When nothing fits, `DoesNotFitError` names the closest
+   candidate and how far it misses each budget.
+
+The profiler (toolkit/profiler.py) then measures memory and latency of the chosen artifacts in the
+real runtimes; the estimates here only choose what to train.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from toolkit.errors import DoesNotFitError, ToolkitError
+
+# Measured on this toolkit's exports (MovieLens-100K vocabulary, max_history 50, one block):
+# bytes a file holds beyond its weights (graph/program, delegate headers), fp32 and quantized graphs.
+FORMAT_OVERHEAD_BYTES = {"executorch": {"fp32": 23_000, "quantized": 36_000},
+                         "onnx": {"fp32": 8_500, "quantized": 12_500}}
+EXTRA_BLOCK_OVERHEAD_BYTES = {"executorch": 20_000, "onnx": 5_000}  # each block after the first
+# Peak resident memory of a fresh runtime process serving a tiny model (profiler, host): the base.
+RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 13_500_000}
+# Per-request time that does not scale with FLOPs (op dispatch, top-k, copies), host-measured.
+RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
+SCALE_BYTES = 2  # fp16 per-row scales
+# Test NDCG@10 of one-block fp32 students trained from scratch, by width (reference points).
+REFERENCE_NDCG = {8: 0.082, 16: 0.100, 32: 0.106, 64: 0.110}
+TABLE_BITS_PENALTY = {32: 0.0, 8: 0.001, 4: 0.005}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One student architecture and its compression."""
+
+    dim: int
+    layers: int = 1
+    heads: int = 1
+    embedding_rank: int = 0  # 0 = full item table
+    table_bits: int = 32  # 32 | 8 | 4: the item table, stored once
+    linear_bits: int = 32  # 32 | 8: block linears and positions
+
+    @property
+    def quantized(self) -> bool:
+        return self.table_bits < 32 or self.linear_bits < 32
+
+    @property
+    def precision(self) -> str:
+        """How the artifact is labelled, e.g. "fp32", "int8", "int4-table+int8"."""
+        if not self.quantized:
+            return "fp32"
+        table = "fp32" if self.table_bits == 32 else f"int{self.table_bits}"
+        linear = "fp32" if self.linear_bits == 32 else "int8"
+        return table if table == linear else f"{table}-table+{linear}"
+
+    def name(self) -> str:
+        rank = f" r{self.embedding_rank}" if self.embedding_rank else ""
+        return f"dim {self.dim}, {self.layers} block(s), {self.heads} head(s){rank}, {self.precision}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "precision": self.precision}
+
+
+@dataclass
+class Estimate:
+    """Analytic predictions for one candidate: per-format file bytes, peak memory, latency."""
+
+    weight_bytes: int
+    file_bytes: dict[str, int]
+    memory_bytes: dict[str, int]
+    latency_ms: dict[str, float]
+    flops: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CandidateRecord:
+    candidate: dict
+    predicted: dict  # Estimate.to_dict()
+    fits_predicted: bool
+    misses: dict  # budget -> relative excess (predicted, or measured bytes once measured)
+    tried: bool = False
+    measured_bytes: dict = field(default_factory=dict)  # format -> bytes of the exported file
+    valid_ndcg10: float | None = None  # of the compressed model
+    float_valid_ndcg10: float | None = None  # of the distilled float student, before compression
+    fits_measured: bool | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ExportOptions:
+    """How to export the planned model: the weights are already quantized inside it, so every
+    format is written with the plain path (`export_executorch(..., calibration=None)`,
+    `export_onnx(..., int8=False)`); `precision` is the label for the manifest."""
+
+    precision: str
+    table_bits: int
+    linear_bits: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PlanConfig:
+    dims: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
+    layers: tuple[int, ...] = (1, 2)
+    ranks: tuple[float, ...] = (0, 0.5)  # item-table rank as a fraction of dim (0 = full table)
+    table_bits: tuple[int, ...] = (32, 8, 4)
+    linear_bits: tuple[int, ...] = (32, 8)
+    margin: float = 0.05  # predicted figures must fit with this fraction to spare
+    max_trials: int = 2  # candidates trained (each: distil + compress + export)
+    max_candidates: int = 6  # at most this many tried in all when measured files miss (step-down)
+    dropout: float = 0.2
+    epochs: int = 200
+    patience: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PlanResult:
+    model: object  # the compressed student (torch module): ServingModel(model, top_k) and both exporters take it
+    candidate: Candidate
+    export: dict[str, ExportOptions]  # format -> options
+    candidates: list[CandidateRecord]  # every candidate considered, in the order tried
+    steps: list  # toolkit.compress.StepReport of the chosen model's compression
+    teacher_valid_ndcg10: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"candidate": self.candidate.to_dict(), "export": {k: v.to_dict() for k, v in self.export.items()},
+                "candidates": [c.to_dict() for c in self.candidates], "steps": [s.to_dict() for s in self.steps],
+                "teacher_valid_ndcg10": self.teacher_valid_ndcg10}
+
+
+# --- estimates -------------------------------------------------------------------------------
+
+def weight_bytes(c: Candidate, num_items: int, max_history: int) -> int:
+    """Bytes of the weights as stored: item table once (+ per-row scales), projection, positions, blocks."""
+    d, hidden = c.dim, 4 * c.dim
+    width = c.embedding_rank or d
+    table = num_items * width * c.table_bits // 8 + (num_items * SCALE_BYTES if c.table_bits < 32 else 0)
+    project = width * d * 4 if c.embedding_rank else 0
+    wbytes = 1 if c.linear_bits == 8 else 4
+    scale = SCALE_BYTES if c.linear_bits == 8 else 0
+    positions = max_history * d * wbytes + (max_history * scale)
+    linear_weights = 4 * d * d + 2 * d * hidden  # q, k, v, out, fc1, fc2
+    linear_rows = 4 * d + hidden + d  # output channels (biases, scales)
+    block = linear_weights * wbytes + linear_rows * (4 + scale) + 4 * d * 4  # + 2 LayerNorms
+    return table + project + positions + c.layers * block + 2 * d * 4  # + final LayerNorm
+
+
+def flops(c: Candidate, num_items: int, max_history: int) -> int:
+    """Multiply-adds × 2 of one request (last position only in the last block)."""
+    t, d, hidden = max_history, c.dim, 4 * c.dim
+    full_block = t * (4 * d * d + 2 * d * hidden) + 2 * t * t * d  # every position
+    last_block = t * 2 * d * d + (2 * d * d + 2 * d * hidden) + 2 * t * d  # k, v for all; the rest once
+    width = c.embedding_rank or d
+    scores = num_items * width + (width * d if c.embedding_rank else 0)
+    return 2 * ((c.layers - 1) * full_block + last_block + scores)
+
+
+def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, formats: tuple[str, ...]) -> Estimate:
+    w = weight_bytes(c, num_items, max_history)
+    f = flops(c, num_items, max_history)
+    kind = "quantized" if c.quantized else "fp32"
+    # planned activations: hidden states of every position (a few per block), the scores (N),
+    # and a quantized table dequantized for the score matmul (N × width fp32)
+    width = c.embedding_rank or c.dim
+    activations = 4 * (8 * max_history * 4 * c.dim * c.layers + 4 * num_items + (num_items * width if c.quantized else 0))
+    file_bytes, memory, latency = {}, {}, {}
+    for fmt in formats:
+        file_bytes[fmt] = w + FORMAT_OVERHEAD_BYTES[fmt][kind] + EXTRA_BLOCK_OVERHEAD_BYTES[fmt] * (c.layers - 1)
+        memory[fmt] = RUNTIME_BASE_MEMORY[fmt] + file_bytes[fmt] + activations
+        latency[fmt] = f / (gflops * 1e9) * 1e3 + RUNTIME_OVERHEAD_MS[fmt]
+    return Estimate(weight_bytes=w, file_bytes=file_bytes, memory_bytes=memory, latency_ms=latency, flops=f)
+
+
+def misses(est: Estimate, profile, measured_bytes: dict[str, int] | None = None) -> dict[str, float]:
+    """Relative excess over each budget (worst format), 0 when it fits: {"model_bytes": 0.12, ...}."""
+    b = profile.budget
+    size = max((measured_bytes or est.file_bytes).values())
+    return {"model_bytes": max(0.0, size / b.model_bytes - 1),
+            "memory_bytes": max(0.0, max(est.memory_bytes.values()) / b.memory_bytes - 1),
+            "latency_ms": max(0.0, max(est.latency_ms.values()) / b.latency_ms - 1)}
+
+
+def prior_ndcg(c: Candidate) -> float:
+    """Expected quality, only to order the trials: reference points by effective width, adjusted."""
+    width = min(c.dim, round(1.5 * c.embedding_rank)) if c.embedding_rank else c.dim
+    xs = sorted(REFERENCE_NDCG)
+    w = min(max(width, xs[0]), xs[-1])
+    lo = max(x for x in xs if x <= w)
+    hi = min(x for x in xs if x >= w)
+    q = REFERENCE_NDCG[lo] if lo == hi else REFERENCE_NDCG[lo] + (REFERENCE_NDCG[hi] - REFERENCE_NDCG[lo]) * (
+        math.log(w / lo) / math.log(hi / lo))
+    q -= TABLE_BITS_PENALTY[c.table_bits] + (0.0005 if c.linear_bits == 8 else 0.0)
+    return q + 0.002 * (c.layers - 1)
+
+
+def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
+    out = []
+    for dim in cfg.dims:
+        for layers in cfg.layers:
+            heads = 2 if dim >= 32 else 1
+            for frac in cfg.ranks:
+                rank = int(dim * frac)
+                if frac and (rank < 4 or rank % 2):
+                    continue
+                for tb in cfg.table_bits:
+                    for lb in cfg.linear_bits:
+                        if not int8 and (tb < 32 or lb < 32):
+                            continue  # a profile without int8 never gets integer artifacts
+                        if tb == 4 and (rank or dim) % 2:
+                            continue
+                        out.append(Candidate(dim, layers, heads, rank, tb, lb))
+    return out
+
+
+def _cost(c: Candidate, num_items: int, max_history: int) -> int:
+    return weight_bytes(c, num_items, max_history)
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, cfg: PlanConfig, log=None):
+    """Distil a float student of `c`'s architecture, then compress it as `c` says. Returns
+    (compressed model, float model's valid NDCG@10, compression steps)."""
+    from toolkit.compress import CompressConfig, QuantConfig, compress
+    from toolkit.distill import DistillConfig, distill
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig
+
+    model_cfg = ModelConfig(num_items=split.num_items, dim=c.dim, layers=c.layers, heads=c.heads,
+                            max_history=max_history, dropout=cfg.dropout, embedding_rank=c.embedding_rank)
+    train_cfg = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, seed=seed)
+    if teacher is None:
+        from toolkit.train import fit
+
+        result = fit(model_cfg, split, train_cfg, desc=f"plan {c.name()}")
+    else:
+        result = distill(teacher, model_cfg, split, train_cfg, DistillConfig(), desc=f"plan {c.name()}")
+    if not c.quantized:
+        return result.model, result.valid.ndcg10, []
+    quant = QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits)
+    compressed = compress(result.model, teacher, split, CompressConfig(quant=quant), seed=seed, log=log)
+    return compressed.model, result.valid.ndcg10, compressed.steps
+
+
+def measure_files(model, formats: tuple[str, ...], max_history: int, top_k: int) -> dict[str, int]:
+    """Export the model in each format into a temporary folder and return the file sizes."""
+    from export.executorch import export_executorch
+    from export.onnx import export_onnx
+    from export.serving import ServingModel
+    from toolkit.pipeline import quiet_exporters
+
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in formats:
+            path = Path(tmp) / ("m.pte" if fmt == "executorch" else "m.onnx")
+            with quiet_exporters():
+                if fmt == "executorch":
+                    export_executorch(ServingModel(model, top_k), path, max_history)
+                else:
+                    export_onnx(ServingModel(model, top_k), path, max_history)
+            sizes[fmt] = path.stat().st_size
+    return sizes
+
+
+def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanConfig | None = None) -> PlanResult:
+    """Choose, train and compress the student for `profile`; see the module docstring.
+
+    Args:
+        teacher: the trained teacher (distilled from; None trains from labels only).
+        split: the leave-one-out split (training + validation used; test is never looked at).
+        profile: a `toolkit.profiles.DeviceProfile`.
+    Raises:
+        DoesNotFitError: no candidate fits (by estimate, or by measured file size after trying).
+    """
+    from toolkit.evaluate import evaluate_model
+
+    cfg = cfg or PlanConfig()
+    log = log or (lambda *_: None)
+    num_items, max_history = split.num_items, profile.serving.max_history
+    formats, int8 = profile.serving.formats, profile.hardware.int8
+    records: list[CandidateRecord] = []
+    fitting: list[tuple[Candidate, Estimate, CandidateRecord]] = []
+    for c in enumerate_candidates(cfg, int8):
+        est = estimate(c, num_items, max_history, profile.hardware.gflops, formats)
+        miss = misses(est, profile)
+        with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
+        rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
+                              fits_predicted=not any(with_margin.values()), misses=miss)
+        records.append(rec)
+        if rec.fits_predicted:
+            fitting.append((c, est, rec))
+    if not fitting:
+        closest_c, closest = min(((c, r) for c, r in zip(enumerate_candidates(cfg, int8), records)),
+                                 key=lambda cr: max(cr[1].misses.values()))
+        raise DoesNotFitError(f"profile {profile.name}: no student fits; closest is {closest_c.name()}, "
+                              f"which misses {_describe(closest.misses)} (estimates)")
+    # most promising first; among equals the cheaper one (faster to train, more headroom)
+    fitting.sort(key=lambda x: (-prior_ndcg(x[0]), _cost(x[0], num_items, max_history)))
+    log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
+        f"trying up to {cfg.max_trials}")
+    teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg10 if teacher is not None else None
+    best = None
+    tried = 0
+    for c, est, rec in fitting:
+        if tried >= cfg.max_candidates or (best is not None and tried >= cfg.max_trials):
+            break
+        tried += 1
+        start = time.perf_counter()
+        model, float_ndcg, steps = train_candidate(c, teacher, split, max_history, seed, cfg, log)
+        rec.tried, rec.float_valid_ndcg10 = True, float_ndcg
+        rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg10
+        rec.measured_bytes = measure_files(model, formats, max_history, profile.serving.top_k)
+        rec.misses = misses(est, profile, rec.measured_bytes)
+        rec.fits_measured = not any(rec.misses.values())
+        rec.seconds = time.perf_counter() - start
+        records.remove(rec)
+        records.insert(tried - 1, rec)  # tried candidates first, in the order tried
+        sizes = ", ".join(f"{f} {b / 1000:.1f} KB" for f, b in rec.measured_bytes.items())
+        log(f"plan: {c.name()}: valid NDCG@10 {rec.valid_ndcg10:.4f} (float {float_ndcg:.4f}); {sizes}; "
+            f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}")
+        if rec.fits_measured and (best is None or rec.valid_ndcg10 > best[2].valid_ndcg10):
+            best = (c, model, rec, steps)
+    if best is None:
+        tried_recs = [(c, r) for c, _, r in fitting if r.tried]
+        closest_c, closest = min(tried_recs, key=lambda cr: max(cr[1].misses.values()))
+        raise DoesNotFitError(f"profile {profile.name}: no tried student fits; closest is {closest_c.name()}, "
+                              f"which misses {_describe(closest.misses)} (measured file size)")
+    c, model, rec, steps = best
+    options = ExportOptions(precision=c.precision, table_bits=c.table_bits, linear_bits=c.linear_bits)
+    return PlanResult(model=model, candidate=c, export={fmt: options for fmt in formats}, candidates=records,
+                      steps=steps, teacher_valid_ndcg10=teacher_ndcg)
+
+
+def _scaled(est: Estimate, k: float) -> Estimate:
+    return Estimate(weight_bytes=est.weight_bytes, file_bytes={f: int(b * k) for f, b in est.file_bytes.items()},
+                    memory_bytes={f: int(b * k) for f, b in est.memory_bytes.items()},
+                    latency_ms={f: v * k for f, v in est.latency_ms.items()}, flops=est.flops)
+
+
+def _describe(miss: dict[str, float]) -> str:
+    parts = [f"{k} by {v:.0%}" for k, v in miss.items() if v > 0]
+    return ", ".join(parts) if parts else "nothing"
+
+
+def candidate_from_dict(d: dict) -> Candidate:
+    fields = {k: d[k] for k in ("dim", "layers", "heads", "embedding_rank", "table_bits", "linear_bits") if k in d}
+    if "dim" not in fields:
+        raise ToolkitError("candidate: missing field 'dim'")
+    return Candidate(**fields)
