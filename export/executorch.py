@@ -1,6 +1,8 @@
 """ExecuTorch export: torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> .pte.
 
-fp32: the serving graph as is, tied item table stored once.
+fp32: the serving graph as is. The tied table is one tensor in the graph, but XNNPACK keeps its
+own pre-packed copy for the scores (a fully connected layer), so an fp32 .pte holds it twice:
+the price of running the scores inside XNNPACK (≈ 2× faster than a portable matmul).
 A model compressed by `toolkit.compress` already holds its integer weights (table stored once
 as int8/int4 with per-row scales, int8 linears): it is lowered as is, without constant
 propagation, which would otherwise fold the integer table's dequantization into an fp32 copy.

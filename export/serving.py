@@ -8,7 +8,7 @@ The trained model ties its item table (input lookup and output scores share one 
 int8 the two uses must be separate tensors: the lookup is a gather (quantized weight-only by
 torchao / ORT's Gather quantization) and the scores are a linear layer (quantized per channel by
 the XNNPACK quantizer / ORT's MatMul quantization). `split_table=True` builds that graph; fp32
-keeps the table tied, stored once.
+keeps the table tied (one tensor; ONNX stores it once, XNNPACK adds its packed copy).
 """
 
 from __future__ import annotations
@@ -48,17 +48,19 @@ class ServingModel(nn.Module):
 
     def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         table = self.model.items
-        hidden = self.model.encode(history, last_only=True)[:, 0, :]  # (1, D)
+        # reshape, not [:, 0, :]: a view XNNPACK keeps inside its partition (select_copy is not)
+        hidden = self.model.encode(history, last_only=True).reshape(history.shape[0], -1)  # (1, D)
         if self.output is None:
             scores = table.scores(hidden)  # (1, N)
         elif table.project is not None:
             scores = self.output(hidden @ table.project.weight)  # (1, r) -> (1, N)
         else:
             scores = self.output(hidden)  # (1, N)
-        # index 0 is padding, never an answer (even when history is full); its mask is computed, so
-        # no (1, N) constant is stored in the file
-        padding = torch.arange(scores.shape[1], device=scores.device) == 0  # (N,)
-        scores = scores.scatter(1, history, float("-inf")).masked_fill(padding, float("-inf"))
+        # index 0 is padding, never an answer (even when history is full): it is masked with the
+        # history items in one scatter (a masked_fill over all N items costs more than the scatter;
+        # F.pad, not torch.cat: the XNNPACK quantizer annotates cat and would observe int64 ids)
+        masked = torch.nn.functional.pad(history, (1, 0), value=0)  # (1, L + 1)
+        scores = scores.scatter(1, masked, float("-inf"))
         values, indices = torch.topk(scores, self.top_k, dim=1)
         return values, indices
 

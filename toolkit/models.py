@@ -69,8 +69,11 @@ class ItemTable(nn.Module):
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (…, D) -> scores over every item (…, N); the factorized table goes through r."""
         if self.project is not None:
-            return (hidden @ self.project.weight) @ self.embedding.weight.t()  # (…, r) then (…, N)
-        return hidden @ self.embedding.weight.t()
+            return F.linear(hidden @ self.project.weight, self.embedding.weight)  # (…, r) then (…, N)
+        # F.linear, not `@ weight.t()`: exported as one linear with a constant weight, which XNNPACK
+        # runs as a fully connected layer on its pre-packed weight (`@ .t()` re-transposes the
+        # whole N×D table on every call and leaves the matmul to the portable kernels)
+        return F.linear(hidden, self.embedding.weight)
 
 
 class Attention(nn.Module):
@@ -85,15 +88,27 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # query (B, Tq, D), context (B, T, D), mask (B, 1, Tq, T) True = may attend
+    def forward(self, query: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        # query (B, Tq, D), context (B, T, D), mask (B, 1, Tq, T) True = may attend.
+        # `bias` (B, 1, Tq, T), an additive float mask (0 = may attend, -1e30 = may not), replaces
+        # `mask` at inference: attention is then plain bmm + softmax, which XNNPACK runs in one
+        # delegate call (SDPA with a boolean mask decomposes into where/any/logical_not/expand ops
+        # that run outside it)
         b, tq, _ = query.shape
         t = context.shape[1]
         q = self.q(query).view(b, tq, self.heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, hd)
         k = self.k(context).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         v = self.v(context).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, Tq, hd)
+        if bias is not None and p == 0.0:
+            h, hd = self.heads, self.head_dim  # 3-D bmm: a 4-D matmul exports with expand_copy ops
+            att = torch.bmm(q.reshape(b * h, tq, hd), k.reshape(b * h, t, hd).transpose(1, 2))
+            att = att.view(b, h, tq, t) * (hd ** -0.5) + bias  # (B, H, Tq, T)
+            y = torch.bmm(att.softmax(dim=-1).view(b * h, tq, t), v.reshape(b * h, t, hd))
+            y = y.view(b, h, tq, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, Tq, hd)
         y = y.transpose(1, 2).reshape(b, tq, self.heads * self.head_dim)
         return self.out(y)
 
@@ -110,12 +125,14 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(cfg.hidden, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        # x (B, T, D). With last_only the queries are the last position only: (B, 1, D) out.
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        # x (B, T, D). With last_only the queries are the last position only: (B, 1, D) out,
+        # masked by `bias` (B, 1, 1, T) when given, else by the last row of `mask`.
         h = self.ln1(x)
         if last_only:
             x = x[:, -1:, :]
-            y = self.attn(h[:, -1:, :], h, mask[:, :, -1:, :])
+            y = self.attn(h[:, -1:, :], h, None if mask is None else mask[:, :, -1:, :], bias=bias)
         else:
             y = self.attn(h, h, mask)
         x = x + self.drop(y)
@@ -145,12 +162,15 @@ class SASRec(nn.Module):
         valid = history != 0  # (B, T)
         x = self.items.lookup(history) if item_vectors is None else item_vectors
         x = x * math.sqrt(self.cfg.dim) + self.positions.weight[-t:]  # positions right-aligned
-        x = self.drop(x * valid.unsqueeze(-1).to(x.dtype))
-        if last_only and len(self.blocks) == 1:
+        keep = valid.to(x.dtype)  # (B, T) one conversion; the float ops on it stay in XNNPACK
+        x = self.drop(x * keep.unsqueeze(-1))
+        if last_only and len(self.blocks) == 1 and not self.training:
             # the only block queries the last position alone: its mask row is "every real item, and
-            # itself" (B, 1, 1, T). Same values as the last row below, fewer ops in an exported graph.
-            last = valid | (torch.arange(t, device=history.device) == t - 1)
-            return self.norm(self.blocks[0](x, last[:, None, None, :], last_only=True))
+            # itself", here as an additive float mask (B, 1, 1, T): 0 = may attend, -1e30 = may not
+            # (exp underflows to exactly 0, as with -inf; -1e30 not -inf since 0 * inf is NaN).
+            # Same result as the last row below, with only ops XNNPACK runs.
+            bias = F.pad((keep[:, :-1] - 1.0) * 1e30, (0, 1)).view(-1, 1, 1, t)
+            return self.norm(self.blocks[0](x, None, last_only=True, bias=bias))
         causal = torch.ones(t, t, dtype=torch.bool, device=history.device).tril()
         eye = torch.eye(t, dtype=torch.bool, device=history.device)
         # attend to earlier real items, and always to yourself (so padding rows are never empty)
