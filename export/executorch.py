@@ -72,7 +72,8 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
 
 def stored_once(serving: ServingModel) -> bool:
     """True when the model's item table is already integer, stored once (toolkit.compress)."""
-    return getattr(serving.model.items, "embedding", None) is None
+    table = getattr(serving.model, "items", None)  # None: an ensemble teacher, float tables
+    return table is not None and getattr(table, "embedding", None) is None
 
 
 def export_executorch(serving: ServingModel, path: Path, max_history: int,

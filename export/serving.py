@@ -18,18 +18,22 @@ import copy
 import torch
 from torch import nn
 
-from toolkit.models import SASRec
+from toolkit.models import Ensemble, SASRec
 
 HISTORY_NAME = "history"
 OUTPUT_NAMES = ("scores", "items")
 
 
 class ServingModel(nn.Module):
-    def __init__(self, model: SASRec, top_k: int, split_table: bool = False):
+    def __init__(self, model: SASRec | Ensemble, top_k: int, split_table: bool = False):
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         self.top_k = top_k
-        table = self.model.items
+        self.split_table = False
+        self.output = None
+        table = getattr(self.model, "items", None)
+        if table is None:  # an ensemble (the teacher): fp32 only, served through its score_last
+            return
         # a table already quantized inside the model (toolkit.compress) is stored once as integers
         # and has no float embedding: both uses read those integers, there is nothing to split
         stored_once = getattr(table, "embedding", None) is None
@@ -43,11 +47,11 @@ class ServingModel(nn.Module):
             self.output = nn.Linear(width, model.cfg.num_items, bias=False)
             with torch.no_grad():
                 self.output.weight.copy_(table.embedding.weight)  # (N, width): a copy the quantizer owns
-        else:
-            self.output = None
 
     def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        table = self.model.items
+        table = getattr(self.model, "items", None)
+        if table is None:
+            return self._rank(self.model.score_last(history), history)
         # reshape, not [:, 0, :]: a view XNNPACK keeps inside its partition (select_copy is not)
         hidden = self.model.encode(history, last_only=True).reshape(history.shape[0], -1)  # (1, D)
         if self.output is None:
@@ -56,6 +60,9 @@ class ServingModel(nn.Module):
             scores = self.output(hidden @ table.project.weight)  # (1, r) -> (1, N)
         else:
             scores = self.output(hidden)  # (1, N)
+        return self._rank(scores, history)
+
+    def _rank(self, scores: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # index 0 is padding, never an answer (even when history is full): it is masked with the
         # history items in one scatter (a masked_fill over all N items costs more than the scatter;
         # F.pad, not torch.cat: the XNNPACK quantizer annotates cat and would observe int64 ids)

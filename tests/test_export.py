@@ -80,3 +80,22 @@ def test_corrupt_artifact_is_a_clear_error(tmp_path):
             Predictor(tmp_path / name)
     with pytest.raises(ToolkitError, match="unknown artifact type"):
         Predictor(tmp_path / "model.tflite")
+
+
+def test_ensemble_teacher_exports_in_fp32(model, histories, tmp_path):
+    from export.executorch import export_executorch
+    from export.onnx import export_onnx
+    from toolkit.models import Ensemble
+
+    torch.manual_seed(1)
+    other = SASRec(model.cfg).eval()
+    teacher = Ensemble([model, other]).eval()
+    serving = ServingModel(teacher, K)
+    export_executorch(serving, tmp_path / "t.pte", L)
+    export_onnx(serving, tmp_path / "t.onnx", L)
+    for path in (tmp_path / "t.pte", tmp_path / "t.onnx"):
+        predictor = Predictor(path)
+        for row in histories[:10]:
+            with torch.no_grad():
+                expected = serving(torch.from_numpy(row[None]))[1][0].tolist()
+            assert predictor.predict(row[None])[1][0].tolist() == expected
