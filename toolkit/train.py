@@ -9,6 +9,7 @@ inputs (all but the last) and the next-item targets (all but the first) at every
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -104,6 +105,9 @@ def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn 
             total += loss.item() * len(batch)
         valid = evaluate_model(model, split, "valid")
         bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg10:.4f}")
+        if bar.disable:  # no terminal (a log file, CI): one line per epoch instead of a bar
+            print(f"  {desc} epoch {epoch}: loss {total / len(windows):.3f}, valid NDCG@10 {valid.ndcg10:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
         if best is None or valid.ndcg10 > best.ndcg10:
             best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
         elif epoch - best_epoch >= train_cfg.patience:
