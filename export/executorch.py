@@ -78,7 +78,12 @@ def stored_once(serving: ServingModel) -> bool:
 
 def export_executorch(serving: ServingModel, path: Path, max_history: int,
                       calibration: torch.Tensor | None = None) -> Path:
-    """Write the serving graph as a .pte; int8 when `calibration` histories are given."""
-    module = serving if calibration is None else quantize_int8_(serving, calibration)
-    path.write_bytes(_lower_to_pte(module, max_history, const_prop=not stored_once(serving)))
+    """Write the serving graph as a .pte; int8 when `calibration` histories are given.
+
+    A model compressed by `toolkit.compress` (integer table stored once) is written as it is:
+    its weights are already quantized, `calibration` is not needed and is ignored.
+    """
+    once = stored_once(serving)
+    module = serving if calibration is None or once else quantize_int8_(serving, calibration)
+    path.write_bytes(_lower_to_pte(module, max_history, const_prop=not once))
     return path

@@ -54,7 +54,10 @@ def export_onnx(serving: ServingModel, path: Path, max_history: int, int8: bool 
         program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=FOLD_LIMIT,
                                                       output_size_limit=FOLD_LIMIT)
         program.save(str(fp32_path), external_data=False)
-        if not int8:
+        # a model compressed by toolkit.compress already holds its integer weights (table stored
+        # once): ORT's quantizer would only add dynamic activation quantization on top
+        once = getattr(getattr(serving.model, "items", None), "embedding", 0) is None
+        if not int8 or once:
             model = onnx.load(str(fp32_path))
         else:
             from onnxruntime.quantization import QuantType, quantize_dynamic
