@@ -13,7 +13,8 @@
    distil the student from the teacher, compress it (`toolkit.compress`: weight quantization,
    QAT when post-training quantization loses more than 1%), export it in every format and measure
    the files. A candidate whose measured file misses the budget is recorded and the plan steps
-   down to the next one. The winner is the fitting candidate with the best validation NDCG@10.
+   down to the next one. The winner is the smallest fitting file whose validation NDCG@10 is
+   within `quality_tolerance` of the best tried: the smallest student that keeps the quality.
 4. Every candidate considered is recorded (config, predicted and measured bytes, predicted
    memory/latency, validation NDCG@10). When nothing fits, `DoesNotFitError` names the closest
    candidate and how far it misses each budget.
@@ -46,7 +47,7 @@ RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 13_500_000}
 RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
 SCALE_BYTES = 2  # fp16 per-row scales
 # Test NDCG@10 of one-block fp32 students trained from scratch, by width (reference points).
-REFERENCE_NDCG = {8: 0.082, 16: 0.100, 32: 0.106, 64: 0.110}
+REFERENCE_NDCG = {8: 0.082, 16: 0.100, 32: 0.106, 64: 0.108}
 TABLE_BITS_PENALTY = {32: 0.0, 8: 0.001, 4: 0.005}
 
 
@@ -134,7 +135,8 @@ class PlanConfig:
     ranks: tuple[float, ...] = (0, 0.5)  # item-table rank as a fraction of dim (0 = full table)
     table_bits: tuple[int, ...] = (32, 8, 4)
     linear_bits: tuple[int, ...] = (32, 8)
-    margin: float = 0.05  # predicted figures must fit with this fraction to spare
+    quality_tolerance: float = 0.005  # NDCG@10 a smaller student may give up (prior order and final pick)
+    margin: float = 0.02  # predicted figures must fit with this fraction to spare (files are then measured)
     max_trials: int = 2  # candidates trained (each: distil + compress + export)
     max_candidates: int = 6  # at most this many tried in all when measured files miss (step-down)
     dropout: float = 0.2
@@ -252,6 +254,39 @@ def _cost(c: Candidate, num_items: int, max_history: int) -> int:
 
 # --- the plan --------------------------------------------------------------------------------
 
+def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
+                    ) -> tuple[list[CandidateRecord], list[tuple[Candidate, Estimate, CandidateRecord]]]:
+    """Estimate every candidate; return all records and the fitting ones in trial order (no training).
+
+    Raises:
+        DoesNotFitError: no candidate fits by estimate; names the closest and its misses.
+    """
+    cfg = cfg or PlanConfig()
+    max_history, formats, int8 = profile.serving.max_history, profile.serving.formats, profile.hardware.int8
+    records: list[CandidateRecord] = []
+    fitting: list[tuple[Candidate, Estimate, CandidateRecord]] = []
+    candidates = enumerate_candidates(cfg, int8)
+    for c in candidates:
+        est = estimate(c, num_items, max_history, profile.hardware.gflops, formats)
+        with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
+        rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
+                              fits_predicted=not any(with_margin.values()), misses=misses(est, profile))
+        records.append(rec)
+        if rec.fits_predicted:
+            fitting.append((c, est, rec))
+    if not fitting:
+        closest_c, closest = min(zip(candidates, records), key=lambda cr: max(cr[1].misses.values()))
+        raise DoesNotFitError(f"profile {profile.name}: no student fits; closest is {closest_c.name()}, "
+                              f"which misses {_describe(closest.misses)} (estimates)")
+    # the smallest student expected to keep the best quality: candidates whose prior is within
+    # `quality_tolerance` of the best go first, smallest first; the rest follow by prior
+    top = max(prior_ndcg(c) for c, _, _ in fitting)
+    fitting.sort(key=lambda x: (prior_ndcg(x[0]) < top - cfg.quality_tolerance,
+                                _cost(x[0], num_items, max_history) if prior_ndcg(x[0]) >= top - cfg.quality_tolerance
+                                else -prior_ndcg(x[0])))
+    return records, fitting
+
+
 def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, cfg: PlanConfig, log=None):
     """Distil a float student of `c`'s architecture, then compress it as `c` says. Returns
     (compressed model, float model's valid NDCG@10, compression steps)."""
@@ -311,32 +346,15 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
     cfg = cfg or PlanConfig()
     log = log or (lambda *_: None)
     num_items, max_history = split.num_items, profile.serving.max_history
-    formats, int8 = profile.serving.formats, profile.hardware.int8
-    records: list[CandidateRecord] = []
-    fitting: list[tuple[Candidate, Estimate, CandidateRecord]] = []
-    for c in enumerate_candidates(cfg, int8):
-        est = estimate(c, num_items, max_history, profile.hardware.gflops, formats)
-        miss = misses(est, profile)
-        with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
-        rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
-                              fits_predicted=not any(with_margin.values()), misses=miss)
-        records.append(rec)
-        if rec.fits_predicted:
-            fitting.append((c, est, rec))
-    if not fitting:
-        closest_c, closest = min(((c, r) for c, r in zip(enumerate_candidates(cfg, int8), records)),
-                                 key=lambda cr: max(cr[1].misses.values()))
-        raise DoesNotFitError(f"profile {profile.name}: no student fits; closest is {closest_c.name()}, "
-                              f"which misses {_describe(closest.misses)} (estimates)")
-    # most promising first; among equals the cheaper one (faster to train, more headroom)
-    fitting.sort(key=lambda x: (-prior_ndcg(x[0]), _cost(x[0], num_items, max_history)))
+    formats = profile.serving.formats
+    records, fitting = rank_candidates(profile, num_items, cfg)
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
         f"trying up to {cfg.max_trials}")
     teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg10 if teacher is not None else None
-    best = None
+    fits: list = []
     tried = 0
     for c, est, rec in fitting:
-        if tried >= cfg.max_candidates or (best is not None and tried >= cfg.max_trials):
+        if tried >= cfg.max_candidates or (fits and tried >= cfg.max_trials):
             break
         tried += 1
         start = time.perf_counter()
@@ -352,8 +370,14 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
         sizes = ", ".join(f"{f} {b / 1000:.1f} KB" for f, b in rec.measured_bytes.items())
         log(f"plan: {c.name()}: valid NDCG@10 {rec.valid_ndcg10:.4f} (float {float_ndcg:.4f}); {sizes}; "
             f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}")
-        if rec.fits_measured and (best is None or rec.valid_ndcg10 > best[2].valid_ndcg10):
-            best = (c, model, rec, steps)
+        if rec.fits_measured:
+            fits.append((c, model, rec, steps))
+    best = None
+    if fits:
+        # the smallest file whose validation NDCG@10 is within `quality_tolerance` of the best tried
+        top = max(r.valid_ndcg10 for _, _, r, _ in fits)
+        best = min((f for f in fits if f[2].valid_ndcg10 >= top - cfg.quality_tolerance),
+                   key=lambda f: max(f[2].measured_bytes.values()))
     if best is None:
         tried_recs = [(c, r) for c, _, r in fitting if r.tried]
         closest_c, closest = min(tried_recs, key=lambda cr: max(cr[1].misses.values()))
