@@ -1,0 +1,328 @@
+"""Benchmark: the numbers that prove the toolkit works, measured side by side in one run.
+
+    python bench/run.py            # full: MovieLens-100K, 3 seeds (≈ 45 min on 2 cores)
+    python bench/run.py --quick    # smoke run on a slice (a few minutes)
+
+Writes bench/results.json and bench/RESULTS.md (quoted by the README) and bench/frontier.png.
+What it measures:
+- build cost: wall time and peak RSS of `python -m toolkit build --profile mobile-arm`, cold (empty
+  cache: the teacher is trained) and warm (teacher cached), each in a fresh process;
+- quality, over seeds (mean ± std): popularity, teacher, the student trained from scratch and the
+  distilled student (same architecture), and every exported artifact through its runtime;
+- size: the teacher's fp32 .pte/.onnx against each student artifact;
+- latency: batch 1, one thread, the same real histories, all contenders interleaved round by round,
+  ≥ 1,000 timed calls each after warm-up; medians and p95;
+- the quality-per-byte frontier: best NDCG@10 through an artifact within 25 KB, 60 KB, 250 KB, 1 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FRONTIER_BYTES = (25_000, 60_000, 250_000, 1_000_000)
+LATENCY_ROUNDS = 25
+LATENCY_CALLS_PER_ROUND = 50  # 25 × 50 = 1,250 timed calls per contender
+LATENCY_WARMUP = 100
+PROFILE = "mobile-arm"
+
+
+def machine_info() -> dict:
+    import executorch.version
+    import onnxruntime
+    import torch
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "executorch": executorch.version.__version__, "onnxruntime": onnxruntime.__version__,
+            "platform": platform.platform()}
+
+
+def timed_build(args: list[str], cache: Path, out: Path) -> dict:
+    """Run the real CLI build in a fresh process; wall time and that process tree's peak RSS."""
+    wrapper = ("import resource, subprocess, sys, time\n"
+               "t = time.perf_counter()\n"
+               "r = subprocess.run([sys.executable, '-m', 'toolkit', 'build', *sys.argv[1:]])\n"
+               "print('BENCH', r.returncode, time.perf_counter() - t,"
+               " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n")
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", wrapper, "--profile", PROFILE, "--out", str(out), *args],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    line = [x for x in result.stdout.splitlines() if x.startswith("BENCH ")][-1].split()
+    code, seconds, rss = int(line[1]), float(line[2]), int(line[3])
+    if code not in (0, 1):
+        raise RuntimeError(f"build failed with exit {code}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return {"exit_code": code, "seconds": seconds, "peak_rss_bytes": rss, "log": result.stdout}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def latency(contenders: dict[str, callable], histories: np.ndarray) -> dict[str, dict]:
+    """Interleave the contenders round by round on the same inputs; per-call microseconds."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():
+        for i in range(LATENCY_WARMUP):
+            fn(histories[i % len(histories)][None])
+    for r in range(LATENCY_ROUNDS):
+        for name, fn in contenders.items():
+            for i in range(LATENCY_CALLS_PER_ROUND):
+                row = histories[(r * LATENCY_CALLS_PER_ROUND + i) % len(histories)][None]
+                t = time.perf_counter_ns()
+                fn(row)
+                times[name].append((time.perf_counter_ns() - t) / 1000)
+    return {name: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "calls": len(v)}
+            for name, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run on a slice of the data")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and RESULTS.md go")
+    parser.add_argument("--seeds", type=int, default=3, help="student seeds for the quality comparison (default 3)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from export.executorch import export_executorch
+    from export.onnx import export_onnx
+    from export.runtime import Predictor
+    from export.serving import ServingModel
+    from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.evaluate import evaluate_popularity, pad_histories
+    from toolkit.pipeline import (BuildConfig, _first_users, export_artifacts, quiet_exporters,
+                                  train_student, train_teacher_for)
+    from toolkit.profiles import load_profile
+
+    quick_args = ["--max-users", "200", "--epochs", "3", "--teacher-members", "2", "--teacher-dim", "32"]
+    build_args = quick_args if args.quick else []
+    seeds = list(range(args.seeds))
+    out_dir = Path(args.out)
+    work = Path(tempfile.mkdtemp(prefix="bench."))
+    cache = work / "cache"
+    results: dict = {"mode": "quick" if args.quick else "full", "machine": machine_info(), "profile": PROFILE}
+    log = print
+
+    # --- build cost: cold (teacher trained), then warm (teacher cached) -------------------------
+    log("build (cold)…")
+    cold = timed_build(build_args, cache, work / "cold")
+    log(f"  {cold['seconds']:.0f} s, peak RSS {cold['peak_rss_bytes'] / 1e6:.0f} MB")
+    log("build (warm)…")
+    warm = timed_build(build_args, cache, work / "warm")
+    log(f"  {warm['seconds']:.0f} s, peak RSS {warm['peak_rss_bytes'] / 1e6:.0f} MB")
+    results["build_seconds"] = {"cold": cold["seconds"], "warm": warm["seconds"]}
+    results["peak_rss_bytes"] = max(cold["peak_rss_bytes"], warm["peak_rss_bytes"])
+    results["build_peak_rss_bytes"] = {"cold": cold["peak_rss_bytes"], "warm": warm["peak_rss_bytes"]}
+    results["build_exit_codes"] = {"cold": cold["exit_code"], "warm": warm["exit_code"]}
+
+    # --- quality over seeds: same teacher (from the cold build's cache), students per seed -------
+    os.environ["TOOLKIT_CACHE_DIR"] = str(cache)
+    cfg = BuildConfig(profile=PROFILE)
+    if args.quick:
+        cfg = replace(cfg, max_users=200, teacher=replace(cfg.teacher, members=2, dim=32,
+                                                          train=replace(cfg.teacher.train, epochs=3)),
+                      student=replace(cfg.student, train=replace(cfg.student.train, epochs=3)))
+    profile = load_profile(PROFILE)
+    dataset = load_dataset()
+    if cfg.max_users:
+        dataset = _first_users(dataset, cfg.max_users)
+    split = split_leave_one_out(dataset)
+    max_history, top_k = profile.serving.max_history, profile.serving.top_k
+    torch.set_num_threads(os.cpu_count() or 1)
+    teacher = train_teacher_for(cfg, split, dataset, max_history, log)
+    assert teacher.cached, "the teacher should come from the cold build's cache"
+    pop = evaluate_popularity(split, "test")
+    results["popularity"] = {"ndcg10": pop.ndcg10, "hr10": pop.hr10, "users": pop.users}
+
+    runs: dict[str, list] = {"distilled": [], "scratch": []}
+    for seed in seeds:
+        for kind in ("distilled", "scratch"):
+            student = train_student(cfg.student, teacher.model if kind == "distilled" else None, split,
+                                    max_history, seed, log)
+            folder = work / f"{kind}-{seed}"
+            folder.mkdir()
+            artifacts = export_artifacts(student.model, profile, split, folder, log)
+            runs[kind].append({"seed": seed, "student": student, "artifacts": artifacts, "folder": folder})
+
+    # --- teacher artifacts (fp32) for size and latency ------------------------------------------
+    teacher_serving = ServingModel(teacher.model, top_k)
+    with quiet_exporters():
+        export_executorch(teacher_serving, work / "teacher.fp32.pte", max_history)
+        export_onnx(teacher_serving, work / "teacher.fp32.onnx", max_history)
+    results["teacher"] = {
+        "ndcg10": teacher.metrics["test"].ndcg10, "hr10": teacher.metrics["test"].hr10,
+        "parameters": teacher.parameters, "config": teacher.config,
+        "fp32_pte_bytes": (work / "teacher.fp32.pte").stat().st_size,
+        "fp32_onnx_bytes": (work / "teacher.fp32.onnx").stat().st_size,
+        "seeds": 1,
+    }
+
+    students = []
+    for kind, rows in runs.items():
+        eager = [r["student"].metrics["test"] for r in rows]
+        students.append({"name": f"student {kind} (PyTorch eager)", "distilled": kind == "distilled", "format": "pytorch",
+                         "precision": "fp32", "bytes": None, "parameters": rows[0]["student"].parameters,
+                         "ndcg10": mean_std([m.ndcg10 for m in eager])[0], "ndcg10_std": mean_std([m.ndcg10 for m in eager])[1],
+                         "hr10": mean_std([m.hr10 for m in eager])[0], "hr10_std": mean_std([m.hr10 for m in eager])[1],
+                         "seeds": len(rows)})
+        for i, a in enumerate(rows[0]["artifacts"]):
+            same = [r["artifacts"][i] for r in rows]
+            nd, hr = [x.metrics["ndcg10"] for x in same], [x.metrics["hr10"] for x in same]
+            students.append({"name": f"student {kind} {a.format} {a.precision}", "distilled": kind == "distilled",
+                             "format": a.format, "precision": a.precision, "bytes": int(np.mean([x.bytes for x in same])),
+                             "ndcg10": mean_std(nd)[0], "ndcg10_std": mean_std(nd)[1],
+                             "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
+                             "top10_agreement": float(np.mean([x.parity["top10_agreement"] for x in same])),
+                             "seeds": len(rows)})
+    results["students"] = students
+
+    # --- frontier: best NDCG@10 through an artifact within each size ----------------------------
+    measured = [(s["bytes"], s["ndcg10"], s["name"]) for s in students if s["bytes"]]
+    results["frontier"] = {}
+    for limit in FRONTIER_BYTES:
+        fits = [m for m in measured if m[0] <= limit]
+        results["frontier"][str(limit)] = max(f[1] for f in fits) if fits else None
+    results["frontier_artifacts"] = [{"bytes": b, "ndcg10": n, "name": name} for b, n, name in sorted(measured)]
+
+    # --- latency: one thread, same inputs, interleaved -------------------------------------------
+    torch.set_num_threads(1)
+    histories = pad_histories(split.history("test"), max_history)[:500]
+    seed0 = runs["distilled"][0]
+    by_kind = {(a.format, a.precision): seed0["folder"] / a.path for a in seed0["artifacts"]}
+    student_serving = ServingModel(seed0["student"].model, top_k).eval()
+    predictors = {
+        "student_pte_fp32": Predictor(by_kind[("executorch", "fp32")], threads=1),
+        "student_pte_int8": Predictor(by_kind[("executorch", "int8")], threads=1),
+        "student_onnx_fp32": Predictor(by_kind[("onnx", "fp32")], threads=1),
+        "student_onnx_int8": Predictor(by_kind[("onnx", "int8")], threads=1),
+        "teacher_pte_fp32": Predictor(work / "teacher.fp32.pte", threads=1),
+        "teacher_onnx_fp32": Predictor(work / "teacher.fp32.onnx", threads=1),
+    }
+
+    def eager(module):
+        def call(history):
+            with torch.no_grad():
+                return module(torch.from_numpy(history))
+        return call
+
+    contenders = {"teacher_eager": eager(teacher_serving.eval()), "student_eager": eager(student_serving)}
+    contenders.update({name: p.predict for name, p in predictors.items()})
+    log("latency (1 thread, interleaved)…")
+    lat = latency(contenders, histories)
+    results["latency_us"] = {f"{k}_{q}": v[q] for k, v in lat.items() for q in ("p50", "p95")}
+    results["latency_calls"] = min(v["calls"] for v in lat.values())
+    t = lat["teacher_eager"]["p50"]
+    results["ratios"] = {
+        "teacher_fp32_pte_bytes_over_best_student_pte": results["teacher"]["fp32_pte_bytes"] / min(
+            a.bytes for a in seed0["artifacts"] if a.format == "executorch"),
+        "speedup_student_pte_fp32_vs_teacher_eager": t / lat["student_pte_fp32"]["p50"],
+        "speedup_student_pte_int8_vs_teacher_eager": t / lat["student_pte_int8"]["p50"],
+        "speedup_student_onnx_fp32_vs_teacher_eager": t / lat["student_onnx_fp32"]["p50"],
+        "speedup_student_onnx_int8_vs_teacher_eager": t / lat["student_onnx_int8"]["p50"],
+        "executorch_over_onnxruntime_fp32": lat["student_pte_fp32"]["p50"] / lat["student_onnx_fp32"]["p50"],
+        "executorch_over_onnxruntime_int8": lat["student_pte_int8"]["p50"] / lat["student_onnx_int8"]["p50"],
+    }
+    for k, v in results["ratios"].items():
+        log(f"  {k}: {v:.2f}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "RESULTS.md").write_text(render_markdown(results))
+    plot_frontier(results, out_dir / "frontier.png")
+    log(f"wrote {out_dir / 'results.json'}, {out_dir / 'RESULTS.md'}, {out_dir / 'frontier.png'}")
+    return 0
+
+
+def render_markdown(r: dict) -> str:
+    m, lat = r["machine"], r["latency_us"]
+    lines = [
+        f"# Benchmark results ({r['mode']} mode)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, "
+        f"ExecuTorch {m['executorch']}, ONNX Runtime {m['onnxruntime']}. Written by `python bench/run.py`.",
+        "MovieLens-100K, leave-one-out by time, full ranking over all items with the user's history excluded, "
+        f"test users: {r['popularity']['users']}.",
+        "",
+        "## Quality and size",
+        "",
+        f"Students: mean ± std over {r['students'][0]['seeds']} seeds; the teacher is one trained ensemble (1 seed).",
+        "",
+        "| model | format | precision | bytes | NDCG@10 | HR@10 |",
+        "|---|---|---|---:|---:|---:|",
+        f"| most popular | - | - | - | {r['popularity']['ndcg10']:.4f} | {r['popularity']['hr10']:.4f} |",
+        f"| teacher ({r['teacher']['parameters']:,} params) | ExecuTorch / ONNX | fp32 | "
+        f"{r['teacher']['fp32_pte_bytes']:,} / {r['teacher']['fp32_onnx_bytes']:,} | {r['teacher']['ndcg10']:.4f} | "
+        f"{r['teacher']['hr10']:.4f} |",
+    ]
+    for s in r["students"]:
+        size = f"{s['bytes']:,}" if s["bytes"] else f"({s.get('parameters', 0):,} params)"
+        lines.append(f"| {s['name']} | {s['format']} | {s['precision']} | {size} | "
+                     f"{s['ndcg10']:.4f} ± {s['ndcg10_std']:.4f} | {s['hr10']:.4f} ± {s['hr10_std']:.4f} |")
+    lines += ["", "## Frontier: best NDCG@10 through an artifact within a size", "",
+              "| within | NDCG@10 |", "|---:|---:|"]
+    for k, v in r["frontier"].items():
+        lines.append(f"| {int(k):,} B | {'-' if v is None else f'{v:.4f}'} |")
+    lines += ["", "## Latency (batch 1, 1 thread, interleaved, "
+              f"{r['latency_calls']} calls each after warm-up)", "", "| contender | p50 µs | p95 µs |", "|---|---:|---:|"]
+    names = sorted({k.rsplit("_", 1)[0] for k in lat})
+    for n in names:
+        lines.append(f"| {n} | {lat[n + '_p50']:.1f} | {lat[n + '_p95']:.1f} |")
+    lines += ["", "## Ratios", "", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
+    b = r["build_seconds"]
+    lines += ["", "## Build cost (`python -m toolkit build --profile mobile-arm`)", "",
+              "| build | wall s | peak RSS MB | exit |", "|---|---:|---:|---:|",
+              f"| cold (teacher trained) | {b['cold']:.0f} | {r['build_peak_rss_bytes']['cold'] / 1e6:.0f} | "
+              f"{r['build_exit_codes']['cold']} |",
+              f"| warm (teacher cached) | {b['warm']:.0f} | {r['build_peak_rss_bytes']['warm'] / 1e6:.0f} | "
+              f"{r['build_exit_codes']['warm']} |", ""]
+    return "\n".join(lines)
+
+
+def plot_frontier(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = r["frontier_artifacts"]
+    ax.scatter([p["bytes"] / 1000 for p in pts], [p["ndcg10"] for p in pts], label="student artifacts")
+    ax.axhline(r["teacher"]["ndcg10"], color="tab:green", linestyle="--", label="teacher")
+    ax.axhline(r["popularity"]["ndcg10"], color="tab:red", linestyle=":", label="most popular")
+    for limit in FRONTIER_BYTES:
+        ax.axvline(limit / 1000, color="grey", linewidth=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("artifact size (KB, log scale)")
+    ax.set_ylabel("test NDCG@10 (through the runtime)")
+    ax.set_title("Quality per byte, MovieLens-100K")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
