@@ -13,28 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from toolkit.cli import OneLineParser, positive_int  # the toolkit's one-line, exit-2 argument errors
 from toolkit.errors import ToolkitError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise ToolkitError(f"{self.prog}: {message} (see --help)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m runtime_demo",
+    parser = OneLineParser(prog="python -m runtime_demo",
                      description="Top-K recommendations from a .pte (ExecuTorch) or .onnx (ONNX Runtime) "
                                  "artifact; items.json (and manifest.json for --user/--bench) next to it.")
     parser.add_argument("--model", required=True, type=Path, help="the artifact, e.g. builds/mobile-arm/model.int8.pte")
@@ -42,12 +28,12 @@ def make_parser() -> argparse.ArgumentParser:
     source.add_argument("--history", metavar="ID,ID,...",
                         help="original item ids, oldest first (\"\" = empty history)")
     source.add_argument("--user", metavar="ID", help="a user of the build's dataset: their whole history")
-    source.add_argument("--bench", type=_positive_int, metavar="N",
+    source.add_argument("--bench", type=positive_int, metavar="N",
                         help="serve N requests with random real histories; print latency and RSS")
     parser.add_argument("--json", action="store_true",
                         help='print {"items": [...], "scores": [...]} (with --bench: the figures)')
     parser.add_argument("--data", type=Path, help="the build's interactions file, when it is not MovieLens-100K")
-    parser.add_argument("--threads", type=_positive_int, help="runtime threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, help="runtime threads (default 1)")
     parser.add_argument("--seed", type=int, help="seed of the --bench histories (default 0)")
     parser.add_argument("--verbose", action="store_true", help="show the runtimes' own log output")
     return parser

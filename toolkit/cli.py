@@ -16,12 +16,12 @@ from toolkit.errors import DoesNotFitError, ToolkitError
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
         raise ToolkitError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -31,7 +31,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -42,9 +42,9 @@ def _non_negative_int(text: str) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m toolkit",
+    parser = OneLineParser(prog="python -m toolkit",
                      description="Distil a recommender into a small model that fits an edge device.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     b = sub.add_parser("build", help="teacher -> distilled student -> .pte/.onnx artifacts, checked",
                        description="Train a teacher, distil a student sized for the profile, export it "
@@ -55,13 +55,13 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--item-col", help="item id column of --data")
     b.add_argument("--time-col", help="timestamp column of --data")
     b.add_argument("--out", help="build directory (default builds/<profile>)")
-    b.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     short = b.add_argument_group("shorter runs (tests, smoke checks)")
-    short.add_argument("--max-users", type=_positive_int, help="use only the first N users")
-    short.add_argument("--epochs", type=_positive_int, help="at most N epochs for teacher and student")
-    short.add_argument("--teacher-members", type=_positive_int, help="models in the teacher ensemble")
-    short.add_argument("--teacher-dim", type=_positive_int, help="teacher model dimension")
-    short.add_argument("--student-dim", type=_positive_int, help="student model dimension")
+    short.add_argument("--max-users", type=positive_int, help="use only the first N users")
+    short.add_argument("--epochs", type=positive_int, help="at most N epochs for teacher and student")
+    short.add_argument("--teacher-members", type=positive_int, help="models in the teacher ensemble")
+    short.add_argument("--teacher-dim", type=positive_int, help="teacher model dimension")
+    short.add_argument("--student-dim", type=positive_int, help="student model dimension")
 
     sub.add_parser("profiles", help="list the device profiles and their budgets",
                    description="List the shipped device profiles with their budgets.")
@@ -79,7 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="measure this machine's fp32 GFLOP/s (the `gflops` of a profile)",
                        description="Measure the sustained fp32 matrix-multiply rate of this machine at a thread "
                                    "count (needs only numpy) and print the `gflops = X` line for a profile.")
-    c.add_argument("--threads", type=_positive_int, help="threads to measure with (default 1)")
+    c.add_argument("--threads", type=positive_int, help="threads to measure with (default 1)")
     c.add_argument("--profile", help="take the thread count from this profile")
     c.add_argument("--seconds", type=float, help="measuring time (default 1.0)")
     return parser
