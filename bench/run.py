@@ -101,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run on a slice of the data")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and RESULTS.md go")
+    parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from results.json in --out")
     parser.add_argument("--seeds", type=int, default=3, help="student seeds for the quality comparison (default 3)")
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads((Path(args.out) / "results.json").read_text())
+        (Path(args.out) / "RESULTS.md").write_text(render_markdown(results))
+        return 0
 
     import torch
 
@@ -267,7 +272,8 @@ def render_markdown(r: dict) -> str:
         "",
         "## Quality and size",
         "",
-        f"Students: mean ± std over {r['students'][0]['seeds']} seeds; the teacher is one trained ensemble (1 seed).",
+        f"Students: mean ± std over {r['students'][0]['seeds']} seed(s) (no std from one seed); the teacher is one "
+        "trained ensemble (1 seed).",
         "",
         "| model | format | precision | bytes | NDCG@10 | HR@10 |",
         "|---|---|---|---:|---:|---:|",
@@ -278,8 +284,9 @@ def render_markdown(r: dict) -> str:
     ]
     for s in r["students"]:
         size = f"{s['bytes']:,}" if s["bytes"] else f"({s.get('parameters', 0):,} params)"
+        spread = (lambda key: f" ± {s[key]:.4f}") if s["seeds"] > 1 else (lambda key: "")  # no std from one seed
         lines.append(f"| {s['name']} | {s['format']} | {s['precision']} | {size} | "
-                     f"{s['ndcg10']:.4f} ± {s['ndcg10_std']:.4f} | {s['hr10']:.4f} ± {s['hr10_std']:.4f} |")
+                     f"{s['ndcg10']:.4f}{spread('ndcg10_std')} | {s['hr10']:.4f}{spread('hr10_std')} |")
     lines += ["", "## Frontier: best NDCG@10 through an artifact within a size", "",
               "| within | NDCG@10 |", "|---:|---:|"]
     for k, v in r["frontier"].items():
