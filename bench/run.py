@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.serving import ServingModel
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.evaluate import evaluate_popularity, pad_histories
-    from toolkit.pipeline import (BuildConfig, _first_users, export_artifacts, quiet_exporters,
+    from toolkit.pipeline import (BuildConfig, first_users, export_artifacts, quiet_exporters,
                                   train_student, train_teacher_for)
     from toolkit.profiles import load_profile
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_profile(PROFILE)
     dataset = load_dataset()
     if cfg.max_users:
-        dataset = _first_users(dataset, cfg.max_users)
+        dataset = first_users(dataset, cfg.max_users)
     split = split_leave_one_out(dataset)
     max_history, top_k = profile.serving.max_history, profile.serving.top_k
     torch.set_num_threads(os.cpu_count() or 1)

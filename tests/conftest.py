@@ -44,9 +44,9 @@ def movielens(cache_dir):
 def small_split(movielens):
     """Leave-one-out split of the first 150 MovieLens users (real data, small)."""
     from toolkit.data import split_leave_one_out
-    from toolkit.pipeline import _first_users
+    from toolkit.pipeline import first_users
 
-    return split_leave_one_out(_first_users(movielens, 150))
+    return split_leave_one_out(first_users(movielens, 150))
 
 
 @pytest.fixture(scope="session")

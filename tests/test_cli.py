@@ -48,9 +48,9 @@ def test_artifact_metrics_are_what_the_runtimes_give(tiny_build, movielens):
     from export.runtime import Predictor
     from toolkit.data import split_leave_one_out
     from toolkit.evaluate import evaluate_topk
-    from toolkit.pipeline import _first_users
+    from toolkit.pipeline import first_users
 
-    split = split_leave_one_out(_first_users(movielens, 150))
+    split = split_leave_one_out(first_users(movielens, 150))
     manifest = json.loads((tiny_build / "manifest.json").read_text())
     for a in manifest["artifacts"]:
         predictor = Predictor(tiny_build / a["path"])

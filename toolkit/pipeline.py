@@ -89,7 +89,7 @@ def build(cfg: BuildConfig, log=print) -> BuildResult:
 
     dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col)
     if cfg.max_users:
-        dataset = _first_users(dataset, cfg.max_users)
+        dataset = first_users(dataset, cfg.max_users)
     split = split_leave_one_out(dataset)
     log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
         f"{dataset.num_interactions} interactions")
@@ -269,7 +269,7 @@ def _manifest(cfg: BuildConfig, profile: DeviceProfile, dataset: Dataset, popula
     }
 
 
-def _first_users(dataset: Dataset, n: int) -> Dataset:
+def first_users(dataset: Dataset, n: int) -> Dataset:
     """The first n users (quick runs): items keep their indices so the vocabulary is unchanged."""
     from dataclasses import replace
 
