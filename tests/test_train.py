@@ -24,9 +24,17 @@ def test_distillation_loss_limits():
     s, t = torch.randn(2, 3, 7), torch.randn(2, 3, 7)
     y = torch.tensor([[1, 2, 0], [3, 4, 5]])
     hard = cross_entropy(s, y, None)
-    assert torch.allclose(distillation_loss(s, t, y, DistillConfig(alpha=0.0)), hard)
-    assert distillation_loss(s, s, y, DistillConfig(alpha=1.0, temperature=3.0)).abs() < 1e-6
-    assert distillation_loss(s, t, y, DistillConfig(alpha=1.0)) > 0
+    log_probs = lambda x, temp: torch.log_softmax(x / temp, dim=-1)  # noqa: E731  (what the teacher cache holds)
+    assert torch.allclose(distillation_loss(s, log_probs(t, 1.0), y, DistillConfig(alpha=0.0)), hard)
+    assert distillation_loss(s, log_probs(s, 3.0), y, DistillConfig(alpha=1.0, temperature=3.0)).abs() < 1e-6
+    assert distillation_loss(s, log_probs(s, 1.0), y, DistillConfig(alpha=1.0, temperature=1.0)).abs() < 1e-6
+    assert distillation_loss(s, log_probs(t, 1.0), y, DistillConfig(alpha=1.0)) > 0
+    # T = 1 shares the student's softmax between the two terms: same value as computing both
+    mixed = distillation_loss(s, log_probs(t, 1.0), y, DistillConfig(alpha=0.5, temperature=1.0))
+    valid = y != 0
+    kl = torch.nn.functional.kl_div(log_probs(s, 1.0)[valid], log_probs(t, 1.0)[valid], reduction="batchmean",
+                                    log_target=True)
+    assert torch.allclose(mixed, 0.5 * hard + 0.5 * kl)
 
 
 @pytest.fixture(scope="module")

@@ -24,34 +24,38 @@ TEACHER_CACHE_BATCH = 256
 @dataclass
 class DistillConfig:
     alpha: float = 0.5  # weight of the teacher term
-    temperature: float = 2.0
+    temperature: float = 1.0  # measured, dim-16 student, 2 seeds: T=1 valid NDCG@10 0.124, T=2 0.123, scratch 0.117
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, targets: torch.Tensor,
                       cfg: DistillConfig) -> torch.Tensor:
-    """student/teacher logits (B, T, N), targets (B, T) with 0 = no target."""
+    """student logits (B, T, N), the teacher's log-probabilities at `cfg.temperature` (B, T, N),
+    targets (B, T) with 0 = no target."""
     valid = targets != 0
-    s, t = student_logits[valid], teacher_logits[valid]  # (P, N)
-    hard = F.cross_entropy(s, targets[valid])
+    s, t = student_logits[valid], teacher_log_probs[valid].float()  # (P, N)
     temp = cfg.temperature
-    soft = F.kl_div(F.log_softmax(s / temp, dim=-1), F.log_softmax(t / temp, dim=-1),
-                    reduction="batchmean", log_target=True)
+    log_p = F.log_softmax(s, dim=-1)
+    hard = F.nll_loss(log_p, targets[valid])
+    log_q = log_p if temp == 1.0 else F.log_softmax(s / temp, dim=-1)  # T = 1: one softmax serves both
+    soft = F.kl_div(log_q, t, reduction="batchmean", log_target=True)
     return (1.0 - cfg.alpha) * hard + cfg.alpha * temp * temp * soft
 
 
-def teacher_logits(teacher: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
-    """The teacher's outputs on every training window, once, in fp16: (W, T, N).
+def teacher_log_probs(teacher: torch.nn.Module, windows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's log-probabilities at `temperature` on every training window, once, in fp16: (W, T, N).
 
     The windows are the same every epoch (only their order changes), so the teacher runs once
-    instead of once per epoch: distillation then costs about what plain training costs.
+    instead of once per epoch, and its softmax is taken once too: distillation then costs little
+    more than plain training.
     """
     out = []
     with torch.no_grad():
         for i in range(0, len(windows), TEACHER_CACHE_BATCH):
-            out.append(teacher(windows[i:i + TEACHER_CACHE_BATCH, :-1]).to(torch.float16))
+            logits = teacher(windows[i:i + TEACHER_CACHE_BATCH, :-1])
+            out.append(F.log_softmax(logits / temperature, dim=-1).to(torch.float16))
     return torch.cat(out)
 
 
@@ -63,15 +67,16 @@ def distill(teacher: torch.nn.Module, student_cfg: ModelConfig, split: Split, tr
         p.requires_grad_(False)
     windows = training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg))
     cached = None
+    temp = distill_cfg.temperature
     if windows.size * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES:
-        cached = teacher_logits(teacher, torch.from_numpy(windows))
+        cached = teacher_log_probs(teacher, torch.from_numpy(windows), temp)
 
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if cached is not None:
-            teacher_out = cached[rows].float()
+            teacher_out = cached[rows]
         else:
             with torch.no_grad():
-                teacher_out = teacher(inputs)
+                teacher_out = F.log_softmax(teacher(inputs) / temp, dim=-1)
         return distillation_loss(logits, teacher_out, targets, distill_cfg)
 
     return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc)

@@ -1,7 +1,10 @@
-"""The teacher: an ensemble of large SASRec models, trained once and cached.
+"""The teacher: an ensemble of SASRec models, trained once and cached.
 
 Distilling an ensemble into one small student is an established win: the ensemble's averaged
-distribution is smoother and more accurate than any single member's. The trained teacher is
+distribution is smoother and more accurate than any single member's. The teacher's size is its
+number of members, not its width: on MovieLens-100K a dim-64 member overfits and scores below a
+dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members together reach
+0.131 (test 0.114). The trained teacher is
 cached under the user's cache dir, keyed by the data's sha256, the configs and the seed, so a
 second build reuses it.
 """
@@ -26,11 +29,11 @@ CACHE_FORMAT = 1  # bump when the cached file layout changes
 @dataclass
 class TeacherConfig:
     members: int = 3
-    dim: int = 64
+    dim: int = 32  # measured on ML-100K (valid NDCG@10, 3 seeds): dim 64 members 0.116, dim 32 members 0.125
     layers: int = 1
-    heads: int = 2
-    dropout: float = 0.3
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(patience=6))
+    heads: int = 1
+    dropout: float = 0.2
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,10 +30,10 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torc
 class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
-    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
-    window_stride: int = 0  # 0 means max_history // 2
+    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    window_stride: int = 0  # 0 means max_history: windows do not overlap, each target is seen once an epoch
     seed: int = 0
     threads: int = 0  # 0 = torch default
 
@@ -65,7 +65,7 @@ def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
 
 
 def window_stride(cfg: ModelConfig, train_cfg: TrainConfig) -> int:
-    return train_cfg.window_stride or max(1, cfg.max_history // 2)
+    return train_cfg.window_stride or cfg.max_history
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None,
