@@ -29,8 +29,20 @@ def test_manifest_has_the_contract_keys(tiny_build):
         assert isinstance(_get(manifest, key), (int, float)), key
     assert manifest["dataset"]["name"] == "movielens-100k" and manifest["dataset"]["users"] == 150
     assert manifest["profile"]["name"] == "mobile-arm"
-    kinds = {(a["format"], a["precision"]) for a in manifest["artifacts"]}
-    assert kinds == {("executorch", "fp32"), ("executorch", "int8"), ("onnx", "fp32"), ("onnx", "int8")}
+    kinds = {(a["format"], a["precision"], a["quantization"] != "none") for a in manifest["artifacts"]}
+    assert {("executorch", "fp32", False), ("executorch", "int8", True), ("onnx", "fp32", False),
+            ("onnx", "int8", True)} <= kinds
+    # the plan's student: every candidate recorded, the chosen one trained and measured
+    plan = manifest["plan"]
+    tried = [c for c in plan["candidates"] if c["tried"]]
+    assert tried and tried[0]["candidate"] == plan["candidate"] and tried[0]["fits_measured"]
+    assert manifest["student"]["config"]["dim"] == plan["candidate"]["dim"] == 16
+    if plan["candidate"]["precision"] != "fp32":  # the compressed student is exported next to the others
+        compressed = [a for a in manifest["artifacts"] if a["path"].startswith("model.compressed.")]
+        assert {a["format"] for a in compressed} == {"executorch", "onnx"}
+        assert all(a["precision"] == plan["candidate"]["precision"] for a in compressed)
+    report = (tiny_build / "report.md").read_text()
+    assert "# Plan: the student for mobile-arm" in report and (tiny_build / "candidates.png").stat().st_size > 0
     for a in manifest["artifacts"]:
         data = (tiny_build / a["path"]).read_bytes()
         assert a["bytes"] == len(data) and a["sha256"] == hashlib.sha256(data).hexdigest()

@@ -64,6 +64,6 @@ def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
     assert 0.0 < tried[0].valid_ndcg10 <= 1.0
     untried = [r for r in result.candidates if not r.tried]
     assert untried and all("file_bytes" in r.predicted for r in untried)
-    # int8 = false: the same budget is out of reach for fp32 students
+    # int8 = false: a budget that integer weights make is out of reach for fp32 students
     with pytest.raises(DoesNotFitError):
-        plan_student(None, small_split, profile(budget, int8=False), log=None, cfg=cfg)
+        plan_student(None, small_split, profile(25_000, int8=False), log=None, cfg=cfg)

@@ -61,7 +61,7 @@ def make_parser() -> argparse.ArgumentParser:
     short.add_argument("--epochs", type=positive_int, help="at most N epochs for teacher and student")
     short.add_argument("--teacher-members", type=positive_int, help="models in the teacher ensemble")
     short.add_argument("--teacher-dim", type=positive_int, help="teacher model dimension")
-    short.add_argument("--student-dim", type=positive_int, help="student model dimension")
+    short.add_argument("--student-dim", type=positive_int, help="student model dimension (the plan then chooses only the rest)")
 
     sub.add_parser("profiles", help="list the device profiles and their budgets",
                    description="List the shipped device profiles with their budgets.")
@@ -96,17 +96,19 @@ def build_config(args: argparse.Namespace):
     if args.out is not None:
         overrides["out"] = Path(args.out)
     cfg = replace(cfg, **overrides)
-    teacher, student = cfg.teacher, cfg.student
+    teacher, student, plan = cfg.teacher, cfg.student, cfg.plan
     if args.epochs is not None:
         teacher = replace(teacher, train=replace(teacher.train, epochs=args.epochs))
         student = replace(student, train=replace(student.train, epochs=args.epochs))
+        plan = replace(plan, epochs=args.epochs)
     if args.teacher_members is not None:
         teacher = replace(teacher, members=args.teacher_members)
     if args.teacher_dim is not None:
         teacher = replace(teacher, dim=args.teacher_dim)
     if args.student_dim is not None:
         student = replace(student, dim=args.student_dim)
-    return replace(cfg, teacher=teacher, student=student)
+        plan = replace(plan, dims=(args.student_dim,))
+    return replace(cfg, teacher=teacher, student=student, plan=plan)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

@@ -1,6 +1,10 @@
-"""The recipe: load → split → teacher → distill → export → check → write, top to bottom.
+"""The recipe: load → split → teacher → plan (distil + compress the student the profile can hold)
+→ export → check → profile → write, top to bottom.
 
-`build(BuildConfig)` is what `python -m toolkit build` runs. Every output is written into a
+`build(BuildConfig)` is what `python -m toolkit build` runs. The plan (toolkit/plan.py) chooses
+the student's architecture and compression for the profile's budgets and trains it; the build
+exports the float student (fp32, and int8 through ExecuTorch's PT2E quantizer / ONNX Runtime's
+quantizer) where those fit the model budget, plus the compressed student when the plan chose one. Every output is written into a
 temporary directory next to the target and moved into place only when complete, so a failed or
 interrupted build never leaves a half-written build directory (and never loses the previous one
 before the new one is whole).
@@ -26,13 +30,22 @@ from toolkit.data import Dataset, Split, load_dataset, split_leave_one_out
 from toolkit.distill import DistillConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 from toolkit.evaluate import Metrics, evaluate_model, evaluate_popularity, pad_histories
+from toolkit.plan import Candidate, PlanConfig, PlanResult, estimate, plan_student
 from toolkit.profiles import DeviceProfile, load_profile
 from toolkit.teacher import TeacherConfig
 from toolkit.train import TrainConfig
 
 CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
 PARITY_HISTORIES = 200  # test histories each artifact is compared on against PyTorch
-REFERENCE_FILE = "reference.npz"  # those histories and the PyTorch outputs (history, scores, items)
+REFERENCE_FILE = "reference.npz"
+# how each artifact's weights were quantized, by (format, method)
+QUANTIZATION = {
+    ("executorch", "none"): "none", ("onnx", "none"): "none",
+    ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer static int8 per-channel linears",
+    ("onnx", "int8"): "ONNX Runtime quantize_dynamic int8 (MatMul, Gather)",
+    ("executorch", "compressed"): "toolkit.compress weight-only (integer table stored once, int8 linears)",
+    ("onnx", "compressed"): "toolkit.compress weight-only (integer table stored once, int8 linears)",
+}  # those histories and the PyTorch outputs (history, scores, items)
 
 
 @dataclass
@@ -41,7 +54,7 @@ class StudentConfig:
     layers: int = 1
     heads: int = 1
     dropout: float = 0.2
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(patience=8))
+    train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
@@ -56,7 +69,8 @@ class BuildConfig:
     seed: int = 0
     max_users: int = 0  # > 0: build on the first N users only (quick runs and tests)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)  # train_student (fixed architecture)
+    plan: PlanConfig = field(default_factory=PlanConfig)  # the build's student: planned for the profile
 
 
 @dataclass
@@ -67,7 +81,8 @@ class Artifact:
     bytes: int
     sha256: str
     metrics: dict  # HR@10 / NDCG@10 on test, measured through the runtime
-    parity: dict  # top-10 agreement and max score error against PyTorch
+    parity: dict  # top-10 agreement and max score error against the float student in PyTorch
+    quantization: str = "none"  # how the weights became integers (QUANTIZATION)
 
 
 @dataclass
@@ -98,14 +113,19 @@ def build(cfg: BuildConfig, log=print) -> BuildResult:
     log(f"popularity baseline: test NDCG@10 {popularity['test'].ndcg10:.4f}, HR@10 {popularity['test'].hr10:.4f}")
 
     teacher = train_teacher_for(cfg, split, dataset, max_history, log)
-    student = train_student(cfg.student, teacher.model, split, max_history, cfg.seed, log)
+    # --- plan: the student architecture and compression that fit the profile (toolkit/plan.py) ---
+    plan = plan_student(teacher.model, split, profile, cfg.seed, log, cfg.plan)
+    student = planned_student(plan, split, log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        artifacts = export_artifacts(student.model, profile, split, staging, log)
+        artifacts = export_artifacts(plan.float_model, profile, split, staging, log,
+                                     precisions=float_precisions(plan, profile, split.num_items),
+                                     compressed=(plan.model, plan.candidate.precision) if plan.candidate.quantized else None)
         (staging / "items.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
         manifest = _manifest(cfg, profile, dataset, popularity, teacher, student, artifacts, time.perf_counter() - start)
+        manifest["plan"] = plan.to_dict()
         # --- profile: every artifact in its runtime against the device profile; report.* (toolkit/profiler.py) ---
         from toolkit.profiler import not_fit_message, profile_build_
 
@@ -169,8 +189,48 @@ def train_student(s: StudentConfig, teacher, split: Split, max_history: int, see
                         metrics=metrics, seconds=result.seconds, epochs=result.epochs)
 
 
-def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log) -> list[Artifact]:
-    """Export the student in every format the profile serves, fp32 and (if int8) int8, and check each."""
+def planned_student(plan: PlanResult, split: Split, log=print) -> TrainedModel:
+    """The plan's float student (before compression), with its measured quality."""
+    from toolkit.models import count_parameters
+
+    model = plan.float_model
+    metrics = {p: evaluate_model(model, split, p) for p in ("valid", "test")}
+    tried = next(r for r in plan.candidates if r.tried and r.candidate == plan.candidate.to_dict())
+    log(f"student ({plan.candidate.name()}; distilled and compressed in {tried.seconds:.0f} s): float test "
+        f"NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
+    return TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model),
+                        metrics=metrics, seconds=tried.seconds)
+
+
+def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, list[str]]:
+    """Per format, which exports of the float student fit the model budget by estimate: "fp32", and
+    "int8" (PT2E static / ORT dynamic; it holds the table twice as int8: lookup and scores)."""
+    from dataclasses import replace
+
+    c, b = plan.candidate, profile.budget
+    width = c.embedding_rank or c.dim
+    out = {}
+    for fmt in profile.serving.formats:
+        fp32 = estimate(replace(c, table_bits=32, linear_bits=32), num_items, profile.serving.max_history,
+                        profile.hardware.gflops, (fmt,)).file_bytes[fmt]
+        int8 = estimate(replace(c, table_bits=8, linear_bits=8), num_items, profile.serving.max_history,
+                        profile.hardware.gflops, (fmt,)).file_bytes[fmt] + num_items * width
+        out[fmt] = [p for p, size in (("fp32", fp32), ("int8", int8))
+                    if size <= b.model_bytes and (p == "fp32" or profile.hardware.int8)]
+    return out
+
+
+def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log,
+                     precisions: dict[str, list[str]] | None = None,
+                     compressed: tuple | None = None) -> list[Artifact]:
+    """Export the float student `model` in every format the profile serves and check each artifact.
+
+    precisions: per format, "fp32" and/or "int8" (PT2E static int8 for ExecuTorch, dynamic int8
+        for ONNX Runtime); default both (fp32 only where the profile has no int8).
+    compressed: (model, precision label): a model compressed by toolkit.compress (integer weights
+        inside) also exported, as `model.compressed.pte/.onnx`.
+    reference.npz holds the float student's outputs: every artifact's parity is against it.
+    """
     import torch
 
     from export.executorch import export_executorch
@@ -180,14 +240,18 @@ def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log
     max_history, top_k = profile.serving.max_history, profile.serving.top_k
     calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
     reference = ServingModel(model, top_k).eval()
-    precisions = ["fp32", "int8"] if profile.hardware.int8 else ["fp32"]
+    default = ["fp32", "int8"] if profile.hardware.int8 else ["fp32"]
     write_reference(reference, split, max_history, out / REFERENCE_FILE)
     artifacts = []
     for fmt in profile.serving.formats:
-        for precision in precisions:
-            int8 = precision == "int8"
-            serving = ServingModel(model, top_k, split_table=int8)
-            name = f"model.{precision}{'.pte' if fmt == 'executorch' else '.onnx'}"
+        suffix = ".pte" if fmt == "executorch" else ".onnx"
+        jobs = [(p, f"model.{p}{suffix}", model, "int8" if p == "int8" else "none")
+                for p in (default if precisions is None else precisions[fmt])]
+        if compressed is not None:
+            jobs.append((compressed[1], f"model.compressed{suffix}", compressed[0], "compressed"))
+        for precision, name, module, method in jobs:
+            int8 = method == "int8"
+            serving = ServingModel(module, top_k, split_table=int8)
             path = out / name
             with quiet_exporters():
                 if fmt == "executorch":
@@ -196,6 +260,7 @@ def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log
                     export_onnx(serving, path, max_history, int8=int8)
             artifact = check_artifact(path, fmt, precision, split, profile.hardware.threads)
             artifact.path = name
+            artifact.quantization = QUANTIZATION[(fmt, method)]
             log(f"  {name}: {artifact.bytes / 1000:.1f} KB, test NDCG@10 {artifact.metrics['ndcg10']:.4f} "
                 f"through {fmt}, top-10 agreement {artifact.parity['top10_agreement']:.3f}")
             artifacts.append(artifact)
@@ -261,9 +326,9 @@ def _manifest(cfg: BuildConfig, profile: DeviceProfile, dataset: Dataset, popula
         "popularity": {"metrics": both(popularity)},
         "teacher": {"config": teacher.config, "parameters": teacher.parameters,
                     "metrics": both(teacher.metrics), "train_seconds": teacher.seconds, "cached": teacher.cached},
-        "student": {"config": student.config, "distill": cfg.student.distill.to_dict(),
-                    "train": cfg.student.train.to_dict(), "parameters": student.parameters,
-                    "metrics": both(student.metrics), "train_seconds": student.seconds, "epochs": student.epochs},
+        "student": {"config": student.config, "distill": DistillConfig().to_dict(), "plan_config": cfg.plan.to_dict(),
+                    "parameters": student.parameters,
+                    "metrics": both(student.metrics), "train_seconds": student.seconds},
         "artifacts": [asdict(a) for a in artifacts],
         "build_seconds": seconds,
     }

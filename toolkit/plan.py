@@ -35,8 +35,8 @@ from toolkit.errors import DoesNotFitError, ToolkitError
 
 # Measured on this toolkit's exports (MovieLens-100K vocabulary, max_history 50, one block):
 # bytes a file holds beyond its weights (graph/program, delegate headers), fp32 and quantized graphs.
-FORMAT_OVERHEAD_BYTES = {"executorch": {"fp32": 18_500, "quantized": 32_000},
-                         "onnx": {"fp32": 8_000, "quantized": 12_500}}
+FORMAT_OVERHEAD_BYTES = {"executorch": {"fp32": 17_000, "quantized": 31_500},
+                         "onnx": {"fp32": 4_000, "quantized": 7_000}}
 EXTRA_BLOCK_OVERHEAD_BYTES = {"executorch": 27_000, "onnx": 7_500}  # each block after the first
 # fp32 .pte: XNNPACK runs the scores as a fully connected layer on its own packed copy of the
 # (float) item table, so the table is in the file twice; integer tables are not delegated.
@@ -46,8 +46,10 @@ RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 13_500_000}
 # Per-request time that does not scale with FLOPs (op dispatch, top-k, copies), host-measured.
 RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
 SCALE_BYTES = 2  # fp16 per-row scales
-# Test NDCG@10 of one-block fp32 students trained from scratch, by width (reference points).
-REFERENCE_NDCG = {8: 0.082, 16: 0.100, 32: 0.106, 64: 0.108}
+# Test NDCG@10 of one-block fp32 models trained from scratch on MovieLens-100K, by width (reference
+# points, only to order the trials): 16, 32 and 64 measured with this toolkit's recipe (mean of 2-3
+# seeds; dim 64 overfits), 8 from the issue's reference run.
+REFERENCE_NDCG = {8: 0.082, 16: 0.1025, 32: 0.111, 64: 0.104}
 TABLE_BITS_PENALTY = {32: 0.0, 8: 0.001, 4: 0.005}
 
 
@@ -103,6 +105,7 @@ class CandidateRecord:
     predicted: dict  # Estimate.to_dict()
     fits_predicted: bool
     misses: dict  # budget -> relative excess (predicted, or measured bytes once measured)
+    prior_ndcg10: float = 0.0  # expected test NDCG@10 from reference points: only orders the trials
     tried: bool = False
     measured_bytes: dict = field(default_factory=dict)  # format -> bytes of the exported file
     valid_ndcg10: float | None = None  # of the compressed model
@@ -135,13 +138,13 @@ class PlanConfig:
     ranks: tuple[float, ...] = (0, 0.5)  # item-table rank as a fraction of dim (0 = full table)
     table_bits: tuple[int, ...] = (32, 8, 4)
     linear_bits: tuple[int, ...] = (32, 8)
-    quality_tolerance: float = 0.005  # NDCG@10 a smaller student may give up (prior order and final pick)
+    quality_tolerance: float = 0.002  # NDCG@10 a smaller student may give up (prior order and final pick)
     margin: float = 0.02  # predicted figures must fit with this fraction to spare (files are then measured)
-    max_trials: int = 2  # candidates trained (each: distil + compress + export)
+    max_trials: int = 1  # candidates trained (each: distil + compress + export); more only to step down
     max_candidates: int = 6  # at most this many tried in all when measured files miss (step-down)
     dropout: float = 0.2
     epochs: int = 200
-    patience: int = 8
+    patience: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +153,7 @@ class PlanConfig:
 @dataclass
 class PlanResult:
     model: object  # the compressed student (torch module): ServingModel(model, top_k) and both exporters take it
+    float_model: object  # the distilled float student of the same architecture, before compression
     candidate: Candidate
     export: dict[str, ExportOptions]  # format -> options
     candidates: list[CandidateRecord]  # every candidate considered, in the order tried
@@ -226,14 +230,14 @@ def prior_ndcg(c: Candidate) -> float:
     q = REFERENCE_NDCG[lo] if lo == hi else REFERENCE_NDCG[lo] + (REFERENCE_NDCG[hi] - REFERENCE_NDCG[lo]) * (
         math.log(w / lo) / math.log(hi / lo))
     q -= TABLE_BITS_PENALTY[c.table_bits] + (0.0005 if c.linear_bits == 8 else 0.0)
-    return q + 0.002 * (c.layers - 1)
+    return q  # a second block is tried only when the first choice misses: no measured gain from it
 
 
 def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
     out = []
     for dim in cfg.dims:
         for layers in cfg.layers:
-            heads = 2 if dim >= 32 else 1
+            heads = 2 if dim >= 64 else 1
             for frac in cfg.ranks:
                 rank = int(dim * frac)
                 if frac and (rank < 4 or rank % 2):
@@ -270,7 +274,8 @@ def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
         est = estimate(c, num_items, max_history, profile.hardware.gflops, formats)
         with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
         rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
-                              fits_predicted=not any(with_margin.values()), misses=misses(est, profile))
+                              fits_predicted=not any(with_margin.values()), misses=misses(est, profile),
+                              prior_ndcg10=prior_ndcg(c))
         records.append(rec)
         if rec.fits_predicted:
             fitting.append((c, est, rec))
@@ -288,8 +293,8 @@ def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
 
 
 def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, cfg: PlanConfig, log=None):
-    """Distil a float student of `c`'s architecture, then compress it as `c` says. Returns
-    (compressed model, float model's valid NDCG@10, compression steps)."""
+    """Distil a float student of `c`'s architecture (teacher None: labels only), then compress it
+    as `c` says. Returns (compressed model, float model, float model's valid NDCG@10, compression steps)."""
     from toolkit.compress import CompressConfig, QuantConfig, compress
     from toolkit.distill import DistillConfig, distill
     from toolkit.models import ModelConfig
@@ -305,10 +310,10 @@ def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, c
     else:
         result = distill(teacher, model_cfg, split, train_cfg, DistillConfig(), desc=f"plan {c.name()}")
     if not c.quantized:
-        return result.model, result.valid.ndcg10, []
+        return result.model, result.model, result.valid.ndcg10, []
     quant = QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits)
     compressed = compress(result.model, teacher, split, CompressConfig(quant=quant), seed=seed, log=log)
-    return compressed.model, result.valid.ndcg10, compressed.steps
+    return compressed.model, result.model, result.valid.ndcg10, compressed.steps
 
 
 def measure_files(model, formats: tuple[str, ...], max_history: int, top_k: int) -> dict[str, int]:
@@ -358,7 +363,7 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
             break
         tried += 1
         start = time.perf_counter()
-        model, float_ndcg, steps = train_candidate(c, teacher, split, max_history, seed, cfg, log)
+        model, float_model, float_ndcg, steps = train_candidate(c, teacher, split, max_history, seed, cfg, log)
         rec.tried, rec.float_valid_ndcg10 = True, float_ndcg
         rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg10
         rec.measured_bytes = measure_files(model, formats, max_history, profile.serving.top_k)
@@ -371,7 +376,7 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
         log(f"plan: {c.name()}: valid NDCG@10 {rec.valid_ndcg10:.4f} (float {float_ndcg:.4f}); {sizes}; "
             f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}")
         if rec.fits_measured:
-            fits.append((c, model, rec, steps))
+            fits.append((c, (model, float_model), rec, steps))
     best = None
     if fits:
         # the smallest file whose validation NDCG@10 is within `quality_tolerance` of the best tried
@@ -383,9 +388,9 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
         closest_c, closest = min(tried_recs, key=lambda cr: max(cr[1].misses.values()))
         raise DoesNotFitError(f"profile {profile.name}: no tried student fits; closest is {closest_c.name()}, "
                               f"which misses {_describe(closest.misses)} (measured file size)")
-    c, model, rec, steps = best
+    c, (model, float_model), rec, steps = best
     options = ExportOptions(precision=c.precision, table_bits=c.table_bits, linear_bits=c.linear_bits)
-    return PlanResult(model=model, candidate=c, export={fmt: options for fmt in formats}, candidates=records,
+    return PlanResult(model=model, float_model=float_model, candidate=c, export={fmt: options for fmt in formats}, candidates=records,
                       steps=steps, teacher_valid_ndcg10=teacher_ndcg)
 
 

@@ -165,7 +165,7 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
     checks = [
         Check("format", a.format in s.formats, f"format {a.format}: device serves {', '.join(s.formats)}",
               basis="artifact"),
-        Check("precision", a.precision != "int8" or hw.int8,
+        Check("precision", a.precision == "fp32" or hw.int8,
               f"precision {a.precision}: device {'has' if hw.int8 else 'has no'} fast int8 kernels", basis="artifact"),
         Check("serving", a.io["max_history"] == s.max_history and a.io["top_k"] >= s.top_k,
               f"serving: history {a.io['max_history']} (device {s.max_history}), top-K {a.io['top_k']} "
@@ -473,7 +473,7 @@ def profile_build_(build_dir: Path, profile: DeviceProfile, manifest: dict, log=
                                   quality=entry.get("metrics"), precision=entry.get("precision"))
         entry["profile"], entry["verdict"] = result.figures(), result.verdict()
         results.append(result)
-    write_report(Path(build_dir), profile, results)
+    write_report(Path(build_dir), profile, results, plan=manifest.get("plan"))
     log("\n" + verdict_table(profile, results))
     return results
 

@@ -11,7 +11,7 @@ from toolkit.profiler import ArtifactProfile
 from toolkit.profiles import DeviceProfile
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
-LATENCY_PNG, BUDGET_PNG = "latency.png", "budget.png"
+LATENCY_PNG, BUDGET_PNG, CANDIDATES_PNG = "latency.png", "budget.png", "candidates.png"
 
 
 def report_dict(profile: DeviceProfile, results: list[ArtifactProfile]) -> dict:
@@ -35,14 +35,94 @@ def verdict_table(profile: DeviceProfile, results: list[ArtifactProfile]) -> str
     return "\n".join(rows)
 
 
-def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfile]) -> list[Path]:
-    """Write report.json, report.md and the plots into `out`; returns the paths written."""
+def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfile], plan: dict | None = None) -> list[Path]:
+    """Write report.json, report.md and the plots into `out`; returns the paths written.
+
+    plan: a build's `PlanResult.to_dict()`: adds the candidates the plan considered and their
+    Pareto plot (candidates.png)."""
     out = Path(out)
-    (out / REPORT_JSON).write_text(json.dumps(report_dict(profile, results), indent=2))
-    (out / REPORT_MD).write_text(markdown(profile, results))
-    written = [out / REPORT_JSON, out / REPORT_MD]
-    written += plot(out, profile, results)
-    return written
+    report = report_dict(profile, results)
+    text = markdown(profile, results)
+    written = plot(out, profile, results)
+    if plan is not None:
+        report["plan"] = plan
+        text += "\n" + plan_markdown(profile, plan)
+        written.append(plot_candidates(out / CANDIDATES_PNG, profile, plan))
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2))
+    (out / REPORT_MD).write_text(text)
+    return [out / REPORT_JSON, out / REPORT_MD] + written
+
+
+def plan_markdown(profile: DeviceProfile, plan: dict) -> str:
+    """The plan's section: the chosen candidate, its compression steps, every candidate considered."""
+    chosen = plan["candidate"]
+    records = plan["candidates"]
+    tried = [r for r in records if r["tried"]]
+    fitting = [r for r in records if r["fits_predicted"]]
+    lines = [f"# Plan: the student for {profile.name}", "",
+             f"Chosen: dim {chosen['dim']}, {chosen['layers']} block(s), {chosen['heads']} head(s), item-table rank "
+             f"{chosen['embedding_rank'] or 'full'}, {chosen['precision']}. {len(records)} candidates estimated, "
+             f"{len(fitting)} fit the budgets by estimate, {len(tried)} trained (distilled, compressed, exported, "
+             "measured). Validation NDCG@10 is measured on the validation items, never on test.", ""]
+    if plan.get("steps"):
+        lines += ["Compression of the chosen student (each step measured):", "",
+                  "| step | weight bytes before → after | valid NDCG@10 before → untuned → after |", "|---|---|---|"]
+        for st in plan["steps"]:
+            lines.append(f"| {st['technique']} | {st['bytes_before']:,} → {st['bytes_after']:,} | "
+                         f"{st['ndcg_before']:.4f} → {st['ndcg_untuned']:.4f} → {st['ndcg_after']:.4f} |")
+        lines.append("")
+    lines += [f"![candidates]({CANDIDATES_PNG})", "",
+              "| candidate | fits (estimate) | file bytes, estimated | file bytes, measured | valid NDCG@10 "
+              "(float → compressed) | prior NDCG@10 | seconds |", "|---|---|---|---|---|---|---:|"]
+    shown = tried + sorted((r for r in fitting if not r["tried"]), key=lambda r: -r["prior_ndcg10"])[:15]
+    for r in shown:
+        c = r["candidate"]
+        name = (f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}, {c['precision']}")
+        est = ", ".join(f"{f} {b:,}" for f, b in r["predicted"]["file_bytes"].items())
+        meas = ", ".join(f"{f} {b:,}" for f, b in r["measured_bytes"].items()) or "-"
+        nd = (f"{r['float_valid_ndcg10']:.4f} → {r['valid_ndcg10']:.4f}" if r["tried"] else "not trained")
+        lines.append(f"| {name}{' **(chosen)**' if r['tried'] and c == chosen else ''} | "
+                     f"{'yes' if r['fits_predicted'] else 'no'} | {est} | {meas} | {nd} | {r['prior_ndcg10']:.3f} | "
+                     f"{r['seconds']:.0f} |")
+    if len(fitting) > len(shown):
+        lines.append(f"\n({len(fitting) - len(shown)} more fitting candidates and {len(records) - len(fitting)} "
+                     "that do not fit are in report.json.)")
+    return "\n".join(lines) + "\n"
+
+
+def plot_candidates(path: Path, profile: DeviceProfile, plan: dict) -> Path:
+    """Pareto plot: file size against NDCG@10 for every candidate (estimated size and prior quality
+    for those not trained, measured for those trained), the model budget drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    records = plan["candidates"]
+    for fits, color, label in ((True, "tab:blue", "fits by estimate (prior NDCG@10)"),
+                               (False, "tab:grey", "does not fit by estimate (prior NDCG@10)")):
+        pts = [r for r in records if r["fits_predicted"] == fits and not r["tried"]]
+        ax.scatter([max(r["predicted"]["file_bytes"].values()) / 1000 for r in pts], [r["prior_ndcg10"] for r in pts],
+                   s=12, facecolors="none", edgecolors=color, label=label)
+    tried = [r for r in records if r["tried"]]
+    ax.scatter([max(r["measured_bytes"].values()) / 1000 for r in tried], [r["valid_ndcg10"] for r in tried],
+               s=50, color="tab:orange", marker="*", label="trained (measured file, valid NDCG@10)")
+    chosen = [r for r in tried if r["candidate"] == plan["candidate"]]
+    if chosen:
+        r = chosen[0]
+        ax.annotate("chosen", (max(r["measured_bytes"].values()) / 1000, r["valid_ndcg10"]), fontsize=8,
+                    xytext=(5, 5), textcoords="offset points")
+    ax.axvline(profile.budget.model_bytes / 1000, color="k", linestyle="--", label="model budget")
+    ax.set_xscale("log")
+    ax.set_xlabel("artifact size (KB, log scale; largest format)")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title(f"{profile.name}: student candidates", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def markdown(profile: DeviceProfile, results: list[ArtifactProfile]) -> str:
