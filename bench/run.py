@@ -39,6 +39,7 @@ LATENCY_ROUNDS = 25
 LATENCY_CALLS_PER_ROUND = 50  # 25 × 50 = 1,250 timed calls per contender
 LATENCY_WARMUP = 100
 PROFILE = "mobile-arm"
+COMPRESSED_PROFILES = ("smartwatch", "web-widget")  # binding budgets: a 60 KB and a 25 KB model
 
 
 def machine_info() -> dict:
@@ -97,6 +98,46 @@ def latency(contenders: dict[str, callable], histories: np.ndarray) -> dict[str,
             for name, v in times.items()}
 
 
+def export_compressed(model, precision: str, profile, split, folder: Path) -> list:
+    """A compressed model through every format of the profile, checked in its runtime (parity
+    against the compressed model itself)."""
+    from toolkit.pipeline import export_artifacts
+
+    return export_artifacts(model, profile, split, folder, lambda *_: None,
+                            precisions={fmt: [] for fmt in profile.serving.formats}, compressed=(model, precision))
+
+
+def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
+    """Each technique of toolkit.compress alone on the same distilled student, then all combined:
+    weight bytes and validation NDCG@10 before/after (from the recipe's own step reports) and the
+    test NDCG@10 of the result."""
+    from toolkit.compress import CompressConfig, LowRankConfig, PruneConfig, QuantConfig, compress, model_bytes
+    from toolkit.evaluate import evaluate_model
+
+    tune = {"finetune_epochs": 2 if quick else 15}
+    configs = {
+        "prune: half the FFN channels": CompressConfig(prune=PruneConfig(keep_ffn=model.cfg.hidden // 2), **tune),
+        "prune: cold item rows (< 3 training interactions)": CompressConfig(prune=PruneConfig(min_item_count=3), **tune),
+        "low-rank: item table rank dim/2": CompressConfig(low_rank=LowRankConfig(table_rank=model.cfg.dim // 2), **tune),
+        "quantize: int8 table + int8 linears": CompressConfig(quant=QuantConfig(table_bits=8, linear_bits=8), **tune),
+        "quantize: int4 table + int8 linears": CompressConfig(quant=QuantConfig(table_bits=4, linear_bits=8), **tune),
+        "combined: prune FFN -> low-rank table -> int4/int8": CompressConfig(
+            prune=PruneConfig(keep_ffn=model.cfg.hidden // 2), low_rank=LowRankConfig(table_rank=model.cfg.dim // 2),
+            quant=QuantConfig(table_bits=4, linear_bits=8), **tune),
+    }
+    before_test = evaluate_model(model, split, "test").ndcg10
+    rows = []
+    for name, cfg in configs.items():
+        log(f"technique: {name}…")
+        result = compress(model, teacher, split, cfg, seed=0, log=log)
+        rows.append({"technique": name, "config": cfg.to_dict(), "bytes_before": model_bytes(model),
+                     "bytes_after": model_bytes(result.model), "valid_ndcg10_before": result.steps[0].ndcg_before,
+                     "valid_ndcg10_after": result.steps[-1].ndcg_after, "test_ndcg10_before": before_test,
+                     "test_ndcg10_after": evaluate_model(result.model, split, "test").ndcg10,
+                     "steps": [st.to_dict() for st in result.steps]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run on a slice of the data")
@@ -119,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.evaluate import evaluate_popularity, pad_histories
     from toolkit.pipeline import (BuildConfig, first_users, export_artifacts, quiet_exporters,
                                   train_student, train_teacher_for)
+    from toolkit.plan import PlanConfig, plan_student, train_candidate
     from toolkit.profiles import load_profile
 
     quick_args = ["--max-users", "200", "--epochs", "3", "--teacher-members", "2", "--teacher-dim", "32"]
@@ -171,6 +213,37 @@ def main(argv: list[str] | None = None) -> int:
             artifacts = export_artifacts(student.model, profile, split, folder, log)
             runs[kind].append({"seed": seed, "student": student, "artifacts": artifacts, "folder": folder})
 
+    # --- compressed students at the frontier sizes: the plan's choice, distilled vs scratch -------
+    compressed_rows = []
+    for name in COMPRESSED_PROFILES:
+        small = load_profile(name)
+        plan_cfg = PlanConfig(epochs=3) if args.quick else PlanConfig()
+        log(f"plan for {name} ({small.budget.model_bytes:,} B)…")
+        plan = plan_student(teacher.model, split, small, seed=0, log=log, cfg=plan_cfg)
+        c = plan.candidate
+        entry = {"profile": name, "budget_bytes": small.budget.model_bytes, "candidate": c.to_dict(),
+                 "steps": [st.to_dict() for st in plan.steps], "runs": {"distilled": [], "scratch": []}}
+        for seed in seeds:
+            for kind in ("distilled", "scratch"):
+                if kind == "distilled" and seed == 0:
+                    model = plan.model  # the plan's own training run
+                else:
+                    model, _, _, _ = train_candidate(c, teacher.model if kind == "distilled" else None, split,
+                                                     small.serving.max_history, seed, plan_cfg, log)
+                folder = work / f"{name}-{kind}-{seed}"
+                folder.mkdir()
+                artifacts = export_compressed(model, c.precision, small, split, folder)
+                entry["runs"][kind].append([{"format": a.format, "bytes": a.bytes, "ndcg10": a.metrics["ndcg10"],
+                                             "hr10": a.metrics["hr10"]} for a in artifacts])
+                log(f"  {name} {kind} seed {seed}: " + ", ".join(
+                    f"{a.format} {a.bytes:,} B NDCG@10 {a.metrics['ndcg10']:.4f}" for a in artifacts))
+        compressed_rows.append(entry)
+    results["compressed"] = compressed_rows
+
+    # --- each compression technique alone (and combined) on the seed-0 distilled default student --
+    results["techniques"] = measure_techniques(runs["distilled"][0]["student"].model, teacher.model, split,
+                                               quick=args.quick, log=log)
+
     # --- teacher artifacts (fp32) for size and latency ------------------------------------------
     teacher_serving = ServingModel(teacher.model, top_k)
     with quiet_exporters():
@@ -201,10 +274,23 @@ def main(argv: list[str] | None = None) -> int:
                              "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
                              "top10_agreement": float(np.mean([x.parity["top10_agreement"] for x in same])),
                              "seeds": len(rows)})
+    for entry in results["compressed"]:
+        c = entry["candidate"]
+        arch = f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}"
+        for kind, per_seed in entry["runs"].items():
+            for i, first in enumerate(per_seed[0]):
+                same = [run[i] for run in per_seed]
+                nd, hr = [x["ndcg10"] for x in same], [x["hr10"] for x in same]
+                students.append({"name": f"student {kind} for {entry['profile']} ({arch}) {first['format']}",
+                                 "distilled": kind == "distilled", "format": first["format"],
+                                 "precision": c["precision"], "bytes": int(np.mean([x["bytes"] for x in same])),
+                                 "max_bytes": max(x["bytes"] for x in same), "ndcg10": mean_std(nd)[0],
+                                 "ndcg10_std": mean_std(nd)[1], "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
+                                 "seeds": len(same), "profile": entry["profile"]})
     results["students"] = students
 
     # --- frontier: best NDCG@10 through an artifact within each size ----------------------------
-    measured = [(s["bytes"], s["ndcg10"], s["name"]) for s in students if s["bytes"]]
+    measured = [(s.get("max_bytes", s["bytes"]), s["ndcg10"], s["name"]) for s in students if s["bytes"]]
     results["frontier"] = {}
     for limit in FRONTIER_BYTES:
         fits = [m for m in measured if m[0] <= limit]
@@ -232,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 return module(torch.from_numpy(history))
         return call
 
+    for name in COMPRESSED_PROFILES:  # the plan's compressed students (seed 0, distilled)
+        for path in sorted((work / f"{name}-distilled-0").glob("model.compressed.*")):
+            kind = "pte" if path.suffix == ".pte" else "onnx"
+            predictors[f"compressed_{name.replace('-', '_')}_{kind}"] = Predictor(path, threads=1)
     contenders = {"teacher_eager": eager(teacher_serving.eval()), "student_eager": eager(student_serving)}
     contenders.update({name: p.predict for name, p in predictors.items()})
     log("latency (1 thread, interleaved)…")
@@ -287,6 +377,33 @@ def render_markdown(r: dict) -> str:
         spread = (lambda key: f" ± {s[key]:.4f}") if s["seeds"] > 1 else (lambda key: "")  # no std from one seed
         lines.append(f"| {s['name']} | {s['format']} | {s['precision']} | {size} | "
                      f"{s['ndcg10']:.4f}{spread('ndcg10_std')} | {s['hr10']:.4f}{spread('hr10_std')} |")
+    if r.get("compressed"):
+        lines += ["", "## Compressed students at the frontier sizes (the plan's choice; distilled vs scratch)", "",
+                  f"Per profile, `plan_student` chose the architecture and compression (seed 0, distilled); the same "
+                  f"candidate was then trained with and without the teacher, {len(r['compressed'][0]['runs']['distilled'])} "
+                  "seed(s) each, and measured through each runtime (mean ± std; bytes: largest over seeds).", "",
+                  "| profile (budget) | candidate | format | distilled NDCG@10 | scratch NDCG@10 | bytes | fits |",
+                  "|---|---|---|---:|---:|---:|---|"]
+        for e in r["compressed"]:
+            c = e["candidate"]
+            arch = f"dim {c['dim']}, {c['layers']} block, rank {c['embedding_rank'] or 'full'}, {c['precision']}"
+            for i, first in enumerate(e["runs"]["distilled"][0]):
+                d = [run[i]["ndcg10"] for run in e["runs"]["distilled"]]
+                sc = [run[i]["ndcg10"] for run in e["runs"]["scratch"]]
+                size = max(run[i]["bytes"] for kind in e["runs"].values() for run in kind)
+                lines.append(f"| {e['profile']} ({e['budget_bytes']:,} B) | {arch} | {first['format']} | "
+                             f"{np.mean(d):.4f} ± {np.std(d, ddof=1) if len(d) > 1 else 0:.4f} | "
+                             f"{np.mean(sc):.4f} ± {np.std(sc, ddof=1) if len(sc) > 1 else 0:.4f} | {size:,} | "
+                             f"{'yes' if size <= e['budget_bytes'] else 'no'} |")
+    if r.get("techniques"):
+        lines += ["", "## Each compression technique (on the seed-0 distilled default student, fine-tuned with "
+                  "distillation after each step)", "",
+                  "| technique | weight bytes before → after | valid NDCG@10 before → after | test NDCG@10 before → after |",
+                  "|---|---|---|---|"]
+        for t in r["techniques"]:
+            lines.append(f"| {t['technique']} | {t['bytes_before']:,} → {t['bytes_after']:,} | "
+                         f"{t['valid_ndcg10_before']:.4f} → {t['valid_ndcg10_after']:.4f} | "
+                         f"{t['test_ndcg10_before']:.4f} → {t['test_ndcg10_after']:.4f} |")
     lines += ["", "## Frontier: best NDCG@10 through an artifact within a size", "",
               "| within | NDCG@10 |", "|---:|---:|"]
     for k, v in r["frontier"].items():
