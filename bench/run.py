@@ -107,6 +107,68 @@ def export_compressed(model, precision: str, profile, split, folder: Path) -> li
                             precisions={fmt: [] for fmt in profile.serving.formats}, compressed=(model, precision))
 
 
+def run_compressed(name: str, teacher, split, seeds: list[int], quick: bool, work: Path, log) -> dict:
+    """The plan's student for profile `name` (seed 0, distilled), then the same candidate trained
+    with and without the teacher for every seed, each exported and measured through its runtimes."""
+    from toolkit.plan import PlanConfig, plan_student, train_candidate
+    from toolkit.profiles import load_profile
+
+    small = load_profile(name)
+    plan_cfg = PlanConfig(epochs=3) if quick else PlanConfig()
+    log(f"plan for {name} ({small.budget.model_bytes:,} B)…")
+    plan = plan_student(teacher, split, small, seed=0, log=log, cfg=plan_cfg)
+    c = plan.candidate
+    entry = {"profile": name, "budget_bytes": small.budget.model_bytes, "candidate": c.to_dict(),
+             "steps": [st.to_dict() for st in plan.steps],
+             "plan_candidates_tried": [r.to_dict() for r in plan.candidates if r.tried],
+             "runs": {"distilled": [], "scratch": []}}
+    for seed in seeds:
+        for kind in ("distilled", "scratch"):
+            if kind == "distilled" and seed == 0:
+                model = plan.model  # the plan's own training run
+            else:
+                model, _, _, _ = train_candidate(c, teacher if kind == "distilled" else None, split,
+                                                 small.serving.max_history, seed, plan_cfg, log)
+            folder = work / f"{name}-{kind}-{seed}"
+            folder.mkdir()
+            artifacts = export_compressed(model, c.precision, small, split, folder)
+            entry["runs"][kind].append([{"format": a.format, "bytes": a.bytes, "ndcg10": a.metrics["ndcg10"],
+                                         "hr10": a.metrics["hr10"]} for a in artifacts])
+            log(f"  {name} {kind} seed {seed}: " + ", ".join(
+                f"{a.format} {a.bytes:,} B NDCG@10 {a.metrics['ndcg10']:.4f}" for a in artifacts))
+    return entry
+
+
+def compressed_student_rows(entries: list[dict]) -> list[dict]:
+    """One `students` row per profile, kind and format: mean ± std over seeds, bytes mean and max."""
+    rows = []
+    for entry in entries:
+        c = entry["candidate"]
+        arch = f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}"
+        for kind, per_seed in entry["runs"].items():
+            for i, first in enumerate(per_seed[0]):
+                same = [run[i] for run in per_seed]
+                nd, hr = [x["ndcg10"] for x in same], [x["hr10"] for x in same]
+                rows.append({"name": f"student {kind} for {entry['profile']} ({arch}) {first['format']}",
+                             "distilled": kind == "distilled", "format": first["format"],
+                             "precision": c["precision"], "bytes": int(np.mean([x["bytes"] for x in same])),
+                             "max_bytes": max(x["bytes"] for x in same), "ndcg10": mean_std(nd)[0],
+                             "ndcg10_std": mean_std(nd)[1], "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
+                             "seeds": len(same), "profile": entry["profile"]})
+    return rows
+
+
+def frontier(students: list[dict]) -> dict:
+    """The best NDCG@10 through an artifact within each size (largest file over seeds counts)."""
+    measured = [(s.get("max_bytes", s["bytes"]), s["ndcg10"], s["name"]) for s in students if s["bytes"]]
+    best = {}
+    for limit in FRONTIER_BYTES:
+        fits = [m for m in measured if m[0] <= limit]
+        best[str(limit)] = max(f[1] for f in fits) if fits else None
+    return {"frontier": best,
+            "frontier_artifacts": [{"bytes": b, "ndcg10": n, "name": name} for b, n, name in sorted(measured)]}
+
+
 def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
     """Each technique of toolkit.compress alone on the same distilled student, then all combined:
     weight bytes and validation NDCG@10 before/after (from the recipe's own step reports) and the
@@ -144,9 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where results.json and RESULTS.md go")
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from results.json in --out")
     parser.add_argument("--seeds", type=int, default=3, help="student seeds for the quality comparison (default 3)")
+    parser.add_argument("--redo-compressed", metavar="PROFILE", action="append", choices=COMPRESSED_PROFILES,
+                        help="only re-run the compressed-student section for PROFILE and merge it into the "
+                             "results.json in --out (its latency rows are dropped: they need a whole run)")
+    parser.add_argument("--cache", help="with --redo-compressed: the cache dir holding that run's teacher")
     args = parser.parse_args(argv)
-    if args.render:
+    if args.redo_compressed:
+        return redo_compressed(args)
+    if args.render:  # derived figures (ratios) and RESULTS.md from the measurements in results.json
         results = json.loads((Path(args.out) / "results.json").read_text())
+        results["ratios"] = ratios(results)
+        (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (Path(args.out) / "RESULTS.md").write_text(render_markdown(results))
         return 0
 
@@ -214,31 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[kind].append({"seed": seed, "student": student, "artifacts": artifacts, "folder": folder})
 
     # --- compressed students at the frontier sizes: the plan's choice, distilled vs scratch -------
-    compressed_rows = []
-    for name in COMPRESSED_PROFILES:
-        small = load_profile(name)
-        plan_cfg = PlanConfig(epochs=3) if args.quick else PlanConfig()
-        log(f"plan for {name} ({small.budget.model_bytes:,} B)…")
-        plan = plan_student(teacher.model, split, small, seed=0, log=log, cfg=plan_cfg)
-        c = plan.candidate
-        entry = {"profile": name, "budget_bytes": small.budget.model_bytes, "candidate": c.to_dict(),
-                 "steps": [st.to_dict() for st in plan.steps], "runs": {"distilled": [], "scratch": []}}
-        for seed in seeds:
-            for kind in ("distilled", "scratch"):
-                if kind == "distilled" and seed == 0:
-                    model = plan.model  # the plan's own training run
-                else:
-                    model, _, _, _ = train_candidate(c, teacher.model if kind == "distilled" else None, split,
-                                                     small.serving.max_history, seed, plan_cfg, log)
-                folder = work / f"{name}-{kind}-{seed}"
-                folder.mkdir()
-                artifacts = export_compressed(model, c.precision, small, split, folder)
-                entry["runs"][kind].append([{"format": a.format, "bytes": a.bytes, "ndcg10": a.metrics["ndcg10"],
-                                             "hr10": a.metrics["hr10"]} for a in artifacts])
-                log(f"  {name} {kind} seed {seed}: " + ", ".join(
-                    f"{a.format} {a.bytes:,} B NDCG@10 {a.metrics['ndcg10']:.4f}" for a in artifacts))
-        compressed_rows.append(entry)
-    results["compressed"] = compressed_rows
+    results["compressed"] = [run_compressed(name, teacher.model, split, seeds, args.quick, work, log)
+                             for name in COMPRESSED_PROFILES]
 
     # --- each compression technique alone (and combined) on the seed-0 distilled default student --
     results["techniques"] = measure_techniques(runs["distilled"][0]["student"].model, teacher.model, split,
@@ -274,28 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                              "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
                              "top10_agreement": float(np.mean([x.parity["top10_agreement"] for x in same])),
                              "seeds": len(rows)})
-    for entry in results["compressed"]:
-        c = entry["candidate"]
-        arch = f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}"
-        for kind, per_seed in entry["runs"].items():
-            for i, first in enumerate(per_seed[0]):
-                same = [run[i] for run in per_seed]
-                nd, hr = [x["ndcg10"] for x in same], [x["hr10"] for x in same]
-                students.append({"name": f"student {kind} for {entry['profile']} ({arch}) {first['format']}",
-                                 "distilled": kind == "distilled", "format": first["format"],
-                                 "precision": c["precision"], "bytes": int(np.mean([x["bytes"] for x in same])),
-                                 "max_bytes": max(x["bytes"] for x in same), "ndcg10": mean_std(nd)[0],
-                                 "ndcg10_std": mean_std(nd)[1], "hr10": mean_std(hr)[0], "hr10_std": mean_std(hr)[1],
-                                 "seeds": len(same), "profile": entry["profile"]})
-    results["students"] = students
-
-    # --- frontier: best NDCG@10 through an artifact within each size ----------------------------
-    measured = [(s.get("max_bytes", s["bytes"]), s["ndcg10"], s["name"]) for s in students if s["bytes"]]
-    results["frontier"] = {}
-    for limit in FRONTIER_BYTES:
-        fits = [m for m in measured if m[0] <= limit]
-        results["frontier"][str(limit)] = max(f[1] for f in fits) if fits else None
-    results["frontier_artifacts"] = [{"bytes": b, "ndcg10": n, "name": name} for b, n, name in sorted(measured)]
+    results["students"] = students + compressed_student_rows(results["compressed"])
+    results.update(frontier(results["students"]))
 
     # --- latency: one thread, same inputs, interleaved -------------------------------------------
     torch.set_num_threads(1)
@@ -329,16 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     results["latency_us"] = {f"{k}_{q}": v[q] for k, v in lat.items() for q in ("p50", "p95")}
     results["latency_calls"] = min(v["calls"] for v in lat.values())
     t = lat["teacher_eager"]["p50"]
-    results["ratios"] = {
-        "teacher_fp32_pte_bytes_over_best_student_pte": results["teacher"]["fp32_pte_bytes"] / min(
-            a.bytes for a in seed0["artifacts"] if a.format == "executorch"),
-        "speedup_student_pte_fp32_vs_teacher_eager": t / lat["student_pte_fp32"]["p50"],
-        "speedup_student_pte_int8_vs_teacher_eager": t / lat["student_pte_int8"]["p50"],
-        "speedup_student_onnx_fp32_vs_teacher_eager": t / lat["student_onnx_fp32"]["p50"],
-        "speedup_student_onnx_int8_vs_teacher_eager": t / lat["student_onnx_int8"]["p50"],
-        "executorch_over_onnxruntime_fp32": lat["student_pte_fp32"]["p50"] / lat["student_onnx_fp32"]["p50"],
-        "executorch_over_onnxruntime_int8": lat["student_pte_int8"]["p50"] / lat["student_onnx_int8"]["p50"],
-    }
+    results["ratios"] = ratios(results)
     for k, v in results["ratios"].items():
         log(f"  {k}: {v:.2f}")
 
@@ -348,6 +366,97 @@ def main(argv: list[str] | None = None) -> int:
     plot_frontier(results, out_dir / "frontier.png")
     log(f"wrote {out_dir / 'results.json'}, {out_dir / 'RESULTS.md'}, {out_dir / 'frontier.png'}")
     return 0
+
+
+def ratios(results: dict) -> dict:
+    """Size and speed ratios from the measured figures: against the teacher in eager PyTorch, and
+    ExecuTorch against ONNX Runtime for the same student (default and each compressed one)."""
+    lat = {k[:-4]: v for k, v in results["latency_us"].items() if k.endswith("_p50")}
+    t = lat["teacher_eager"]
+    default_pte = [s["bytes"] for s in results["students"] if s["format"] == "executorch" and "profile" not in s]
+    any_pte = [s["max_bytes"] for s in results["students"] if s["format"] == "executorch" and "profile" in s]
+    out = {"teacher_fp32_pte_bytes_over_best_student_pte": results["teacher"]["fp32_pte_bytes"] / min(default_pte)}
+    if any_pte:
+        out["teacher_fp32_pte_bytes_over_smallest_compressed_pte"] = results["teacher"]["fp32_pte_bytes"] / min(any_pte)
+    for name in ("student_pte_fp32", "student_pte_int8", "student_onnx_fp32", "student_onnx_int8"):
+        out[f"speedup_{name}_vs_teacher_eager"] = t / lat[name]
+    out["executorch_over_onnxruntime_fp32"] = lat["student_pte_fp32"] / lat["student_onnx_fp32"]
+    out["executorch_over_onnxruntime_int8"] = lat["student_pte_int8"] / lat["student_onnx_int8"]
+    for key in sorted(lat):
+        if key.startswith("compressed_") and key.endswith("_pte") and key[:-4] + "_onnx" in lat:
+            profile = key[len("compressed_"):-4]
+            out[f"speedup_compressed_{profile}_pte_vs_teacher_eager"] = t / lat[key]
+            out[f"speedup_compressed_{profile}_onnx_vs_teacher_eager"] = t / lat[key[:-4] + "_onnx"]
+            out[f"executorch_over_onnxruntime_compressed_{profile}"] = lat[key] / lat[key[:-4] + "_onnx"]
+    return out
+
+
+def redo_compressed(args) -> int:
+    """Re-run the compressed section for some profiles and merge it into an existing results.json."""
+    import torch
+
+    from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.pipeline import BuildConfig, first_users, train_teacher_for
+    from toolkit.profiles import load_profile
+
+    out_dir = Path(args.out)
+    results = json.loads((out_dir / "results.json").read_text())
+    if args.cache:
+        os.environ["TOOLKIT_CACHE_DIR"] = args.cache
+    cfg = BuildConfig(profile=PROFILE)
+    quick = results["mode"] == "quick"
+    if quick:
+        cfg = replace(cfg, max_users=200, teacher=replace(cfg.teacher, members=2, dim=32,
+                                                          train=replace(cfg.teacher.train, epochs=3)))
+    dataset = load_dataset()
+    if cfg.max_users:
+        dataset = first_users(dataset, cfg.max_users)
+    split = split_leave_one_out(dataset)
+    torch.set_num_threads(os.cpu_count() or 1)
+    teacher = train_teacher_for(cfg, split, dataset, load_profile(PROFILE).serving.max_history, print)
+    work = Path(tempfile.mkdtemp(prefix="bench."))
+    seeds = list(range(args.seeds))
+    for name in args.redo_compressed:
+        entry = run_compressed(name, teacher.model, split, seeds, quick, work, print)
+        results["compressed"] = [entry if e["profile"] == name else e for e in results["compressed"]]
+        stale = f"compressed_{name.replace('-', '_')}_"
+        results["latency_us"] = {k: v for k, v in results["latency_us"].items() if not k.startswith(stale)}
+        results.setdefault("reruns", []).append({"profile": name, "when": time.strftime("%Y-%m-%d %H:%M"),
+                                                 "teacher_cached": teacher.cached})
+    results["students"] = [s for s in results["students"] if "profile" not in s] + compressed_student_rows(
+        results["compressed"])
+    results.update(frontier(results["students"]))
+    results["ratios"] = ratios(results)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "RESULTS.md").write_text(render_markdown(results))
+    plot_frontier(results, out_dir / "frontier.png")
+    return 0
+
+
+def goals(r: dict) -> list[tuple[str, str, bool]]:
+    """(goal, measured, met) for each figure the benchmark is held to."""
+    f, ra, b = r["frontier"], r["ratios"], r["build_seconds"]
+    rows = []
+    for limit, target in (("60000", 0.10), ("25000", 0.095)):
+        got = f.get(limit)
+        rows.append((f"NDCG@10 ≥ {target} within {int(limit):,} B", "-" if got is None else f"{got:.4f}",
+                     got is not None and got >= target))
+    rows.append(("teacher NDCG@10 ≥ 0.10", f"{r['teacher']['ndcg10']:.4f}", r["teacher"]["ndcg10"] >= 0.10))
+    for e in r.get("compressed", []):
+        d = np.mean([run[0]["ndcg10"] for run in e["runs"]["distilled"]])
+        sc = np.mean([run[0]["ndcg10"] for run in e["runs"]["scratch"]])
+        rows.append((f"distilled beats scratch at {e['budget_bytes']:,} B ({e['profile']}, mean of "
+                     f"{len(e['runs']['distilled'])} seeds)", f"{d:.4f} vs {sc:.4f}", d > sc))
+    best = max(v for k, v in ra.items() if k.startswith("speedup_student_"))
+    rows.append(("student artifact ≥ 50× faster than the teacher in eager PyTorch", f"{best:.1f}×", best >= 50))
+    et = max(ra["executorch_over_onnxruntime_fp32"], ra["executorch_over_onnxruntime_int8"])
+    rows.append(("ExecuTorch student ≤ 1.2× the ONNX Runtime student (fp32 and int8)", f"{et:.2f}×", et <= 1.2))
+    for k, v in ra.items():
+        if k.startswith("executorch_over_onnxruntime_compressed_"):
+            rows.append((f"… the same for the compressed {k.rsplit('compressed_', 1)[1]} student", f"{v:.2f}×", v <= 1.2))
+    rows.append(("cold build ≤ 600 s", f"{b['cold']:.0f} s", b["cold"] <= 600))
+    rows.append(("warm build ≤ 180 s", f"{b['warm']:.0f} s", b["warm"] <= 180))
+    return rows
 
 
 def render_markdown(r: dict) -> str:
@@ -413,6 +522,8 @@ def render_markdown(r: dict) -> str:
     names = sorted({k.rsplit("_", 1)[0] for k in lat})
     for n in names:
         lines.append(f"| {n} | {lat[n + '_p50']:.1f} | {lat[n + '_p95']:.1f} |")
+    lines += ["", "## Goals (issue 6), measured", "", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in goals(r)]
     lines += ["", "## Ratios", "", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
     b = r["build_seconds"]

@@ -141,6 +141,7 @@ class PlanConfig:
     quality_tolerance: float = 0.002  # NDCG@10 a smaller student may give up (prior order and final pick)
     margin: float = 0.02  # predicted figures must fit with this fraction to spare (files are then measured)
     max_trials: int = 1  # candidates trained (each: distil + compress + export); more only to step down
+    max_trials_binding: int = 2  # ... when the budget binds: the best fitting prior is below the best overall
     max_candidates: int = 6  # at most this many tried in all when measured files miss (step-down)
     dropout: float = 0.2
     epochs: int = 200
@@ -353,13 +354,16 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
     num_items, max_history = split.num_items, profile.serving.max_history
     formats = profile.serving.formats
     records, fitting = rank_candidates(profile, num_items, cfg)
+    # a budget that binds quality is worth a second trained candidate (the priors are coarse there)
+    binding = max(r.prior_ndcg10 for r in records) - max(prior_ndcg(c) for c, _, _ in fitting) > cfg.quality_tolerance
+    max_trials = cfg.max_trials_binding if binding else cfg.max_trials
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
-        f"trying up to {cfg.max_trials}")
+        f"trying up to {max_trials}{' (the budget binds)' if binding else ''}")
     teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg10 if teacher is not None else None
     fits: list = []
     tried = 0
     for c, est, rec in fitting:
-        if tried >= cfg.max_candidates or (fits and tried >= cfg.max_trials):
+        if tried >= cfg.max_candidates or (fits and tried >= max_trials):
             break
         tried += 1
         start = time.perf_counter()

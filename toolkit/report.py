@@ -116,7 +116,7 @@ def plot_candidates(path: Path, profile: DeviceProfile, plan: dict) -> Path:
     ax.axvline(profile.budget.model_bytes / 1000, color="k", linestyle="--", label="model budget")
     ax.set_xscale("log")
     ax.set_xlabel("artifact size (KB, log scale; largest format)")
-    ax.set_ylabel("NDCG@10")
+    ax.set_ylabel("NDCG@10 (prior: expected test; trained: valid)")
     ax.set_title(f"{profile.name}: student candidates", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -33,6 +33,7 @@ class TrainConfig:
     lr: float = 5e-3
     weight_decay: float = 0.01
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    min_epochs: int = 15  # never stop before: a factorized table can sit on a plateau for ~10 epochs
     window_stride: int = 0  # 0 means max_history: windows do not overlap, each target is seen once an epoch
     seed: int = 0
     threads: int = 0  # 0 = torch default
@@ -110,7 +111,7 @@ def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn 
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
         if best is None or valid.ndcg10 > best.ndcg10:
             best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
-        elif epoch - best_epoch >= train_cfg.patience:
+        elif epoch - best_epoch >= train_cfg.patience and epoch >= train_cfg.min_epochs:
             break
     bar.close()
     model.load_state_dict(best_state)
