@@ -213,11 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.redo_compressed:
         return redo_compressed(args)
-    if args.render:  # derived figures (ratios) and RESULTS.md from the measurements in results.json
+    if args.render:  # derived figures (ratios), RESULTS.md and the plot from the measurements in results.json
         results = json.loads((Path(args.out) / "results.json").read_text())
         results["ratios"] = ratios(results)
         (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (Path(args.out) / "RESULTS.md").write_text(render_markdown(results))
+        plot_frontier(results, Path(args.out) / "frontier.png")
         return 0
 
     import torch
@@ -504,6 +505,9 @@ def render_markdown(r: dict) -> str:
                              f"{np.mean(d):.4f} ± {np.std(d, ddof=1) if len(d) > 1 else 0:.4f} | "
                              f"{np.mean(sc):.4f} ± {np.std(sc, ddof=1) if len(sc) > 1 else 0:.4f} | {size:,} | "
                              f"{'yes' if size <= e['budget_bytes'] else 'no'} |")
+        for rerun in r.get("reruns", []):
+            lines.append(f"\nThe {rerun['profile']} rows come from `--redo-compressed {rerun['profile']}` "
+                         f"({rerun['when']}), merged into this run; its compressed latency is not measured.")
     if r.get("techniques"):
         lines += ["", "## Each compression technique (on the seed-0 distilled default student, fine-tuned with "
                   "distillation after each step)", "",
@@ -537,14 +541,17 @@ def render_markdown(r: dict) -> str:
 
 
 def plot_frontier(r: dict, path: Path) -> None:
+    """NDCG@10 against bytes for every student artifact; teacher and popularity as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = r["frontier_artifacts"]
-    ax.scatter([p["bytes"] / 1000 for p in pts], [p["ndcg10"] for p in pts], label="student artifacts")
+    for kind, color in (("distilled", "tab:blue"), ("scratch", "tab:orange")):
+        pts = [p for p in r["frontier_artifacts"] if f" {kind} " in p["name"]]
+        ax.scatter([p["bytes"] / 1000 for p in pts], [p["ndcg10"] for p in pts], color=color,
+                   label=f"student artifacts, {kind} (mean over seeds)")
     ax.axhline(r["teacher"]["ndcg10"], color="tab:green", linestyle="--", label="teacher")
     ax.axhline(r["popularity"]["ndcg10"], color="tab:red", linestyle=":", label="most popular")
     for limit in FRONTIER_BYTES:
