@@ -194,7 +194,8 @@ def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
         result = compress(model, teacher, split, cfg, seed=0, log=log)
         rows.append({"technique": name, "config": cfg.to_dict(), "bytes_before": model_bytes(model),
                      "bytes_after": model_bytes(result.model), "valid_ndcg10_before": result.steps[0].ndcg_before,
-                     "valid_ndcg10_after": result.steps[-1].ndcg_after, "test_ndcg10_before": before_test,
+                     "valid_ndcg10_after": evaluate_model(result.model, split, "valid").ndcg10,
+                     "test_ndcg10_before": before_test,
                      "test_ndcg10_after": evaluate_model(result.model, split, "test").ndcg10,
                      "steps": [st.to_dict() for st in result.steps]})
     return rows

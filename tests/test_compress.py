@@ -202,6 +202,7 @@ def compressed(trained, small_split):
 def test_compress_recipe_reports_every_step(trained, small_split, compressed):
     names = [s.technique for s in compressed.steps]
     assert names[:3] == ["prune", "low_rank", "quantize"]
+    assert all(s.kept for s in compressed.steps[:3])  # only a QAT step that lost to PTQ is marked not kept
     for s in compressed.steps:
         assert s.bytes_after <= s.bytes_before
     assert compressed.steps[0].bytes_before == model_bytes(trained)

@@ -68,7 +68,8 @@ def plan_markdown(profile: DeviceProfile, plan: dict) -> str:
         lines += ["Compression of the chosen student (each step measured):", "",
                   "| step | weight bytes before → after | valid NDCG@10 before → untuned → after |", "|---|---|---|"]
         for st in plan["steps"]:
-            lines.append(f"| {st['technique']} | {st['bytes_before']:,} → {st['bytes_after']:,} | "
+            name = st["technique"] + ("" if st.get("kept", True) else " (tried, not kept: PTQ was better)")
+            lines.append(f"| {name} | {st['bytes_before']:,} → {st['bytes_after']:,} | "
                          f"{st['ndcg_before']:.4f} → {st['ndcg_untuned']:.4f} → {st['ndcg_after']:.4f} |")
         lines.append("")
     lines += [f"![candidates]({CANDIDATES_PNG})", "",

@@ -67,6 +67,7 @@ class StepReport:
     ndcg_after: float  # after its fine-tune, if any
     ndcg_untuned: float  # right after the technique, before fine-tuning
     seconds: float
+    kept: bool = True  # False: the step was tried and dropped (QAT that did not beat post-training quantization)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,5 +153,6 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
             steps[-1].bytes_after, steps[-1].ndcg_after = model_bytes(model), ndcg
             if ndcg < ptq_ndcg:  # QAT did not help: keep the post-training result
                 model, ndcg = ptq_model, ptq_ndcg
+                steps[-1].kept = False
     model.eval()
     return CompressResult(model=model, steps=steps)
