@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -230,9 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     from export.serving import ServingModel
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.evaluate import evaluate_popularity, pad_histories
-    from toolkit.pipeline import (BuildConfig, first_users, export_artifacts, quiet_exporters,
+    from toolkit.pipeline import (first_users, export_artifacts, quiet_exporters,
                                   train_student, train_teacher_for)
-    from toolkit.plan import PlanConfig, plan_student, train_candidate
     from toolkit.profiles import load_profile
 
     quick_args = ["--max-users", "200", "--epochs", "3", "--teacher-members", "2", "--teacher-dim", "32"]
@@ -258,11 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- quality over seeds: same teacher (from the cold build's cache), students per seed -------
     os.environ["TOOLKIT_CACHE_DIR"] = str(cache)
-    cfg = BuildConfig(profile=PROFILE)
-    if args.quick:
-        cfg = replace(cfg, max_users=200, teacher=replace(cfg.teacher, members=2, dim=32,
-                                                          train=replace(cfg.teacher.train, epochs=3)),
-                      student=replace(cfg.student, train=replace(cfg.student.train, epochs=3)))
+    cfg = bench_config(args.quick)
     profile = load_profile(PROFILE)
     dataset = load_dataset()
     if cfg.max_users:
@@ -357,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     lat = latency(contenders, histories)
     results["latency_us"] = {f"{k}_{q}": v[q] for k, v in lat.items() for q in ("p50", "p95")}
     results["latency_calls"] = min(v["calls"] for v in lat.values())
-    t = lat["teacher_eager"]["p50"]
     results["ratios"] = ratios(results)
     for k, v in results["ratios"].items():
         log(f"  {k}: {v:.2f}")
@@ -393,23 +386,33 @@ def ratios(results: dict) -> dict:
     return out
 
 
+def bench_config(quick: bool):
+    """The build configuration the benchmark's in-process training uses (the same as `build`'s;
+    quick: a 200-user slice, a 2-member dim-32 teacher and 3 epochs)."""
+    from toolkit.pipeline import BuildConfig
+
+    cfg = BuildConfig(profile=PROFILE)
+    if quick:
+        cfg = replace(cfg, max_users=200, teacher=replace(cfg.teacher, members=2, dim=32,
+                                                          train=replace(cfg.teacher.train, epochs=3)),
+                      student=replace(cfg.student, train=replace(cfg.student.train, epochs=3)))
+    return cfg
+
+
 def redo_compressed(args) -> int:
     """Re-run the compressed section for some profiles and merge it into an existing results.json."""
     import torch
 
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.pipeline import BuildConfig, first_users, train_teacher_for
+    from toolkit.pipeline import first_users, train_teacher_for
     from toolkit.profiles import load_profile
 
     out_dir = Path(args.out)
     results = json.loads((out_dir / "results.json").read_text())
     if args.cache:
         os.environ["TOOLKIT_CACHE_DIR"] = args.cache
-    cfg = BuildConfig(profile=PROFILE)
     quick = results["mode"] == "quick"
-    if quick:
-        cfg = replace(cfg, max_users=200, teacher=replace(cfg.teacher, members=2, dim=32,
-                                                          train=replace(cfg.teacher.train, epochs=3)))
+    cfg = bench_config(quick)
     dataset = load_dataset()
     if cfg.max_users:
         dataset = first_users(dataset, cfg.max_users)

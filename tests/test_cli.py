@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY_BUILD_ARGS, run_cli

@@ -4,10 +4,10 @@
 `build(BuildConfig)` is what `python -m toolkit build` runs. The plan (toolkit/plan.py) chooses
 the student's architecture and compression for the profile's budgets and trains it; the build
 exports the float student (fp32, and int8 through ExecuTorch's PT2E quantizer / ONNX Runtime's
-quantizer) where those fit the model budget, plus the compressed student when the plan chose one. Every output is written into a
-temporary directory next to the target and moved into place only when complete, so a failed or
-interrupted build never leaves a half-written build directory (and never loses the previous one
-before the new one is whole).
+quantizer) where those fit the model budget, plus the compressed student when the plan chose one.
+Every output is written into a temporary directory next to the target and moved into place only
+when complete, so a failed or interrupted build never leaves a half-written build directory (and
+never loses the previous one before the new one is whole).
 """
 
 from __future__ import annotations
@@ -30,22 +30,22 @@ from toolkit.data import Dataset, Split, load_dataset, split_leave_one_out
 from toolkit.distill import DistillConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 from toolkit.evaluate import Metrics, evaluate_model, evaluate_popularity, pad_histories
-from toolkit.plan import Candidate, PlanConfig, PlanResult, estimate, plan_student
+from toolkit.plan import PlanConfig, PlanResult, estimate, plan_student
 from toolkit.profiles import DeviceProfile, load_profile
 from toolkit.teacher import TeacherConfig
 from toolkit.train import TrainConfig
 
 CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
 PARITY_HISTORIES = 200  # test histories each artifact is compared on against PyTorch
-REFERENCE_FILE = "reference.npz"
+REFERENCE_FILE = "reference.npz"  # those histories and the PyTorch outputs (history, scores, items)
+WEIGHT_ONLY = "toolkit.compress weight-only (integer table stored once, int8 linears)"
 # how each artifact's weights were quantized, by (format, method)
 QUANTIZATION = {
     ("executorch", "none"): "none", ("onnx", "none"): "none",
     ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer static int8 per-channel linears",
     ("onnx", "int8"): "ONNX Runtime quantize_dynamic int8 (MatMul, Gather)",
-    ("executorch", "compressed"): "toolkit.compress weight-only (integer table stored once, int8 linears)",
-    ("onnx", "compressed"): "toolkit.compress weight-only (integer table stored once, int8 linears)",
-}  # those histories and the PyTorch outputs (history, scores, items)
+    ("executorch", "compressed"): WEIGHT_ONLY, ("onnx", "compressed"): WEIGHT_ONLY,
+}
 
 
 @dataclass

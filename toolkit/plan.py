@@ -253,10 +253,6 @@ def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
     return out
 
 
-def _cost(c: Candidate, num_items: int, max_history: int) -> int:
-    return weight_bytes(c, num_items, max_history)
-
-
 # --- the plan --------------------------------------------------------------------------------
 
 def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
@@ -288,7 +284,7 @@ def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
     # `quality_tolerance` of the best go first, smallest first; the rest follow by prior
     top = max(prior_ndcg(c) for c, _, _ in fitting)
     fitting.sort(key=lambda x: (prior_ndcg(x[0]) < top - cfg.quality_tolerance,
-                                _cost(x[0], num_items, max_history) if prior_ndcg(x[0]) >= top - cfg.quality_tolerance
+                                weight_bytes(x[0], num_items, max_history) if prior_ndcg(x[0]) >= top - cfg.quality_tolerance
                                 else -prior_ndcg(x[0])))
     return records, fitting
 
@@ -355,7 +351,7 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
     formats = profile.serving.formats
     records, fitting = rank_candidates(profile, num_items, cfg)
     # a budget that binds quality is worth a second trained candidate (the priors are coarse there)
-    binding = max(r.prior_ndcg10 for r in records) - max(prior_ndcg(c) for c, _, _ in fitting) > cfg.quality_tolerance
+    binding = max(r.prior_ndcg10 for r in records) - max(r.prior_ndcg10 for _, _, r in fitting) > cfg.quality_tolerance
     max_trials = cfg.max_trials_binding if binding else cfg.max_trials
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
         f"trying up to {max_trials}{' (the budget binds)' if binding else ''}")
