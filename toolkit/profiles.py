@@ -6,6 +6,8 @@ reports every problem at once, naming the file and the field.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ class Hardware:
     int8: bool  # fast int8 kernels available
     threads: int
     gflops: float  # sustained fp32 GFLOP/s at `threads`
+    cpu: str = ""  # the arm64 core the artifacts are verified on under qemu (e.g. "cortex-a76"); "" = none
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,26 @@ class DeviceProfile:
         return d
 
 
-# field name -> (python types accepted, must be positive)
-_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "budget": {"model_bytes": ((int,), True), "memory_bytes": ((int,), True), "latency_ms": ((int, float), True)},
-    "hardware": {"int8": ((bool,), False), "threads": ((int,), True), "gflops": ((int, float), True)},
-    "serving": {"max_history": ((int,), True), "top_k": ((int,), True), "formats": ((list,), False)},
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # a plain slug: it names a folder under builds/
+CPU_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class _Field:
+    types: tuple[type, ...]
+    positive: bool = False  # > 0 (and finite, for floats)
+    required: bool = True
+    limit: float | None = None  # largest valid value
+
+
+# table -> field -> how it is checked
+_SCHEMA: dict[str, dict[str, _Field]] = {
+    "budget": {"model_bytes": _Field((int,), True), "memory_bytes": _Field((int,), True),
+               "latency_ms": _Field((int, float), True)},
+    "hardware": {"int8": _Field((bool,)), "threads": _Field((int,), True, limit=256),
+                 "gflops": _Field((int, float), True), "cpu": _Field((str,), required=False)},
+    "serving": {"max_history": _Field((int,), True, limit=4096), "top_k": _Field((int,), True, limit=10_000),
+                "formats": _Field((list,))},
 }
 
 
@@ -92,8 +110,13 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
     """Validate a parsed TOML document; every problem is collected and reported together."""
     errors: list[str] = []
     for key in ("name", "description"):
-        if not isinstance(raw.get(key), str) or not raw.get(key):
+        if not isinstance(raw.get(key), str) or not raw.get(key).strip():
             errors.append(f"{key}: missing or not a non-empty string")
+    if isinstance(raw.get("name"), str) and raw["name"].strip() and not NAME_PATTERN.match(raw["name"]):
+        errors.append(f"name: {raw['name']!r} is not a plain name (lower-case letters, digits, '.', '_', '-'; "
+                      "it names the build folder)")
+    for extra in sorted(set(raw) - {"name", "description", *_SCHEMA}):
+        errors.append(f"{extra}: unknown key; valid: name, description, {', '.join(f'[{t}]' for t in _SCHEMA)}")
     values: dict[str, dict] = {}
     for table, fields in _SCHEMA.items():
         section = raw.get(table)
@@ -101,20 +124,16 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
             errors.append(f"[{table}]: missing table")
             continue
         values[table] = {}
-        for field, (types, positive) in fields.items():
-            if field not in section:
-                errors.append(f"{table}.{field}: missing")
+        for name, spec in fields.items():
+            if name not in section:
+                if spec.required:
+                    errors.append(f"{table}.{name}: missing")
                 continue
-            value = section[field]
-            ok_type = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
-            if not ok_type:
-                names = " or ".join(t.__name__ for t in types)
-                errors.append(f"{table}.{field}: expected {names}, got {type(value).__name__} {value!r}")
-                continue
-            if positive and value <= 0:
-                errors.append(f"{table}.{field}: must be positive, got {value!r}")
-                continue
-            values[table][field] = value
+            problem = _check_value(section[name], spec)
+            if problem:
+                errors.append(f"{table}.{name}: {problem}")
+            else:
+                values[table][name] = section[name]
         for extra in sorted(set(section) - set(fields)):
             errors.append(f"{table}.{extra}: unknown field; valid: {', '.join(fields)}")
     formats = values.get("serving", {}).get("formats")
@@ -122,6 +141,11 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
         bad = [f for f in formats if f not in FORMATS]
         if bad or not formats:
             errors.append(f"serving.formats: {bad or 'empty'} not valid; valid: {', '.join(FORMATS)}")
+        elif len(set(formats)) != len(formats):
+            errors.append(f"serving.formats: {formats} names a format twice")
+    cpu = values.get("hardware", {}).get("cpu")
+    if cpu is not None and not CPU_PATTERN.match(cpu):
+        errors.append(f"hardware.cpu: {cpu!r} is not a CPU model name such as cortex-a76")
     if errors:
         raise ToolkitError(f"{source}: invalid profile: " + "; ".join(errors))
     b, h, s = values["budget"], values["hardware"], values["serving"]
@@ -129,7 +153,21 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
         name=raw["name"],
         description=raw["description"],
         budget=Budget(model_bytes=b["model_bytes"], memory_bytes=b["memory_bytes"], latency_ms=float(b["latency_ms"])),
-        hardware=Hardware(int8=h["int8"], threads=h["threads"], gflops=float(h["gflops"])),
+        hardware=Hardware(int8=h["int8"], threads=h["threads"], gflops=float(h["gflops"]), cpu=h.get("cpu", "")),
         serving=Serving(max_history=s["max_history"], top_k=s["top_k"], formats=tuple(s["formats"])),
         path=source,
     )
+
+
+def _check_value(value: object, spec: _Field) -> str:
+    """What is wrong with one value ("" when it is valid)."""
+    if not isinstance(value, spec.types) or (bool not in spec.types and isinstance(value, bool)):
+        names = " or ".join(t.__name__ for t in spec.types)
+        return f"expected {names}, got {type(value).__name__} {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if spec.positive and value <= 0:
+        return f"must be positive, got {value!r}"
+    if spec.limit is not None and value > spec.limit:
+        return f"must be at most {spec.limit:g}, got {value!r}"
+    return ""
