@@ -87,6 +87,9 @@ def test_column_overrides(tmp_path):
     ("a.csv", "user,item,timestamp\n", "no interactions"),
     ("a.csv", "user,item,timestamp\n1,2,x\n1,3,y\n1,4,z\n", "column 'timestamp' must hold numbers or ISO dates"),
     ("a.csv", "user,item,timestamp\n1,2\n", "line 2 has 2 fields"),
+    ("a.csv", "user,item,timestamp\n1,2,3\n1,,4\n1,5,6\n", "data row 2 \\(line 3 of a text file\\) has an empty 'item'"),
+    ("a.csv", "user,item,timestamp\n,2,3\n1,4,4\n1,5,6\n", "has an empty 'user'"),
+    ("a.csv", "user,user,timestamp\n1,2,3\n", "names a column twice"),
     ("a.csv", "user,item,timestamp\n1,2,3\n", "no user has 3 or more"),
 ])
 def test_bad_files_name_the_problem(tmp_path, name, text, message):
@@ -98,3 +101,50 @@ def test_bad_files_name_the_problem(tmp_path, name, text, message):
 def test_missing_file():
     with pytest.raises(ToolkitError, match="no such file"):
         load_dataset("/nonexistent/file.csv")
+
+
+def test_ids_stay_distinct_strings(tmp_path):
+    """"12", "012", "²" and "١٢" are four items: digit-like ids are never turned into numbers."""
+    f = _write(tmp_path / "log.csv", "user,item,ts\n1,12,1\n1,²,2\n1,١٢,3\n1,012,4\n1,9,5\n")
+    ds = read_interactions(f)
+    assert sorted(ds.item_ids[1:]) == sorted(["12", "²", "١٢", "012", "9"])
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["12", "²", "١٢", "012", "9"]
+
+
+def test_integer_ids_sort_numerically(tmp_path):
+    f = _write(tmp_path / "log.csv", "user,item,ts\n10,100,1\n10,9,2\n10,20,3\n9,1,1\n9,2,2\n9,3,3\n")
+    ds = read_interactions(f)
+    assert ds.item_ids == ["", "1", "2", "3", "9", "20", "100"] and ds.user_ids == ["9", "10"]
+
+
+def test_binary_file_is_refused_with_its_line(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes(b"user,item,ts\n1,2,3\n1,3,4\n\x00\x01\x02binary")
+    with pytest.raises(ToolkitError, match="line 4 holds a NUL byte: not a text file"):
+        read_interactions(f)
+
+
+def test_undecodable_bytes_name_the_line_and_the_flag(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes(b"user,item,ts\n1,2,3\n1,caf\xe9,4\n1,4,5\n")
+    with pytest.raises(ToolkitError, match="line 3 is not valid UTF-8.*--encoding"):
+        read_interactions(f)
+    ds = read_interactions(f, encoding="latin-1")  # never silently re-read in another encoding
+    assert "café" in ds.item_ids
+
+
+def test_quoted_fields_and_a_byte_order_mark(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes('\ufeffuser,item,ts\n1,"a,b",1\n1,"x\ny",2\n1,c,3\n'.encode())
+    ds = read_interactions(f)
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["a,b", "x\ny", "c"]
+
+
+def test_parquet_with_a_missing_id_names_the_row(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"user": ["u", "u", "u"], "item": ["a", None, "c"], "timestamp": [1, 2, 3]}),
+                   tmp_path / "x.parquet")
+    with pytest.raises(ToolkitError, match="data row 2 .* empty 'item'"):
+        read_interactions(tmp_path / "x.parquet")

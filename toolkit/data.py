@@ -5,6 +5,10 @@ The default dataset comes from the files `recbole/dataset_example/ml-100k/*` ins
 checked against the pinned value, and it is read as a zip (recbole itself is never imported).
 The extracted files are cached under the user's cache directory.
 
+A user's file (CSV, TSV, RecBole `.inter`, Parquet) is read column-wise with pyarrow and every id
+is mapped with vectorised numpy (no Python loop per row), so 10^7 interactions load in seconds.
+Ids are strings and stay distinct strings: `"12"`, `"012"` and `"١٢"` are three items.
+
 Split (leave-one-out by time): each user's interactions are sorted by timestamp, stably (ties
 keep file order); the last one is test, the one before it validation, the rest training.
 Item indices start at 1; 0 is padding.
@@ -12,17 +16,15 @@ Item indices start at 1; 0 is padding.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ DEFAULT_DATASET = "movielens-100k"
 RECBOLE_WHEEL = "recbole==1.2.1"
 RECBOLE_WHEEL_FILE = "recbole-1.2.1-py3-none-any.whl"
 RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
-ML100K_MEMBERS = ("ml-100k.inter", "ml-100k.item")
+ML100K_MEMBERS = ("ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")
 ML100K_ZIP_DIR = "recbole/dataset_example/ml-100k/"
 
 USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid")
@@ -41,6 +43,12 @@ ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "movieId", "movie_id", "i
 TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date")
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".inter", ".parquet")
 MIN_INTERACTIONS_PER_USER = 3  # train + validation + test
+SPLIT_RULE = "leave-one-out by time (stable): last = test, second to last = validation, rest = training"
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+
+
+class TestDataAccessError(AssertionError):
+    """Test targets were read where only training and validation data may be (a bug, not bad input)."""
 
 
 @dataclass
@@ -55,6 +63,9 @@ class Dataset:
     titles: dict[str, str] = field(default_factory=dict)  # original item id -> title
     num_interactions: int = 0
     dropped_users: int = 0  # users with fewer than MIN_INTERACTIONS_PER_USER interactions
+    columns: dict[str, str] = field(default_factory=dict)  # role (user/item/time) -> column read
+    encoding: str = "utf-8"
+    path: str = ""  # the file read ("" for the default dataset's cache)
 
     @property
     def num_items(self) -> int:
@@ -69,17 +80,39 @@ class Dataset:
             "items": self.num_items - 1,
             "interactions": self.num_interactions,
             "dropped_users": self.dropped_users,
+            "columns": dict(self.columns),
         }
+
+    def key(self) -> dict:
+        """Everything about the data that shapes a model trained on it (part of every cache key)."""
+        return {"sha256": self.sha256, "columns": dict(self.columns), "encoding": self.encoding,
+                "min_interactions": MIN_INTERACTIONS_PER_USER, "split": SPLIT_RULE,
+                "users": len(self.user_ids), "items": self.num_items - 1, "interactions": self.num_interactions}
 
 
 @dataclass
 class Split:
-    """Leave-one-out split: training prefix, validation item and test item per user."""
+    """Leave-one-out split: training prefix, validation item and test item per user.
+
+    `sealed()` gives the same split with the test targets locked away: training, planning and
+    model selection get that one, so reading a test target there raises `TestDataAccessError`.
+    """
 
     train: list[np.ndarray]
     valid_target: np.ndarray  # (U,)
-    test_target: np.ndarray  # (U,)
+    test_target_: np.ndarray  # (U,) read through `test_target`
     num_items: int
+    is_sealed: bool = False
+
+    @property
+    def test_target(self) -> np.ndarray:
+        if self.is_sealed:
+            raise TestDataAccessError("a test target was read while training or choosing a model "
+                                      "(only training and validation data may be used there)")
+        return self.test_target_
+
+    def sealed(self) -> Split:
+        return replace(self, is_sealed=True)
 
     def history(self, phase: str) -> list[np.ndarray]:
         """What the model sees before predicting `phase` ("valid" or "test")."""
@@ -90,6 +123,8 @@ class Split:
         raise ValueError(f"unknown phase {phase!r}")
 
     def target(self, phase: str) -> np.ndarray:
+        if phase not in ("valid", "test"):
+            raise ValueError(f"unknown phase {phase!r}")
         return self.valid_target if phase == "valid" else self.test_target
 
 
@@ -98,7 +133,7 @@ def split_leave_one_out(dataset: Dataset) -> Split:
     train = [s[:-2] for s in dataset.sequences]
     valid = np.array([s[-2] for s in dataset.sequences], dtype=np.int64)
     test = np.array([s[-1] for s in dataset.sequences], dtype=np.int64)
-    return Split(train=train, valid_target=valid, test_target=test, num_items=dataset.num_items)
+    return Split(train=train, valid_target=valid, test_target_=test, num_items=dataset.num_items)
 
 
 def cache_dir() -> Path:
@@ -109,23 +144,49 @@ def cache_dir() -> Path:
     return Path(base) / "edge-rec-toolkit"
 
 
+def check_data_path(data: str | None) -> Path | None:
+    """The user's file (None for the default dataset), checked without reading it: exists, known type."""
+    if data is None or data == DEFAULT_DATASET:
+        return None
+    path = Path(data)
+    if not path.is_file():
+        raise ToolkitError(f"--data {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ToolkitError(f"--data {path}: unsupported file type {suffix!r}; valid: {', '.join(SUPPORTED_SUFFIXES)}")
+    if not os.access(path, os.R_OK):
+        raise ToolkitError(f"--data {path}: not readable (permission denied)")
+    return path
+
+
+def check_encoding(encoding: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ToolkitError(f"--encoding {encoding!r}: unknown encoding; e.g. utf-8, latin-1, cp1252, utf-16") from None
+
+
 def load_dataset(
     data: str | None = None,
     user_col: str | None = None,
     item_col: str | None = None,
     time_col: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Load the default MovieLens-100K (data=None) or a user's interaction file."""
-    if data is None or data == DEFAULT_DATASET:
+    path = check_data_path(data)
+    if path is None:
         return load_movielens_100k()
-    return read_interactions(Path(data), user_col=user_col, item_col=item_col, time_col=time_col)
+    return read_interactions(path, user_col=user_col, item_col=item_col, time_col=time_col, encoding=encoding)
 
 
 # --- MovieLens-100K from the RecBole wheel -------------------------------------------------------
 
 
 def movielens_100k_files() -> Path:
-    """Fetch (once) and return the folder holding ml-100k.inter and ml-100k.item."""
+    """Fetch (once) and return the folder holding ml-100k.inter, .item, .kg and .link."""
     target = cache_dir() / "movielens-100k"
     if all((target / m).is_file() for m in ML100K_MEMBERS):
         return target
@@ -141,7 +202,8 @@ def movielens_100k_files() -> Path:
             raise ToolkitError(
                 f"dataset {DEFAULT_DATASET}: {RECBOLE_WHEEL_FILE} has sha256 {digest}, expected {RECBOLE_WHEEL_SHA256}"
             )
-        staging = Path(tempfile.mkdtemp(dir=_ensure_dir(target.parent)))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent))
         with zipfile.ZipFile(wheel) as zf:
             for member in ML100K_MEMBERS:
                 (staging / member).write_bytes(zf.read(ML100K_ZIP_DIR + member))
@@ -151,34 +213,24 @@ def movielens_100k_files() -> Path:
     return target
 
 
-def _ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def load_movielens_100k() -> Dataset:
     folder = movielens_100k_files()
     dataset = read_interactions(folder / "ml-100k.inter")
     dataset.name = DEFAULT_DATASET
+    dataset.path = ""
     dataset.titles = read_titles(folder / "ml-100k.item")
     return dataset
 
 
 def read_titles(path: Path) -> dict[str, str]:
     """Item id -> "title (year)" from a RecBole .item file."""
-    rows = _read_rows(path)
-    header = [_strip_type(h) for h in rows[0]]
+    table = _read_table(path, path.read_bytes(), "utf-8")
+    header = [_strip_type(h) for h in table.column_names]
     if "item_id" not in header or "movie_title" not in header:
         return {}
-    i_id, i_title = header.index("item_id"), header.index("movie_title")
-    i_year = header.index("release_year") if "release_year" in header else None
-    titles = {}
-    for row in rows[1:]:
-        if len(row) <= max(i_id, i_title):
-            continue
-        year = row[i_year] if i_year is not None and i_year < len(row) and row[i_year] else ""
-        titles[row[i_id]] = f"{row[i_title]} ({year})" if year else row[i_title]
-    return titles
+    columns = {name: table.column(i).to_pylist() for i, name in enumerate(header)}
+    years = columns.get("release_year", [""] * table.num_rows)
+    return {i: f"{t} ({y})" if y else t for i, t, y in zip(columns["item_id"], columns["movie_title"], years)}
 
 
 # --- A user's interaction file -------------------------------------------------------------------
@@ -189,62 +241,112 @@ def read_interactions(
     user_col: str | None = None,
     item_col: str | None = None,
     time_col: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Read CSV/TSV/Parquet/RecBole .inter interactions into time-ordered sequences."""
-    if not path.is_file():
-        raise ToolkitError(f"--data {path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ToolkitError(f"--data {path}: unsupported file type {suffix!r}; valid: {', '.join(SUPPORTED_SUFFIXES)}")
+    path = check_data_path(str(path)) or path
     raw = path.read_bytes()
-    if suffix == ".parquet":
-        header, columns = _read_parquet(path)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if path.suffix.lower() == ".parquet":
+        table = _read_parquet(path)
+        encoding = "parquet"
     else:
-        rows = _read_rows(path, raw)
-        if len(rows) < 2:
-            raise ToolkitError(f"--data {path}: no interactions (need a header row and data rows)")
-        header = [_strip_type(h) for h in rows[0]]
-        columns = None
-        body = rows[1:]
+        encoding = check_encoding(encoding)
+        table = _read_table(path, raw, encoding)
+    del raw
+    header = [_strip_type(h) for h in table.column_names]
+    if table.num_rows == 0:
+        raise ToolkitError(f"--data {path}: no interactions (need a header row and data rows)")
     u = _pick_column(path, header, user_col, USER_COLUMNS, "--user-col")
     i = _pick_column(path, header, item_col, ITEM_COLUMNS, "--item-col")
     t = _pick_column(path, header, time_col, TIME_COLUMNS, "--time-col")
-    if columns is not None:
-        users, items, times = columns[u], columns[i], columns[t]
-    else:
-        width = len(header)
-        for n, row in enumerate(body, start=2):
-            if len(row) != width:
-                raise ToolkitError(f"--data {path}: line {n} has {len(row)} fields, the header has {width}")
-        users = [r[u] for r in body]
-        items = [r[i] for r in body]
-        times = [r[t] for r in body]
-    stamps = _parse_times(path, header[t], times)
-    return _build_dataset(path.stem, hashlib.sha256(raw).hexdigest(), users, items, stamps)
+    users = _id_column(path, table.column(u), header[u])
+    items = _id_column(path, table.column(i), header[i])
+    stamps = _time_column(path, table.column(t), header[t])
+    dataset = _build_dataset(path, sha256, users, items, stamps)
+    dataset.columns = {"user": header[u], "item": header[i], "time": header[t]}
+    dataset.encoding = encoding
+    return dataset
 
 
-def _read_rows(path: Path, raw: bytes | None = None) -> list[list[str]]:
-    raw = path.read_bytes() if raw is None else raw
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+def _read_table(path: Path, raw: bytes, encoding: str):
+    """A delimited text file as a pyarrow table of strings; bad bytes and rows named by line."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+    if encoding.replace("_", "-") in ("utf-8", "utf-8-sig"):
+        _check_utf8(path, raw)
+    else:
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise ToolkitError(f"--data {path}: line {_line_of(raw, e.start)} is not valid {encoding} "
+                               f"(byte 0x{raw[e.start]:02x})") from None
+    header = _header_names(path, raw, encoding, delimiter)
+    try:
+        return pcsv.read_csv(
+            pa.py_buffer(raw),
+            read_options=pcsv.ReadOptions(encoding=encoding, column_names=header, skip_rows=1),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as e:
+        raise ToolkitError(f"--data {path}: {_find_bad_row(raw, encoding, delimiter) or str(e).splitlines()[0]}") from None
 
 
-def _read_parquet(path: Path) -> tuple[list[str], list[list[str]]]:
+def _check_utf8(path: Path, raw: bytes) -> None:
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ToolkitError(f"--data {path}: line {_line_of(raw, nul)} holds a NUL byte: not a text file "
+                           "(give a CSV/TSV text file, or a .parquet file)")
     try:
-        import pyarrow.parquet as pq
-    except ImportError as e:  # pragma: no cover - pyarrow is a declared dependency
-        raise ToolkitError(f"--data {path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ToolkitError(f"--data {path}: line {_line_of(raw, e.start)} is not valid UTF-8 (byte 0x{raw[e.start]:02x}); "
+                           "if the file is in another encoding, pass it with --encoding (e.g. --encoding latin-1)") from None
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def _header_names(path: Path, raw: bytes, encoding: str, delimiter: str) -> list[str]:
+    import csv
+    import io
+
+    first = raw.split(b"\n", 1)[0].decode(encoding).lstrip("\ufeff").rstrip("\r")
+    names = next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
+    if not names or not any(n.strip() for n in names):
+        raise ToolkitError(f"--data {path}: no header row (the first line must name the columns)")
+    if len(set(names)) != len(names):
+        raise ToolkitError(f"--data {path}: the header names a column twice ({', '.join(names)})")
+    return names
+
+
+def _find_bad_row(raw: bytes, encoding: str, delimiter: str) -> str | None:
+    """The first row whose field count differs from the header's (only on the error path)."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(raw.decode(encoding).lstrip("\ufeff"), newline=""), delimiter=delimiter)
+    width = None
+    for row in reader:
+        if width is None:
+            width = len(row)
+        elif row and len(row) != width:
+            return f"line {reader.line_num} has {len(row)} fields, the header has {width}"
+    return None
+
+
+def _read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
     try:
-        table = pq.read_table(path)
-    except Exception as e:
-        raise ToolkitError(f"--data {path}: not a readable Parquet file ({e})") from e
-    header = list(table.column_names)
-    columns = [[str(v) for v in table.column(c).to_pylist()] for c in header]
-    return header, columns
+        return pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise ToolkitError(f"--data {path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
 
 
 def _strip_type(name: str) -> str:
@@ -266,47 +368,91 @@ def _pick_column(path: Path, header: list[str], chosen: str | None, known: tuple
     )
 
 
-def _parse_times(path: Path, column: str, values: list[str]) -> np.ndarray:
-    try:
-        return np.array([float(v) for v in values], dtype=np.float64)
-    except ValueError:
-        pass
-    try:
-        return np.array([datetime.fromisoformat(v).timestamp() for v in values], dtype=np.float64)
-    except ValueError as e:
-        raise ToolkitError(
-            f"--data {path}: column {column!r} must hold numbers or ISO dates ({e})"
-        ) from e
+def _id_column(path: Path, column, name: str) -> tuple[np.ndarray, list[str]]:
+    """An id column as (codes (R,) int64, distinct ids), dictionary-encoded by pyarrow; a missing or
+    empty id is an error naming its row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(column.type):
+        raise ToolkitError(f"--data {path}: column {name!r} holds floating-point numbers; ids must be strings or integers")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    empty = pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_length(column), 0))
+    if pc.any(empty).as_py():
+        row = int(pc.index(empty, True).as_py())
+        raise ToolkitError(f"--data {path}: data row {row + 1} (line {row + 2} of a text file) has an empty "
+                           f"{name!r}; every interaction needs a user id and an item id")
+    encoded = pc.dictionary_encode(column.combine_chunks() if hasattr(column, "combine_chunks") else column)
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
 
 
-def _sort_key(ids: set[str]) -> list[str]:
-    """Integer ids sort numerically, anything else as strings: a stable, readable vocabulary."""
-    if all(x.lstrip("-").isdigit() for x in ids):
-        return sorted(ids, key=int)
-    return sorted(ids)
+def _time_column(path: Path, column, name: str) -> np.ndarray:
+    """Timestamps as float64 seconds: numbers, or ISO 8601 dates/times."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        column = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+        return column.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        try:
+            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            try:
+                values = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64()).to_numpy(
+                    zero_copy_only=False).astype(np.float64) / 1e6
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise ToolkitError(f"--data {path}: column {name!r} must hold numbers or ISO dates "
+                                   f"({str(e).splitlines()[0]})") from None
+    if np.isnan(values).any():
+        row = int(np.flatnonzero(np.isnan(values))[0])
+        raise ToolkitError(f"--data {path}: data row {row + 1} has no {name!r} (empty or NaN)")
+    return values
 
 
-def _build_dataset(name: str, sha256: str, users: list[str], items: list[str], stamps: np.ndarray) -> Dataset:
-    per_user: dict[str, list[int]] = {}
-    for row, user in enumerate(users):
-        per_user.setdefault(user, []).append(row)
-    kept = {u: rows for u, rows in per_user.items() if len(rows) >= MIN_INTERACTIONS_PER_USER}
-    if not kept:
-        raise ToolkitError(f"--data {name}: no user has {MIN_INTERACTIONS_PER_USER} or more interactions")
-    vocab = [""] + _sort_key({items[r] for rows in kept.values() for r in rows})
-    index = {item: i for i, item in enumerate(vocab)}
-    user_ids = _sort_key(set(kept))
-    sequences = []
-    for user in user_ids:
-        rows = np.array(kept[user])
-        order = np.argsort(stamps[rows], kind="stable")  # ties keep file order
-        sequences.append(np.array([index[items[r]] for r in rows[order]], dtype=np.int64))
+def _sorted_codes(codes: np.ndarray, values: list[str], used: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Renumber dictionary codes so ids sort numerically when every id is an ASCII integer, else as
+    strings; ids with the same value ("7", "07") stay distinct. `used` (bool per value) keeps only
+    those values. Returns (new codes, sorted ids)."""
+    keep = np.arange(len(values)) if used is None else np.flatnonzero(used)
+    kept = [values[k] for k in keep.tolist()]
+    if all(_ASCII_INTEGER.fullmatch(x) for x in kept):
+        order = sorted(range(len(kept)), key=lambda j: (int(kept[j]), kept[j]))
+    else:
+        order = sorted(range(len(kept)), key=lambda j: kept[j])
+    rank = np.full(len(values), -1, dtype=np.int64)
+    rank[keep[np.asarray(order, dtype=np.int64)]] = np.arange(len(kept))
+    return rank[codes], [kept[j] for j in order]
+
+
+def _build_dataset(path: Path, sha256: str, users: tuple[np.ndarray, list[str]], items: tuple[np.ndarray, list[str]],
+                   stamps: np.ndarray) -> Dataset:
+    user_codes, user_values = users
+    counts = np.bincount(user_codes, minlength=len(user_values))
+    kept_users = counts >= MIN_INTERACTIONS_PER_USER
+    if not kept_users.any():
+        raise ToolkitError(f"--data {path}: no user has {MIN_INTERACTIONS_PER_USER} or more interactions "
+                           "(one for training, one for validation, one for test)")
+    rows = kept_users[user_codes]
+    user_index, user_ids = _sorted_codes(user_codes[rows], user_values, kept_users)
+    item_codes = items[0][rows]
+    item_index, item_ids = _sorted_codes(item_codes, items[1], np.bincount(item_codes, minlength=len(items[1])) > 0)
+    item_index = item_index + 1  # 0 is padding
+    stamps = stamps[rows]
+    order = np.lexsort((np.arange(len(stamps)), stamps, user_index))  # by user, then time; ties keep file order
+    item_index, user_index = item_index[order], user_index[order]
+    bounds = np.flatnonzero(np.diff(user_index)) + 1
     return Dataset(
-        name=name,
+        name=path.stem,
         sha256=sha256,
-        item_ids=vocab,
+        item_ids=[""] + item_ids,
         user_ids=user_ids,
-        sequences=sequences,
-        num_interactions=sum(len(s) for s in sequences),
-        dropped_users=len(per_user) - len(kept),
+        sequences=np.split(item_index, bounds),
+        num_interactions=int(len(item_index)),
+        dropped_users=int((~kept_users).sum()),
+        path=str(path),
     )
