@@ -8,18 +8,12 @@ them: a runtime that leaks per request shows up as growth.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import sys
-import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from runtime_demo.recommend import Recommender
+from toolkit.measure import TimingConfig, current_rss, time_calls
 
 WARMUP_REQUESTS = 50
-PERCENTILES = (50, 95, 99)
 
 
 @dataclass
@@ -51,27 +45,16 @@ class BenchResult:
 
 
 def bench(recommender: Recommender, histories: list[list[str]], threads: int) -> BenchResult:
-    """One request per history, timed; the first WARMUP_REQUESTS are run again untimed first."""
+    """One request per history, timed (toolkit.measure, the profiler's timing loop); the first
+    WARMUP_REQUESTS are run untimed first."""
     for history in histories[:WARMUP_REQUESTS]:
         recommender.recommend(history)
     rss_before = current_rss()
-    seconds = np.empty(len(histories))
-    for n, history in enumerate(histories):
-        start = time.perf_counter()
-        recommender.recommend(history)
-        seconds[n] = time.perf_counter() - start
+    block = TimingConfig.block_calls if len(histories) % TimingConfig.block_calls == 0 else 1  # exactly N requests
+    timing = time_calls({"app": recommender.recommend}, histories,
+                        TimingConfig(warmup_calls=0, block_calls=block, min_blocks=len(histories) // block,
+                                     min_seconds=0.0, max_seconds=float("inf")))["app"]
     rss_after = current_rss()
-    p50, p95, p99 = (float(np.percentile(seconds, p) * 1e3) for p in PERCENTILES)
-    return BenchResult(requests=len(histories), runtime=recommender.runtime, threads=threads,
-                       p50_ms=p50, p95_ms=p95, p99_ms=p99, mean_ms=float(seconds.mean() * 1e3),
+    return BenchResult(requests=timing.calls, runtime=recommender.runtime, threads=threads, p50_ms=timing.p50_ms,
+                       p95_ms=timing.p95_ms, p99_ms=timing.p99_ms, mean_ms=timing.mean_ms,
                        rss_before_bytes=rss_before, rss_after_bytes=rss_after)
-
-
-def current_rss() -> int:
-    """Resident set size of this process now, in bytes (Linux /proc; elsewhere the peak)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, Linux: KiB

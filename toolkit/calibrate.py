@@ -14,20 +14,15 @@ trained a model is not a clean baseline.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from toolkit.errors import ToolkitError
 
 # environment variables the common BLAS builds read for their thread count at import time
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                      "NUMEXPR_NUM_THREADS")
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -100,16 +95,19 @@ def measure_gflops(cfg: CalibrationConfig) -> Calibration:
 
 def calibrate(cfg: CalibrationConfig) -> Calibration:
     """Measure in a fresh process (BLAS limited to one thread per calling thread)."""
-    env = {**os.environ, **{k: "1" for k in _THREAD_VARIABLES},
-           "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    code = ("import json, sys; from toolkit.calibrate import CalibrationConfig, measure_gflops; "
-            "print(json.dumps(measure_gflops(CalibrationConfig(**json.loads(sys.argv[1]))).to_dict()))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(asdict(cfg))], env=env, capture_output=True,
-                          text=True, timeout=120 + 10 * cfg.seconds)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ToolkitError(f"calibration failed: {last}")
-    return Calibration(**json.loads(done.stdout.strip().splitlines()[-1]))
+    from toolkit.measure import MeasurementError, run_fresh
+
+    try:
+        result = run_fresh("toolkit.calibrate:measure_request", asdict(cfg), timeout=120 + 10 * cfg.seconds,
+                           env={k: "1" for k in _THREAD_VARIABLES})
+    except MeasurementError as e:
+        raise ToolkitError(f"calibration failed: {e}") from None
+    return Calibration(**result)
+
+
+def measure_request(request: dict) -> dict:
+    """The fresh process's side of `calibrate`."""
+    return measure_gflops(CalibrationConfig(**request)).to_dict()
 
 
 class CalibrationCache:

@@ -1,8 +1,10 @@
-"""Parity: does an artifact, run in its runtime, give what the PyTorch serving graph gave?
+"""Parity: does an artifact, run in its runtime, give what the model it was exported from gave?
 
-The build stores real test histories and the PyTorch outputs for them (`reference.npz`: arrays
-`history` (R, L), `scores` (R, K), `items` (R, K)) next to the artifacts, so parity can be checked
-again later (the profiler does) without the PyTorch model.
+The build stores real test histories and, for every model it exported (the float student, and the
+plan's compressed student), that model's PyTorch outputs on them: `reference.npz` holds `history`
+(R, L) and `<source>_scores` (R, C), `<source>_items` (R, C) for each source ("float",
+"compressed"). Parity always compares an artifact with its own source, so "parity" means one
+thing everywhere; the profiler checks it again later without the PyTorch model.
 """
 
 from __future__ import annotations
@@ -14,21 +16,32 @@ import numpy as np
 from toolkit.errors import ToolkitError
 
 PARITY_CUTOFF = 10
+SOURCES = ("float", "compressed")
 
 
-def load_reference(path: Path) -> dict[str, np.ndarray]:
+def write_reference(path: Path, history: np.ndarray, outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """history (R, L); outputs: source -> (scores (R, C), items (R, C))."""
+    arrays = {"history": history}
+    for source, (scores, items) in outputs.items():
+        assert source in SOURCES, source
+        arrays[f"{source}_scores"], arrays[f"{source}_items"] = scores, items
+    np.savez(path, **arrays)
+
+
+def load_reference(path: Path, source: str = "float") -> dict[str, np.ndarray]:
+    """The stored histories and one source's outputs: {"history", "scores", "items"}."""
     try:
         with np.load(path) as data:
-            return {k: data[k] for k in ("history", "scores", "items")}
+            return {"history": data["history"], "scores": data[f"{source}_scores"], "items": data[f"{source}_items"]}
     except (OSError, KeyError, ValueError) as e:
-        raise ToolkitError(f"{path}: missing or unreadable reference outputs ({e})") from e
+        raise ToolkitError(f"{path}: missing or unreadable reference outputs for the {source} model ({e})") from e
 
 
 def measure_parity(predict, reference: dict[str, np.ndarray]) -> dict:
     """Top-10 exact match and overlap, and the max score error over finite scores.
 
     Args:
-        predict: history (1, L) -> (scores (1, K), items (1, K)).
+        predict: history (1, L) -> (scores (1, C), items (1, C)).
         reference: arrays from `load_reference`.
     """
     exact, overlap, max_err = 0, 0.0, 0.0

@@ -1,74 +1,124 @@
 """The profiler: does an artifact fit a device profile? Measured in its real runtime, in a fresh process.
 
-For one artifact (`profile_artifact`) it reports:
-  size      bytes on disk (the file's size; that is what an app ships or downloads);
-  memory    measured: peak resident memory (RSS high-water mark) of loading the artifact and
-            serving requests, minus the process's RSS right after importing the runtime (so the
-            interpreter, numpy and the runtime library are subtracted; the model's load, weights,
-            arena and activations remain). The high-water mark is reset after the imports (Linux
-            /proc/self/clear_refs) so import-time peaks do not leak in; `baseline` says how.
-            estimated (.pte only): the memory-planned activation buffers read from the program
-            (`non_const_buffer_sizes`) plus its constant bytes (weights, delegate payloads).
-            The memory budget is judged on the measured figure.
-  latency   host p50/p95/p99 over >= 1,000 runs and >= 2 s (capped at `max_seconds`) after warm-up,
-            with the profile's thread count, on real test histories (reference.npz); and the device
-            estimate = host latency x host GFLOP/s / profile GFLOP/s, labelled as an estimate.
-            The latency budget is judged on the estimated device p95.
-  ops       .pte: XNNPACK delegate calls, the XNNPACK nodes inside them, and the operators that run
-            outside XNNPACK (portable / quantized kernels); .onnx: node counts by op type.
-  parity    top-10 agreement and max score error against the PyTorch outputs stored at export.
-  quality   HR@10 / NDCG@10 measured through the artifact: the build computes them on the test
-            split and passes them in; the standalone `profile` command reuses the figures of the
-            manifest.json next to the artifact when its sha256 matches (else "not available").
+For one artifact (`profile_artifact`) it measures:
+  size      bytes on disk (what an app ships or downloads).
+  memory    what the app pays, its runtime included:
+            - python: peak RSS of loading the artifact and serving, minus the RSS of the interpreter
+              before the runtime was imported (runtime library + bindings + model); for ExecuTorch
+              the Python bindings import torch, so this figure is only shown, never judged;
+            - python_model: the same minus the RSS right after importing the runtime (the model's
+              own load, weights, arena and activations);
+            - native (.pte): the whole-process peak RSS of the C++ client (runtime_demo/cpp) when it
+              is built: what a phone app pays;
+            - program (.pte): planned activation buffers + constants read from the program.
+            The verdict uses native for .pte (else python_model + the runtime's measured base,
+            labelled an estimate) and python for .onnx.
+  latency   per-call wall time with 1 thread and with the profile's thread count, interleaved in
+            blocks (toolkit/measure.py); the faster setting is recommended. The device estimate is
+            the *quiet* host figure (the least disturbed blocks) x host GFLOP/s / device GFLOP/s, so
+            another job on the build machine does not flip the verdict; the figures over every call
+            and the host's load while measuring are recorded next to it, and an analytic estimate
+            (FLOPs / device GFLOP/s + per-request overhead) when the build's plan is known.
+  ops       .pte: XNNPACK delegate calls, the nodes inside them and the operators outside XNNPACK;
+            .onnx: node counts by op type.
+  parity    top-10 agreement and max score error against the model the artifact was exported from
+            (the outputs stored at export in reference.npz).
+  quality   NDCG@K through the artifact (from the build), against the popularity baseline and its
+            float model.
 
-Each budget (and the profile's format, int8 and serving shape) gets pass/fail with its margin.
-The worker is `python -c "...worker_main..."`: a fresh interpreter per artifact, so one
-artifact's allocations never count against another and the thread pool is set from scratch.
+An artifact fits only when every check passes: format, precision, serving shape, size, memory,
+latency, parity (agreement >= the stated minimum) and quality (above popularity and within
+`QUALITY_MARGIN` of its float model). A figure that could not be measured is *unknown* and fails.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from toolkit.calibrate import CalibrationCache
 from toolkit.errors import ToolkitError
+from toolkit.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
 from toolkit.profiles import DeviceProfile
 
-REFERENCE_FILE = "reference.npz"  # written by the build next to the artifacts (pipeline.REFERENCE_FILE)
+REFERENCE_FILE = "reference.npz"  # written by the build next to the artifacts
 MANIFEST_FILE = "manifest.json"
-HISTOGRAM_BINS = 40
-_ROOT = Path(__file__).resolve().parent.parent
+# top-10 agreement an artifact must reach with the model it was exported from: the same weights
+# (fp32 export, or a model whose weights were already quantized by toolkit.compress) differ only
+# by float rounding; int8 PT2E / ONNX Runtime dynamic quantization also rounds every activation
+PARITY_MIN_AGREEMENT = {"same weights": 0.98, "quantized at export": 0.85}
+QUALITY_MARGIN = 0.05  # an artifact's NDCG@K may be at most 5 % below its float model's (relative)
+THREADS_GAIN = 0.9  # more threads are recommended only when they cut the quiet p50 by >= 10 %
+PROFILE_TIMEOUT_S = 600
+WARMUP_AFTER_LOAD = 10  # untimed calls after a (re)load, before a block is timed
 # ONNX op types that only appear in a quantized graph
 _ONNX_INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear",
                   "ConvInteger", "QLinearConv", "GatherBlockQuantized", "MatMulNBits"}
 
 
 @dataclass
-class LatencyConfig:
-    warmup_runs: int = 50
-    min_runs: int = 1000
-    min_seconds: float = 2.0
-    max_seconds: float = 30.0  # a slow model stops here even below min_runs (then runs >= 2 s)
-
-
-@dataclass
 class Check:
     """One budget or requirement of the profile, judged for one artifact."""
 
-    budget: str  # model_bytes | memory_bytes | latency_ms | format | precision | serving
+    budget: str  # format | precision | serving | model_bytes | memory_bytes | latency_ms | parity | quality
     passed: bool
-    text: str  # "model 1.9 MB of 4.0 MB (2.1 MB to spare)"
+    text: str  # "model 1.9 MB of 4.0 MB (file; 2.1 MB to spare)"
     value: float | None = None
     limit: float | None = None
     margin: float | None = None  # limit - value: positive = to spare, negative = over
-    basis: str = ""  # "file" | "measured" | "estimated" | "artifact"
+    basis: str = ""  # file | measured | native | estimated | artifact | unknown
+
+
+@dataclass
+class Quality:
+    """What the quality check needs: the artifact's figure, its float model's, the popularity baseline."""
+
+    k: int
+    ndcg: float | None  # through the artifact (test)
+    hr: float | None
+    users: int = 0
+    undetermined: int = 0
+    float_ndcg: float | None = None  # the float model the artifact comes from (PyTorch, test)
+    popularity_ndcg: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Memory:
+    basis: str  # native | python | estimated | unknown: which figure the verdict uses
+    verdict_bytes: int | None
+    how: str
+    python_bytes: int | None = None  # runtime + bindings + model (RSS above the bare interpreter)
+    python_model_bytes: int | None = None  # the model alone (RSS above the imported runtime)
+    native_bytes: int | None = None  # whole C++ client process (runtime included)
+    program_bytes: int | None = None  # .pte: planned buffers + constants
+    program: dict = field(default_factory=dict)
+    peak_reset: bool = True  # the RSS high-water mark could be reset after the imports
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Latency:
+    threads: int  # the recommended setting (the faster of 1 and the profile's threads)
+    timings: dict[str, Timing]  # "1", "<profile threads>" (and "native") -> per-call times on this host
+    device_p50_ms: float | None
+    device_p95_ms: float | None
+    device_p99_ms: float | None
+    scale: float  # host GFLOP/s / device GFLOP/s at the recommended threads
+    how: str
+    host_load: HostLoad | None = None
+    analytic_ms: float | None = None  # FLOPs / device GFLOP/s + per-request overhead (the plan's estimate)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["timings"] = {k: v.to_dict() for k, v in self.timings.items()}
+        return d
 
 
 @dataclass
@@ -78,14 +128,14 @@ class ArtifactProfile:
     precision: str
     bytes: int
     sha256: str
-    memory: dict
-    latency: dict
-    device_latency: dict
+    memory: Memory
+    latency: Latency
     ops: dict
     parity: dict
-    quality: dict
+    parity_min: float
+    quality: Quality
     io: dict
-    host: dict
+    host: dict  # the host's calibration
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -101,27 +151,39 @@ class ArtifactProfile:
 
     def figures(self) -> dict:
         """The measured figures (manifest key "profile"); the verdict is separate."""
-        return {"bytes": self.bytes, "memory": self.memory, "latency": self.latency,
-                "device_latency": self.device_latency, "ops": self.ops, "parity": self.parity,
-                "quality": self.quality, "io": self.io, "host": self.host}
+        return {"bytes": self.bytes, "memory": self.memory.to_dict(), "latency": self.latency.to_dict(),
+                "ops": self.ops, "parity": self.parity, "parity_min": self.parity_min,
+                "quality": self.quality.to_dict(), "io": self.io, "host": self.host}
 
     def to_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "precision": self.precision, "sha256": self.sha256,
                 **self.figures(), **self.verdict()}
 
 
+@dataclass
+class ProfileRequest:
+    """What the build knows about an artifact (the standalone command reads it from manifest.json)."""
+
+    precision: str | None = None
+    source: str = "float"  # which reference outputs the artifact is compared with ("float" | "compressed")
+    parity_min: float | None = None
+    quality: Quality | None = None
+    analytic_ms: float | None = None
+
+
 def profile_artifact(path: Path, profile: DeviceProfile, calibrations: CalibrationCache | None = None,
-                     latency: LatencyConfig | None = None, quality: dict | None = None,
-                     precision: str | None = None) -> ArtifactProfile:
+                     timing: TimingConfig | None = None, known: ProfileRequest | None = None,
+                     native=None) -> ArtifactProfile:
     """Measure one artifact in a fresh process and judge it against the profile.
 
     Args:
         path: a .pte or .onnx file with `reference.npz` next to it (a build directory).
         profile: the device profile to judge against.
         calibrations: host GFLOP/s per thread count, shared across artifacts of one run.
-        latency: how long to measure.
-        quality: HR@10/NDCG@10 through the artifact if known (the build passes them).
-        precision: "fp32" | "int8" if known; otherwise inferred from the ops in the artifact.
+        timing: how long to time.
+        known: what the build knows (precision, reference source, quality); None reads the
+            manifest.json next to the artifact (matched by sha256).
+        native: a `toolkit.native.NativeClient` to measure a .pte in (None: not measured natively).
     """
     from export.runtime import artifact_format
 
@@ -133,56 +195,124 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     if not reference.is_file():
         raise ToolkitError(f"{path}: no {REFERENCE_FILE} next to it; profile artifacts inside their build directory")
     calibrations = calibrations or CalibrationCache()
-    latency = latency or LatencyConfig()
+    timing = timing or TimingConfig()
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    if quality is None or precision is None:
-        known = _from_manifest(path, sha256)
-        quality = quality if quality is not None else known.get("quality")
-        precision = precision or known.get("precision")
-
-    threads = profile.hardware.threads
-    worker = _run_worker({"path": str(path), "format": fmt, "threads": threads, "reference": str(reference),
-                          "latency": asdict(latency)})
-    host = calibrations.get(threads)
-    scale = host.gflops / profile.hardware.gflops
-    device_latency = {"basis": "estimated", "how": f"host latency x host {host.gflops:.1f} GFLOP/s / device "
-                      f"{profile.hardware.gflops:.1f} GFLOP/s (x{scale:.3f})", "scale": scale,
-                      **{k: worker["latency"][k] * scale for k in ("p50_ms", "p95_ms", "p99_ms")}}
+    known = known or _from_manifest(path, sha256)
+    threads = sorted({1, profile.hardware.threads})
+    worker = run_fresh("toolkit.profiler:measure", {
+        "path": str(path), "format": fmt, "threads": threads, "profile_threads": profile.hardware.threads,
+        "reference": str(reference), "source": known.source, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S)
+    timings = {k: Timing(**v) for k, v in worker["timings"].items()}
+    memory = Memory(**worker["memory"])
+    if fmt == "executorch":
+        _native_figures(native, path, reference, profile, timing, memory, timings)
+    latency = _device_latency(timings, profile, calibrations, known.analytic_ms,
+                              HostLoad(**worker["host_load"]) if worker.get("host_load") else None)
+    precision = known.precision or _infer_precision(fmt, worker["ops"])
+    parity_min = known.parity_min if known.parity_min is not None else PARITY_MIN_AGREEMENT[
+        "same weights" if precision == "fp32" else "quantized at export"]
     result = ArtifactProfile(
-        path=path.name, format=fmt, precision=precision or _infer_precision(fmt, worker["ops"]), bytes=len(data),
-        sha256=sha256, memory=worker["memory"], latency=worker["latency"], device_latency=device_latency,
-        ops=worker["ops"], parity=worker["parity"],
-        quality=({**quality, "basis": "measured through the artifact"} if quality else {"basis": "not available"}),
-        io=worker["io"], host=host.to_dict())
+        path=path.name, format=fmt, precision=precision, bytes=len(data), sha256=sha256, memory=memory,
+        latency=latency, ops=worker["ops"], parity=worker["parity"], parity_min=parity_min,
+        quality=known.quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
+        host=calibrations.get(latency.threads).to_dict())
     result.checks = judge(result, profile)
     return result
 
 
+def _native_figures(native, path: Path, reference: Path, profile: DeviceProfile, timing: TimingConfig,
+                    memory: Memory, timings: dict[str, Timing]) -> None:
+    """The .pte measured in the native C++ client (when built): its memory is the verdict's basis."""
+    from toolkit.plan import RUNTIME_BASE_MEMORY
+
+    if native is not None:
+        try:
+            bench = native.bench(path, reference, profile.hardware.threads, timing)
+            memory.native_bytes = bench.peak_rss_bytes
+            memory.basis, memory.verdict_bytes = "native", bench.peak_rss_bytes
+            memory.how = ("peak RSS of the native C++ client (runtime_demo/cpp) loading and serving the program: "
+                          "the ExecuTorch runtime, XNNPACK and the model, what an app pays")
+            timings["native"] = bench.timing
+            return
+        except MeasurementError as e:
+            memory.how = f"native client failed ({e}); "
+    if memory.python_model_bytes is None:
+        memory.basis, memory.verdict_bytes = "unknown", None
+        memory.how += "the memory could not be measured"
+        return
+    memory.basis = "estimated"
+    memory.verdict_bytes = memory.python_model_bytes + RUNTIME_BASE_MEMORY["executorch"]
+    memory.how += (f"no native client: the model's memory measured in Python ({memory.python_model_bytes:,} B) + "
+                   f"the ExecuTorch runtime's base ({RUNTIME_BASE_MEMORY['executorch']:,} B, measured natively)")
+
+
+def _device_latency(timings: dict[str, Timing], profile: DeviceProfile, calibrations: CalibrationCache,
+                    analytic_ms: float | None, load: HostLoad | None) -> Latency:
+    """The recommended thread count and the device estimate from its quiet figures."""
+    threads = profile.hardware.threads
+    best = 1
+    if str(threads) in timings and timings[str(threads)].quiet_p50_ms < THREADS_GAIN * timings["1"].quiet_p50_ms:
+        best = threads
+    t = timings[str(best)]
+    host = calibrations.get(best)
+    device_gflops = profile.hardware.gflops * best / threads  # the profile's rate is for all its threads
+    scale = host.gflops / device_gflops
+    return Latency(
+        threads=best, timings=timings, scale=scale, host_load=load, analytic_ms=analytic_ms,
+        device_p50_ms=t.quiet_p50_ms * scale, device_p95_ms=t.quiet_p95_ms * scale, device_p99_ms=t.quiet_p99_ms * scale,
+        how=(f"quiet host figures at {best} thread(s) (the {t.quiet_blocks} least disturbed of {t.blocks} blocks) x host "
+             f"{host.gflops:.1f} GFLOP/s / device {device_gflops:.1f} GFLOP/s at {best} thread(s) (x{scale:.3f})"))
+
+
 def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
-    """Pass/fail with margin for every budget and requirement of the profile."""
+    """Pass/fail with margin for every budget and requirement of the profile; unknown never passes."""
     b, hw, s = profile.budget, profile.hardware, profile.serving
+    q = a.quality
     checks = [
         Check("format", a.format in s.formats, f"format {a.format}: device serves {', '.join(s.formats)}",
               basis="artifact"),
         Check("precision", a.precision == "fp32" or hw.int8,
               f"precision {a.precision}: device {'has' if hw.int8 else 'has no'} fast int8 kernels", basis="artifact"),
-        Check("serving", a.io["max_history"] == s.max_history and a.io["top_k"] >= s.top_k,
-              f"serving: history {a.io['max_history']} (device {s.max_history}), top-K {a.io['top_k']} "
-              f"(device needs {s.top_k})", basis="artifact"),
+        Check("serving", a.io["max_history"] == s.max_history and a.io["candidates"] >= s.top_k,
+              f"serving: history {a.io['max_history']} (device {s.max_history}), {a.io['candidates']} candidates "
+              f"(device shows {s.top_k})", basis="artifact"),
         _budget_check("model_bytes", "model", a.bytes, b.model_bytes, _mb, "file"),
-        _budget_check("memory_bytes", "memory", a.memory["measured_bytes"], b.memory_bytes, _mb, "measured"),
-        _budget_check("latency_ms", "latency p95", a.device_latency["p95_ms"], b.latency_ms,
-                      lambda v: f"{v:.2f} ms", "estimated"),
+        _budget_check("memory_bytes", "memory", a.memory.verdict_bytes, b.memory_bytes, _mb, a.memory.basis,
+                      unknown=a.memory.how),
+        _budget_check("latency_ms", f"latency p95 at {a.latency.threads} thread(s)", a.latency.device_p95_ms,
+                      b.latency_ms, lambda v: f"{v:.2f} ms", "estimated"),
+        _at_least("parity", "top-10 agreement with the model it was exported from",
+                  a.parity.get("top10_agreement"), a.parity_min, "measured"),
     ]
+    if q.ndcg is None or q.float_ndcg is None or q.popularity_ndcg is None:
+        checks.append(Check("quality", False, "quality: unknown (not measured through this artifact by a build)",
+                            basis="unknown"))
+    else:
+        floor = max(q.popularity_ndcg, q.float_ndcg * (1 - QUALITY_MARGIN))
+        checks.append(Check("quality", q.ndcg > q.popularity_ndcg and q.ndcg >= q.float_ndcg * (1 - QUALITY_MARGIN),
+                            f"NDCG@{q.k} {q.ndcg:.4f} through the artifact: above popularity {q.popularity_ndcg:.4f} "
+                            f"and within {QUALITY_MARGIN:.0%} of its float model's {q.float_ndcg:.4f}",
+                            value=q.ndcg, limit=floor, margin=q.ndcg - floor, basis="measured"))
     return checks
 
 
-def _budget_check(budget: str, label: str, value: float, limit: float, fmt, basis: str) -> Check:
+def _budget_check(budget: str, label: str, value: float | None, limit: float, fmt, basis: str,
+                  unknown: str = "") -> Check:
+    if value is None:
+        return Check(budget, False, f"{label} unknown ({unknown or 'not measured'}) of {fmt(limit)}",
+                     limit=float(limit), basis="unknown")
     margin = limit - value
     spare = f"{fmt(margin)} to spare" if margin >= 0 else f"over by {fmt(-margin)}"
     return Check(budget, value <= limit, f"{label} {fmt(value)} of {fmt(limit)} ({basis}; {spare})",
                  value=float(value), limit=float(limit), margin=float(margin), basis=basis)
+
+
+def _at_least(budget: str, label: str, value: float | None, minimum: float, basis: str) -> Check:
+    if value is None:
+        return Check(budget, False, f"{label}: unknown", limit=minimum, basis="unknown")
+    return Check(budget, value >= minimum, f"{label} {value:.3f} (at least {minimum:.2f})", value=float(value),
+                 limit=float(minimum), margin=float(value - minimum), basis=basis)
 
 
 def _mb(n: float) -> str:
@@ -196,126 +326,92 @@ def _infer_precision(fmt: str, ops: dict) -> str:
     return "int8" if set(ops.get("op_types", {})) & _ONNX_INT8_OPS else "fp32"
 
 
-def _from_manifest(path: Path, sha256: str) -> dict:
-    """Quality and precision of this exact artifact from the build's manifest, if it is there."""
+def _from_manifest(path: Path, sha256: str) -> ProfileRequest:
+    """What the build recorded about this exact artifact (matched by sha256), if it is there."""
     try:
         manifest = json.loads((path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return ProfileRequest()
     for entry in manifest.get("artifacts", []) if isinstance(manifest, dict) else []:
         if isinstance(entry, dict) and entry.get("sha256") == sha256:
-            metrics = entry.get("metrics") or None
-            return {"quality": metrics, "precision": entry.get("precision")}
-    return {}
-
-
-# --- the parent side of the fresh process -------------------------------------------------------
-
-def _run_worker(request: dict) -> dict:
-    with tempfile.TemporaryDirectory(prefix="toolkit-profile-") as tmp:
-        result_path = Path(tmp) / "result.json"
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        code = "import sys; from toolkit.profiler import worker_main; sys.exit(worker_main(sys.argv[1:]))"
-        timeout = 300 + request["latency"]["max_seconds"]
-        try:
-            done = subprocess.run([sys.executable, "-c", code, json.dumps(request), str(result_path)], env=env,
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ToolkitError(f"{request['path']}: profiling did not finish within {timeout:.0f} s") from None
-        if result_path.is_file():
-            result = json.loads(result_path.read_text())
-            if "error" in result:
-                raise ToolkitError(result["error"])
-            if done.returncode == 0:
-                return result
-        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ToolkitError(f"{request['path']}: the runtime failed while profiling ({how}: {last})")
+            m, float_m = entry.get("metrics") or {}, entry.get("float_metrics") or {}
+            pop = (manifest.get("popularity") or {}).get("test") or {}
+            quality = Quality(k=m.get("k", 0), ndcg=m.get("ndcg"), hr=m.get("hr"), users=m.get("users", 0),
+                              undetermined=m.get("undetermined", 0), float_ndcg=float_m.get("ndcg"),
+                              popularity_ndcg=pop.get("ndcg"))
+            return ProfileRequest(precision=entry.get("precision"), source=entry.get("source", "float"),
+                                  parity_min=entry.get("parity_min"), quality=quality,
+                                  analytic_ms=entry.get("analytic_ms"))
+    return ProfileRequest()
 
 
 # --- the fresh process ---------------------------------------------------------------------------
 
-def worker_main(argv: list[str]) -> int:
-    """Entry point of the fresh process: argv = [request JSON, result path]."""
-    request, result_path = json.loads(argv[0]), Path(argv[1])
-    try:
-        result = measure(request)
-        code = 0
-    except ToolkitError as e:
-        result, code = {"error": str(e)}, 2
-    result_path.write_text(json.dumps(result))
-    return code
-
-
 def measure(request: dict) -> dict:
-    """Load, serve and time one artifact in this (fresh) process; see the module docstring."""
-    import time
+    """Load, check and time one artifact in this (fresh) process; see the module docstring."""
+    import numpy  # noqa: F401  (every client has its arrays; the baseline holds them)
 
-    import numpy as np
+    from toolkit.measure import Contender, LoadMonitor, memory_status, reset_peak, time_calls
 
+    before_runtime = memory_status()
+    _import_runtime(request["format"])
     from export.runtime import Predictor
     from toolkit.parity import load_reference, measure_parity
 
-    fmt, threads, cfg = request["format"], request["threads"], LatencyConfig(**request["latency"])
-    _import_runtime(fmt)
-    reference = load_reference(Path(request["reference"]))
-    baseline = _memory_status()
-    hwm_reset = _reset_peak()
-
-    predictor = Predictor(Path(request["path"]), threads=threads)
-    after_load = _memory_status()
+    reference = load_reference(Path(request["reference"]), request["source"])
+    after_runtime = memory_status()
+    peak_reset = reset_peak()
+    profile_threads = request["profile_threads"]
+    predictor = Predictor(Path(request["path"]), threads=profile_threads)
     parity = measure_parity(predictor.predict, reference)  # also the first warm-up
     histories = reference["history"]
-    for i in range(cfg.warmup_runs):
+    for i in range(200):  # serve a while: arena and caches at their steady size
         predictor.predict(histories[i % len(histories)][None])
-    samples: list[float] = []
-    start = time.perf_counter()
-    while True:
-        history = histories[len(samples) % len(histories)][None]
-        t0 = time.perf_counter()
-        predictor.predict(history)
-        t1 = time.perf_counter()
-        samples.append((t1 - t0) * 1e3)
-        elapsed = t1 - start
-        if (len(samples) >= cfg.min_runs and elapsed >= cfg.min_seconds) or elapsed >= cfg.max_seconds:
-            break
-    peak = _memory_status()
-
-    ms = np.asarray(samples)
-    edges = np.linspace(ms.min(), np.percentile(ms, 99.9), HISTOGRAM_BINS + 1)
-    counts, _ = np.histogram(np.clip(ms, edges[0], edges[-1]), bins=edges)
-    # the baseline: RSS after importing the runtime; the peak: the high-water mark since the reset
-    base = baseline["rss"] if hwm_reset else baseline["hwm"]
+    peak = memory_status()
     memory = {
-        "basis": "measured",
-        "measured_bytes": max(peak["hwm"] - base, 0),
-        "baseline": ("peak RSS of load + serving minus RSS after importing the runtime "
-                     f"({'high-water mark reset after the imports' if hwm_reset else 'high-water mark not resettable: minus the peak after the imports'})"),
-        "baseline_bytes": base,
-        "process_peak_bytes": peak["hwm"],
-        "after_load_bytes": max(after_load["rss"] - baseline["rss"], 0),
-        "after_serving_bytes": max(peak["rss"] - baseline["rss"], 0),
+        "basis": "python", "verdict_bytes": None, "how": "", "peak_reset": peak_reset,
+        "python_bytes": max(peak.peak_bytes - before_runtime.rss_bytes, 0) if peak_reset else None,
+        "python_model_bytes": max(peak.peak_bytes - after_runtime.rss_bytes, 0) if peak_reset else None,
     }
-    ops = _inspect_ops(Path(request["path"]), fmt)
-    if "estimated_bytes" in ops:
-        memory["estimated_bytes"] = ops.pop("estimated_bytes")
-        memory["estimated"] = ops.pop("estimated")
-    return {
-        "memory": memory,
-        "latency": {"basis": "measured on this host", "threads": threads, "runs": len(samples),
-                    "seconds": float(ms.sum() / 1e3), "warmup_runs": cfg.warmup_runs + len(histories),
-                    "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-                    "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "min_ms": float(ms.min()),
-                    "histogram": {"edges_ms": edges.tolist(), "counts": counts.tolist()}},
-        "parity": parity,
-        "ops": ops,
-        "io": {"max_history": predictor.max_history, "top_k": predictor.top_k},
-    }
+    if request["format"] == "onnx":
+        memory["verdict_bytes"] = memory["python_bytes"]
+        memory["basis"] = "python" if peak_reset else "unknown"
+        memory["how"] = ("peak RSS of loading and serving minus the RSS of the interpreter before ONNX Runtime was "
+                         "imported: the runtime library, its bindings and the model" if peak_reset else
+                         "the RSS high-water mark cannot be reset on this system: memory not measured")
+    io = {"max_history": predictor.max_history, "candidates": predictor.top_k}
+    ops = _inspect_ops(Path(request["path"]), request["format"])
+    if "program_bytes" in ops:
+        memory["program_bytes"], memory["program"] = ops.pop("program_bytes"), ops.pop("program")
+
+    # latency: 1 thread and the profile's threads, interleaved in blocks (a fresh load per setting)
+    predictors = {n: predictor if n == profile_threads else None for n in request["threads"]}
+    del predictor
+    current = {"threads": profile_threads}
+
+    def setting(n: int):
+        def prepare() -> None:
+            if request["format"] == "executorch" and current["threads"] != n:
+                # XNNPACK keeps the thread pool it was loaded with: drop the method, resize, load again
+                predictors[current["threads"]] = None
+                predictors[n] = Predictor(Path(request["path"]), threads=n)
+                current["threads"] = n
+                for h in histories[:WARMUP_AFTER_LOAD]:  # a fresh load's first calls are slow: untimed
+                    predictors[n].predict(h[None])
+            elif predictors[n] is None:
+                predictors[n] = Predictor(Path(request["path"]), threads=n)
+
+        return Contender(call=lambda h: predictors[n].predict(h[None]), prepare=prepare)
+
+    with LoadMonitor() as monitor:
+        timings = time_calls({str(n): setting(n) for n in request["threads"]}, histories,
+                             TimingConfig(**request["timing"]))
+    return {"memory": memory, "timings": {k: v.to_dict() for k, v in timings.items()}, "parity": parity,
+            "ops": ops, "io": io, "host_load": monitor.load.to_dict()}
 
 
 def _import_runtime(fmt: str) -> None:
-    """Everything serving imports, before the baseline, so the baseline contains the runtime."""
+    """Everything serving imports, so the RSS after it is the runtime's baseline."""
     if fmt == "executorch":
         import executorch.kernels.quantized  # noqa: F401
         import torch  # noqa: F401
@@ -325,28 +421,6 @@ def _import_runtime(fmt: str) -> None:
         Runtime.get()
     else:
         import onnxruntime  # noqa: F401
-
-
-def _memory_status() -> dict[str, int]:
-    """Current and peak resident memory of this process in bytes."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-        return {"rss": int(fields["VmRSS"].split()[0]) * 1024, "hwm": int(fields["VmHWM"].split()[0]) * 1024}
-    except (OSError, KeyError, ValueError):  # not Linux: ru_maxrss only (bytes on macOS)
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = peak if sys.platform == "darwin" else peak * 1024
-        return {"rss": peak, "hwm": peak}
-
-
-def _reset_peak() -> bool:
-    """Reset the RSS high-water mark (Linux >= 4.0); False where the kernel does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _inspect_ops(path: Path, fmt: str) -> dict:
@@ -402,10 +476,10 @@ def inspect_pte(data: bytes) -> dict:
         "outside_xnnpack_total": sum(outside.values()),
         "outside_xnnpack": dict(outside.most_common()),
         "planned_buffers": list(plan.non_const_buffer_sizes),
-        "estimated_bytes": planned + constants,
-        "estimated": {"basis": "estimated", "planned_activation_bytes": planned, "constant_bytes": constants,
-                      "how": "memory-planned buffers (non_const_buffer_sizes) + constants, delegate payloads "
-                             "and named data in the program"},
+        "program_bytes": planned + constants,
+        "program": {"planned_activation_bytes": planned, "constant_bytes": constants,
+                    "how": "memory-planned buffers (non_const_buffer_sizes) + constants, delegate payloads "
+                           "and named data in the program"},
     }
 
 
@@ -456,26 +530,6 @@ def _xnnpack_node_names() -> dict[int, str]:
     members = [m.split(":")[0].strip() for m in body.split(",") if m.split(":")[0].strip()]
     members = [re.sub(r"//.*", "", m).strip() for m in members]
     return {i + 1: name.removeprefix("XNN") for i, name in enumerate(m for m in members if m)}
-
-
-# --- a whole build -------------------------------------------------------------------------------
-
-def profile_build_(build_dir: Path, profile: DeviceProfile, manifest: dict, log=print) -> list[ArtifactProfile]:
-    """Profile every artifact of a build, add "profile" (figures) and "verdict" to each artifact entry of
-    `manifest` in place, write report.json / report.md / plots into `build_dir` and log the verdict table."""
-    from toolkit.report import verdict_table, write_report
-
-    calibrations = CalibrationCache()
-    results = []
-    for entry in manifest["artifacts"]:
-        log(f"  profiling {entry['path']} against {profile.name} in a fresh process ...")
-        result = profile_artifact(Path(build_dir) / entry["path"], profile, calibrations,
-                                  quality=entry.get("metrics"), precision=entry.get("precision"))
-        entry["profile"], entry["verdict"] = result.figures(), result.verdict()
-        results.append(result)
-    write_report(Path(build_dir), profile, results, plan=manifest.get("plan"))
-    log("\n" + verdict_table(profile, results))
-    return results
 
 
 def not_fit_message(results: list[ArtifactProfile]) -> str:

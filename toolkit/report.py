@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toolkit.profiler import ArtifactProfile
+from toolkit.profiler import PARITY_MIN_AGREEMENT, QUALITY_MARGIN, ArtifactProfile
 from toolkit.profiles import DeviceProfile
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -16,34 +16,47 @@ LATENCY_PNG, BUDGET_PNG, CANDIDATES_PNG = "latency.png", "budget.png", "candidat
 
 def report_dict(profile: DeviceProfile, results: list[ArtifactProfile]) -> dict:
     return {"profile": profile.to_dict(), "fits": all(r.fits for r in results),
-            "artifacts": [r.to_dict() for r in results]}
+            "thresholds": thresholds(), "artifacts": [r.to_dict() for r in results]}
+
+
+def thresholds() -> dict:
+    """What the parity and quality checks require (stated in every report)."""
+    return {"parity_min_top10_agreement": PARITY_MIN_AGREEMENT, "quality_margin": QUALITY_MARGIN,
+            "quality_rule": "NDCG@K through the artifact above the popularity baseline and at least "
+                            f"(1 - {QUALITY_MARGIN}) x its float model's NDCG@K"}
 
 
 def verdict_table(profile: DeviceProfile, results: list[ArtifactProfile]) -> str:
     """A plain-text table: one row per artifact, one column per budget (used by the CLI)."""
     b = profile.budget
-    head = (f"{'artifact':<18} {'verdict':<13} {'model':>9} {'memory (meas.)':>15} {'p95 device (est.)':>18}  "
-            f"{'top-10 agree':>12}  failed")
-    budget = (f"{'budget: ' + profile.name:<32} {b.model_bytes / 1e6:>7.2f}MB {b.memory_bytes / 1e6:>13.2f}MB "
+    head = (f"{'artifact':<22} {'verdict':<13} {'model':>9} {'memory':>10} {'p95 device (est.)':>18} {'thr':>4}  "
+            f"{'top-10 agree':>12} {'NDCG':>7}  failed")
+    budget = (f"{'budget: ' + profile.name:<36} {b.model_bytes / 1e6:>7.2f}MB {b.memory_bytes / 1e6:>8.2f}MB "
               f"{b.latency_ms:>16.2f}ms")
     rows = [head, budget]
     for r in results:
         failed = ", ".join(c.budget for c in r.checks if not c.passed) or "-"
-        rows.append(f"{r.path:<18} {'fits' if r.fits else 'DOES NOT FIT':<13} {r.bytes / 1e6:>7.2f}MB "
-                    f"{r.memory['measured_bytes'] / 1e6:>13.2f}MB {r.device_latency['p95_ms']:>16.3f}ms  "
-                    f"{r.parity['top10_agreement']:>12.3f}  {failed}")
+        mem = "unknown" if r.memory.verdict_bytes is None else f"{r.memory.verdict_bytes / 1e6:.2f}MB"
+        dev = "unknown" if r.latency.device_p95_ms is None else f"{r.latency.device_p95_ms:.3f}ms"
+        ndcg = "n/a" if r.quality.ndcg is None else f"{r.quality.ndcg:.4f}"
+        rows.append(f"{r.path:<22} {'fits' if r.fits else 'DOES NOT FIT':<13} {r.bytes / 1e6:>7.2f}MB {mem:>10} "
+                    f"{dev:>18} {r.latency.threads:>4}  {r.parity.get('top10_agreement', float('nan')):>12.3f} "
+                    f"{ndcg:>7}  {failed}")
     return "\n".join(rows)
 
 
-def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfile], plan: dict | None = None) -> list[Path]:
+def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfile], plan: dict | None = None,
+                 serving: dict | None = None) -> list[Path]:
     """Write report.json, report.md and the plots into `out`; returns the paths written.
 
     plan: a build's `PlanResult.to_dict()`: adds the candidates the plan considered and their
-    Pareto plot (candidates.png)."""
+    Pareto plot (candidates.png). serving: the build's ServingRecord (candidates returned)."""
     out = Path(out)
     report = report_dict(profile, results)
-    text = markdown(profile, results)
+    text = markdown(profile, results, serving)
     written = plot(out, profile, results)
+    if serving is not None:
+        report["serving"] = serving
     if plan is not None:
         report["plan"] = plan
         text += "\n" + plan_markdown(profile, plan)
@@ -92,8 +105,8 @@ def plan_markdown(profile: DeviceProfile, plan: dict) -> str:
 
 
 def plot_candidates(path: Path, profile: DeviceProfile, plan: dict) -> Path:
-    """Pareto plot: file size against NDCG@10 for every candidate (estimated size and prior quality
-    for those not trained, measured for those trained), the model budget drawn as a line."""
+    """Pareto plot: file size against validation NDCG@10 for every candidate (estimated size and prior
+    quality for those not trained, measured for those trained), the model budget drawn as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +130,7 @@ def plot_candidates(path: Path, profile: DeviceProfile, plan: dict) -> Path:
     ax.axvline(profile.budget.model_bytes / 1000, color="k", linestyle="--", label="model budget")
     ax.set_xscale("log")
     ax.set_xlabel("artifact size (KB, log scale; largest format)")
-    ax.set_ylabel("NDCG@10 (prior: expected test; trained: valid)")
+    ax.set_ylabel("valid NDCG@10 (prior: expected from proxies; trained: measured)")
     ax.set_title(f"{profile.name}: student candidates", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -126,7 +139,7 @@ def plot_candidates(path: Path, profile: DeviceProfile, plan: dict) -> Path:
     return path
 
 
-def markdown(profile: DeviceProfile, results: list[ArtifactProfile]) -> str:
+def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: dict | None = None) -> str:
     b, hw = profile.budget, profile.hardware
     host = results[0].host if results else {}
     lines = [
@@ -136,50 +149,81 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile]) -> str:
         f"p95 latency {b.latency_ms:g} ms on the device; {hw.threads} thread(s), {hw.gflops:g} GFLOP/s, "
         f"int8 {'yes' if hw.int8 else 'no'}, formats {', '.join(profile.serving.formats)}.",
         "",
-        "| artifact | verdict | model (file) | memory (measured) | p95 on device (estimated) | top-10 agreement | NDCG@10 |",
-        "|---|---|---|---|---|---|---|",
+        "An artifact fits when every check passes: size, memory (what the app loads, runtime included), "
+        "latency (device estimate), parity with the model it was exported from (top-10 agreement at least "
+        f"{PARITY_MIN_AGREEMENT['same weights']} for the same weights, {PARITY_MIN_AGREEMENT['quantized at export']} "
+        f"when quantized at export) and quality (NDCG through the artifact above the popularity baseline and within "
+        f"{QUALITY_MARGIN:.0%} of its float model). A figure that could not be measured is unknown and fails.",
+        "",
+    ]
+    if serving:
+        lines += [f"Serving: the app shows {serving['top_k']} items; the artifacts return {serving['candidates']} "
+                  f"candidates so that {serving['top_k']} are left after the app drops what the user has already seen "
+                  f"({serving['how']}). Metrics are at K = {serving['k']}.", ""]
+    lines += [
+        "| artifact | verdict | model (file) | memory | p95 on device (estimated) | threads | top-10 agreement | quality |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         checks = {c.budget: c for c in r.checks}
         cell = {k: f"{'pass' if c.passed else '**FAIL**'}: {c.text.split(' (')[0]}" for k, c in checks.items()}
-        ndcg = f"{r.quality['ndcg10']:.4f}" if "ndcg10" in r.quality else "n/a"
         lines.append(f"| {r.path} | {'fits' if r.fits else '**does not fit**'} | {cell['model_bytes']} | "
-                     f"{cell['memory_bytes']} | {cell['latency_ms']} | {r.parity['top10_agreement']:.3f} | {ndcg} |")
+                     f"{cell['memory_bytes']} | {cell['latency_ms']} | {r.latency.threads} | {cell['parity']} | "
+                     f"{cell['quality']} |")
     lines += ["", f"Host: {host.get('machine', '?')}, {host.get('cpus', '?')} CPUs, calibrated "
-              f"{host.get('gflops', float('nan')):.1f} GFLOP/s fp32 at {host.get('threads', '?')} thread(s) "
-              f"(load average {host.get('load_average', -1):.1f} while measuring). Device latency is an "
-              "estimate: host latency x host GFLOP/s / device GFLOP/s.", ""]
+              f"{host.get('gflops', float('nan')):.1f} GFLOP/s fp32 at {host.get('threads', '?')} thread(s). Device "
+              "latency is an estimate: the quiet host figure (the least disturbed blocks of calls) x host GFLOP/s / "
+              "device GFLOP/s. The recommended thread count is the faster of 1 and the profile's, measured.", ""]
     if results:
         lines += [f"![latency]({LATENCY_PNG})", "", f"![budget]({BUDGET_PNG})", ""]
     for r in results:
-        m, lat, dev = r.memory, r.latency, r.device_latency
+        m, lat, q = r.memory, r.latency, r.quality
         lines += [f"## {r.path}", "",
                   f"{r.format}, {r.precision}, {r.bytes:,} bytes, sha256 `{r.sha256[:16]}…`. "
                   f"Verdict: **{'fits' if r.fits else 'does not fit'}**.", ""]
         lines += [f"- {'pass' if c.passed else 'FAIL'} `{c.budget}`: {c.text}" for c in r.checks]
-        lines += ["", "Memory:",
-                  f"- measured: {m['measured_bytes'] / 1e6:.2f} MB ({m['baseline']}; baseline "
-                  f"{m['baseline_bytes'] / 1e6:.1f} MB, process peak {m['process_peak_bytes'] / 1e6:.1f} MB; "
-                  f"after load {m['after_load_bytes'] / 1e6:.2f} MB)"]
-        if "estimated" in m:
-            e = m["estimated"]
-            lines.append(f"- estimated from the program: {m['estimated_bytes'] / 1e6:.3f} MB (planned activations "
-                         f"{e['planned_activation_bytes']:,} bytes + constants {e['constant_bytes']:,} bytes)")
-        lines += ["", f"Latency ({lat['runs']} runs over {lat['seconds']:.1f} s after {lat['warmup_runs']} warm-up "
-                      f"runs, {lat['threads']} thread(s)):",
-                  f"- host, measured: p50 {lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms",
-                  f"- device, estimated: p50 {dev['p50_ms']:.3f} ms, p95 {dev['p95_ms']:.3f} ms, "
-                  f"p99 {dev['p99_ms']:.3f} ms ({dev['how']})", ""]
-        lines += ["Ops:"] + _ops_lines(r.ops) + [""]
+        lines += ["", "Memory (the verdict uses the first line):",
+                  f"- {m.basis}: {_bytes(m.verdict_bytes)}: {m.how}"]
+        if m.python_bytes is not None:
+            lines.append(f"- Python process: {_bytes(m.python_bytes)} above the bare interpreter (runtime, bindings"
+                         f"{' and torch' if r.format == 'executorch' else ''} and model), {_bytes(m.python_model_bytes)} "
+                         "above the imported runtime (the model's own)")
+        if m.native_bytes is not None:
+            lines.append(f"- native C++ client: {_bytes(m.native_bytes)} (whole process)")
+        if m.program_bytes is not None:
+            lines.append(f"- from the program: {_bytes(m.program_bytes)} (planned activations "
+                         f"{m.program['planned_activation_bytes']:,} bytes + constants {m.program['constant_bytes']:,} bytes)")
+        lines += ["", "Latency (per call, ms):", "",
+                  "| setting | calls | p50 | p95 | p99 | quiet p50 | quiet p95 |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, t in lat.timings.items():
+            label = f"{name} thread(s)" if name != "native" else "native C++ client"
+            lines.append(f"| {label} | {t.calls} | {t.p50_ms:.3f} | {t.p95_ms:.3f} | {t.p99_ms:.3f} | "
+                         f"{t.quiet_p50_ms:.3f} | {t.quiet_p95_ms:.3f} |")
+        dev = "unknown" if lat.device_p95_ms is None else f"p50 {lat.device_p50_ms:.3f} ms, p95 {lat.device_p95_ms:.3f} ms"
+        lines += ["", f"- recommended: {lat.threads} thread(s); device estimate {dev} ({lat.how})"]
+        if lat.analytic_ms is not None and lat.device_p50_ms:
+            ratio = lat.device_p50_ms / lat.analytic_ms
+            note = " (far from the cost model: host load or per-op overhead dominates)" if not 1 / 3 < ratio < 3 else ""
+            lines.append(f"- analytic cost model (FLOPs / device GFLOP/s + per-request overhead): {lat.analytic_ms:.3f} ms; "
+                         f"measured estimate / analytic = {ratio:.2f}{note}")
+        if lat.host_load is not None:
+            lines.append(f"- host load while timing: {lat.host_load.text()}")
+        lines += ["", "Ops:"] + _ops_lines(r.ops) + [""]
         p = r.parity
-        lines += [f"Parity against the PyTorch outputs stored at export ({p['histories']} test histories): "
-                  f"top-10 agreement {p['top10_agreement']:.3f}, exact top-10 {p['top10_exact']:.3f}, "
-                  f"max score error {p['max_score_error']:.2e}.", ""]
-        q = r.quality
-        lines += [f"Quality through the artifact: HR@10 {q['hr10']:.4f}, NDCG@10 {q['ndcg10']:.4f} "
-                  f"({q.get('users', '?')} users, {q.get('phase', 'test')})." if "ndcg10" in q
-                  else "Quality: not available (no matching manifest entry).", ""]
+        lines += [f"Parity against the model it was exported from ({p['histories']} test histories): "
+                  f"top-10 agreement {p['top10_agreement']:.3f} (at least {r.parity_min}), exact top-10 "
+                  f"{p['top10_exact']:.3f}, max score error {p['max_score_error']:.2e}.", ""]
+        if q.ndcg is not None:
+            lines += [f"Quality through the artifact, after the app's filtering: HR@{q.k} {q.hr:.4f}, NDCG@{q.k} "
+                      f"{q.ndcg:.4f} ({q.users} test users, {q.undetermined} undetermined); float model NDCG@{q.k} "
+                      f"{q.float_ndcg:.4f}, popularity {q.popularity_ndcg:.4f}.", ""]
+        else:
+            lines += ["Quality: unknown (no matching manifest entry).", ""]
     return "\n".join(lines)
+
+
+def _bytes(n: int | None) -> str:
+    return "unknown" if n is None else f"{n / 1e6:.2f} MB"
 
 
 def _ops_lines(ops: dict) -> list[str]:
@@ -202,12 +246,12 @@ def plot(out: Path, profile: DeviceProfile, results: list[ArtifactProfile]) -> l
         return []
     fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.9 * len(results) + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], results):
-        h = r.latency["histogram"]
-        edges, counts = h["edges_ms"], h["counts"]
+        t = r.latency.timings[str(r.latency.threads)]
+        edges, counts = t.histogram["edges_ms"], t.histogram["counts"]
         ax.stairs(counts, edges, fill=True, alpha=0.7)
-        for key, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-.")):
-            ax.axvline(r.latency[key], color="k", linestyle=style, linewidth=1, label=f"{key[:3]} {r.latency[key]:.3f} ms")
-        ax.set_title(f"{r.path}: host latency, {r.latency['runs']} runs, {r.latency['threads']} thread(s)", fontsize=9)
+        for value, style, label in ((t.p50_ms, ":", "p50"), (t.p95_ms, "--", "p95"), (t.quiet_p95_ms, "-.", "quiet p95")):
+            ax.axvline(value, color="k", linestyle=style, linewidth=1, label=f"{label} {value:.3f} ms")
+        ax.set_title(f"{r.path}: host latency, {t.calls} calls, {r.latency.threads} thread(s)", fontsize=9)
         ax.legend(fontsize=7)
         ax.set_ylabel("runs")
     axes[-1, 0].set_xlabel("ms (host, measured; the last bin holds everything above p99.9)")
@@ -220,8 +264,9 @@ def plot(out: Path, profile: DeviceProfile, results: list[ArtifactProfile]) -> l
     fig, axes = plt.subplots(1, 3, figsize=(11, 0.5 * len(results) + 2.2))
     names = [r.path for r in results]
     panels = [("model (MB, file)", [r.bytes / 1e6 for r in results], b.model_bytes / 1e6),
-              ("memory (MB, measured)", [r.memory["measured_bytes"] / 1e6 for r in results], b.memory_bytes / 1e6),
-              ("p95 latency (ms, device estimate)", [r.device_latency["p95_ms"] for r in results], b.latency_ms)]
+              ("memory (MB, the verdict's figure)", [(r.memory.verdict_bytes or 0) / 1e6 for r in results],
+               b.memory_bytes / 1e6),
+              ("p95 latency (ms, device estimate)", [r.latency.device_p95_ms or 0 for r in results], b.latency_ms)]
     for ax, (title, values, limit) in zip(axes, panels):
         colors = ["tab:green" if v <= limit else "tab:red" for v in values]
         ax.barh(names, values, color=colors)
