@@ -2,18 +2,25 @@
 
 The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
 and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
-or usage (one line on stderr, no traceback), 130 interrupted.
+or usage (one line on stderr, no traceback), 3 internal error (one line naming the step, the
+traceback written to a log file in the cache), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 
 from toolkit.errors import DoesNotFitError, ToolkitError
 
-EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every cleanup runs (staging removed, lock released)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -54,6 +61,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--user-col", help="user id column of --data")
     b.add_argument("--item-col", help="item id column of --data")
     b.add_argument("--time-col", help="timestamp column of --data")
+    b.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8), e.g. latin-1")
     b.add_argument("--out", help="build directory (default builds/<profile>)")
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     short = b.add_argument_group("shorter runs (tests, smoke checks)")
@@ -91,16 +99,14 @@ def build_config(args: argparse.Namespace):
     from toolkit.pipeline import BuildConfig
 
     cfg = BuildConfig()
-    overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "seed", "max_users")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "encoding",
+                                               "seed", "max_users") if getattr(args, k) is not None}
     if args.out is not None:
         overrides["out"] = Path(args.out)
     cfg = replace(cfg, **overrides)
-    teacher, student, plan = cfg.teacher, cfg.student, cfg.plan
     if args.epochs is not None:
-        teacher = replace(teacher, train=replace(teacher.train, epochs=args.epochs))
-        student = replace(student, train=replace(student.train, epochs=args.epochs))
-        plan = replace(plan, epochs=args.epochs)
+        cfg = cfg.with_epochs(args.epochs)
+    teacher, student, plan = cfg.teacher, cfg.student, cfg.plan
     if args.teacher_members is not None:
         teacher = replace(teacher, members=args.teacher_members)
     if args.teacher_dim is not None:
@@ -112,16 +118,27 @@ def build_config(args: argparse.Namespace):
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from toolkit.pipeline import build
+    from toolkit.pipeline import build, prepare
 
-    result = build(build_config(args), log=lambda msg: print(msg, flush=True))
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    cfg = build_config(args)
+    prepared = prepare(cfg, log)  # the profile, the data file and --out, before anything is trained
+    result = build(cfg, log, prepared)
     m = result.manifest
     print(f"\nbuild written to {result.out}/ in {result.seconds:.0f} s")
-    print(f"{'artifact':<20} {'bytes':>10} {'NDCG@10':>8} {'HR@10':>7} {'top-10 agree':>12}  verdict ({m['profile']['name']})")
-    for a in m["artifacts"]:
-        print(f"{a['path']:<20} {a['bytes']:>10} {a['metrics']['ndcg10']:>8.4f} {a['metrics']['hr10']:>7.4f} "
-              f"{a['parity']['top10_agreement']:>12.3f}  {a.get('verdict', {}).get('verdict', '-')}")
+    k = m.serving.k
+    print(f"{'artifact':<24} {'bytes':>10} {f'NDCG@{k}':>8} {f'HR@{k}':>7} {'top-10 agree':>12} {'threads':>7}  "
+          f"verdict ({m.profile.name})")
+    for a in m.artifacts:
+        verdict = "-" if a.profile is None else ("fits" if a.profile.fits else "DOES NOT FIT")
+        threads = "-" if a.profile is None else a.profile.latency.threads
+        print(f"{a.path:<24} {a.bytes:>10} {a.metrics.ndcg:>8.4f} {a.metrics.hr:>7.4f} "
+              f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")
     print(f"report: {result.out / 'report.md'}")
+    if not result.fits:
+        raise DoesNotFitError(f"{result.out}: {result.failures()}")
     return EXIT_OK
 
 
@@ -150,7 +167,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
     calibrations = CalibrationCache()
-    results = [profile_artifact(Path(a), profile, calibrations) for a in args.artifacts]
+    native = None
+    if any(Path(a).suffix.lower() == ".pte" for a in args.artifacts):
+        from toolkit.pipeline import _native_client
+
+        native = _native_client(lambda msg: print(msg, file=sys.stderr))
+    results = [profile_artifact(Path(a), profile, calibrations, native=native) for a in args.artifacts]
     if args.report is not None:
         Path(args.report).mkdir(parents=True, exist_ok=True)
         write_report(Path(args.report), profile, results)
@@ -199,6 +221,14 @@ COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_prof
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C / SIGINT interrupts even when the parent started us with it ignored (a shell's
+        # background job): the build must clean its staging folder either way
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread (an embedding app): leave the signals alone
+        previous = previous_int = None
+    args = None
+    try:
         args = make_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except ToolkitError as e:
@@ -210,3 +240,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except Exception as e:  # a bug, not bad input: one line, the traceback in a log file
+        where = getattr(e, "toolkit_step", None)
+        log = _write_traceback(e, args)
+        what = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
+        print(f"internal error{f' in step {where}' if where else ''}: {what} (traceback: {log})", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _write_traceback(error: BaseException, args) -> str:
+    """Write the full traceback to <cache>/logs/ and return the file's path (or why it could not be written)."""
+    import time
+    import traceback
+
+    from toolkit.data import cache_dir
+
+    try:
+        folder = cache_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{getattr(args, 'command', 'toolkit')}.log"
+        path.write_text(f"python -m toolkit {' '.join(sys.argv[1:])}\nstep: {getattr(error, 'toolkit_step', '?')}\n\n"
+                        + "".join(traceback.format_exception(error)))
+        return str(path)
+    except OSError as e:
+        return f"not written: {e.strerror}"

@@ -1,13 +1,14 @@
-"""The recipe: load → split → teacher → plan (distil + compress the student the profile can hold)
-→ export → check → profile → write, top to bottom.
+"""The recipe: load → split → teacher → priors → plan (distil + compress the student the profile can
+hold) → evaluate → export → check → profile → write, top to bottom.
 
-`build(BuildConfig)` is what `python -m toolkit build` runs. The plan (toolkit/plan.py) chooses
-the student's architecture and compression for the profile's budgets and trains it; the build
-exports the float student (fp32, and int8 through ExecuTorch's PT2E quantizer / ONNX Runtime's
-quantizer) where those fit the model budget, plus the compressed student when the plan chose one.
-Every output is written into a temporary directory next to the target and moved into place only
-when complete, so a failed or interrupted build never leaves a half-written build directory (and
-never loses the previous one before the new one is whole).
+`prepare(BuildConfig)` checks everything that can be checked without training (the profile, the
+data file, the output folder) and takes no more than a second; the CLI runs it before torch is
+imported. `build(BuildConfig)` then runs the line. Training, planning and model selection get the
+split with its test targets sealed (`Split.sealed`): reading one there raises.
+
+The build is written into a staging folder next to `--out` and swapped in atomically only when
+complete (toolkit/output.py): a failed or interrupted build leaves the previous one as it was.
+Every step runs inside `step(name)`, so an unexpected error names the step it happened in.
 """
 
 from __future__ import annotations
@@ -15,37 +16,38 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import shutil
-import tempfile
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 import toolkit
-from toolkit.data import Dataset, Split, load_dataset, split_leave_one_out
+from toolkit.data import Dataset, Split, check_data_path, check_encoding, load_dataset, split_leave_one_out
 from toolkit.distill import DistillConfig
-from toolkit.errors import DoesNotFitError, ToolkitError
-from toolkit.evaluate import Metrics, evaluate_model, evaluate_popularity, pad_histories
-from toolkit.plan import PlanConfig, PlanResult, estimate, plan_student
+from toolkit.errors import ToolkitError
+from toolkit.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_model, evaluate_popularity, pad_histories
+from toolkit.manifest import (ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE, ArtifactRecord, Manifest, ModelRecord,
+                              ServingRecord)
+from toolkit.output import OutputDir, prepare_output
+from toolkit.plan import PlanConfig, PlanResult, estimate
+from toolkit.priors import PriorConfig
+from toolkit.profiler import PARITY_MIN_AGREEMENT, ArtifactProfile
 from toolkit.profiles import DeviceProfile, load_profile
 from toolkit.teacher import TeacherConfig
 from toolkit.train import TrainConfig
 
 CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
-PARITY_HISTORIES = 200  # test histories each artifact is compared on against PyTorch
-REFERENCE_FILE = "reference.npz"  # those histories and the PyTorch outputs (history, scores, items)
-WEIGHT_ONLY = "toolkit.compress weight-only (integer table stored once, int8 linears)"
-# how each artifact's weights were quantized, by (format, method)
+PARITY_HISTORIES = 200  # test histories each artifact is compared on against the model it came from
+# how an artifact's weights were quantized at export, by (format, method); "compressed" artifacts
+# carry the weights toolkit.compress left in the model (`compressed_quantization`)
 QUANTIZATION = {
     ("executorch", "none"): "none", ("onnx", "none"): "none",
     ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer static int8 per-channel linears",
     ("onnx", "int8"): "ONNX Runtime quantize_dynamic int8 (MatMul, Gather)",
-    ("executorch", "compressed"): WEIGHT_ONLY, ("onnx", "compressed"): WEIGHT_ONLY,
 }
+SUFFIX = {"executorch": ".pte", "onnx": ".onnx"}
 
 
 @dataclass
@@ -65,80 +67,33 @@ class BuildConfig:
     user_col: str | None = None
     item_col: str | None = None
     time_col: str | None = None
+    encoding: str = "utf-8"  # of a CSV/TSV --data file
     out: Path | None = None  # None = builds/<profile name>
     seed: int = 0
     max_users: int = 0  # > 0: build on the first N users only (quick runs and tests)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # train_student (fixed architecture)
     plan: PlanConfig = field(default_factory=PlanConfig)  # the build's student: planned for the profile
+    priors: PriorConfig = field(default_factory=PriorConfig)  # the plan's quality expectations
+
+    def with_epochs(self, epochs: int) -> BuildConfig:
+        """Every training loop capped at `epochs` (teacher, priors, student, plan, compression fine-tunes)."""
+        def cap(t: TrainConfig) -> TrainConfig:
+            return replace(t, epochs=min(t.epochs, epochs), min_epochs=min(t.min_epochs, epochs))
+
+        return replace(self, teacher=replace(self.teacher, train=cap(self.teacher.train)),
+                       student=replace(self.student, train=cap(self.student.train)),
+                       priors=replace(self.priors, train=cap(self.priors.train)),
+                       plan=replace(self.plan, epochs=min(self.plan.epochs, epochs)))
 
 
 @dataclass
-class Artifact:
-    format: str  # "executorch" | "onnx"
-    precision: str  # "fp32" | "int8"
-    path: str  # relative to the build directory
-    bytes: int
-    sha256: str
-    metrics: dict  # HR@10 / NDCG@10 on test, measured through the runtime
-    parity: dict  # top-10 agreement and max score error against the float student in PyTorch
-    quantization: str = "none"  # how the weights became integers (QUANTIZATION)
+class Prepared:
+    """What `prepare` checked: the profile and the output folder (locked until the build ends)."""
 
-
-@dataclass
-class BuildResult:
-    out: Path
-    manifest: dict
-    seconds: float
-
-
-def build(cfg: BuildConfig, log=print) -> BuildResult:
-    """Run the whole line for one device profile and write the build directory."""
-    import torch
-
-    start = time.perf_counter()
-    profile = load_profile(cfg.profile)
-    out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
-    _check_output_dir(out)
-    torch.manual_seed(cfg.seed)
-
-    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col)
-    if cfg.max_users:
-        dataset = first_users(dataset, cfg.max_users)
-    split = split_leave_one_out(dataset)
-    log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
-        f"{dataset.num_interactions} interactions")
-    max_history = profile.serving.max_history
-    popularity = {"valid": evaluate_popularity(split, "valid"), "test": evaluate_popularity(split, "test")}
-    log(f"popularity baseline: test NDCG@10 {popularity['test'].ndcg10:.4f}, HR@10 {popularity['test'].hr10:.4f}")
-
-    teacher = train_teacher_for(cfg, split, dataset, max_history, log)
-    # --- plan: the student architecture and compression that fit the profile (toolkit/plan.py) ---
-    plan = plan_student(teacher.model, split, profile, cfg.seed, log, cfg.plan)
-    student = planned_student(plan, split, log)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        artifacts = export_artifacts(plan.float_model, profile, split, staging, log,
-                                     precisions=float_precisions(plan, profile, split.num_items),
-                                     compressed=(plan.model, plan.candidate.precision) if plan.candidate.quantized else None)
-        (staging / "items.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
-        manifest = _manifest(cfg, profile, dataset, popularity, teacher, student, artifacts, time.perf_counter() - start)
-        manifest["plan"] = plan.to_dict()
-        # --- profile: every artifact in its runtime against the device profile; report.* (toolkit/profiler.py) ---
-        from toolkit.profiler import not_fit_message, profile_build_
-
-        profiled = profile_build_(staging, profile, manifest, log)  # adds "profile" + "verdict" to each artifact
-        # --- end profile ---
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not_fit_message(profiled):  # the build is in place and complete; it does not fit its profile (exit 1)
-        raise DoesNotFitError(f"{out}: {not_fit_message(profiled)}")
-    return BuildResult(out=out, manifest=manifest, seconds=time.perf_counter() - start)
+    profile: DeviceProfile
+    output: OutputDir
+    data_path: Path | None
 
 
 @dataclass
@@ -152,24 +107,195 @@ class TrainedModel:
     seconds: float
     cached: bool = False
     epochs: int = 0
+    cache_key: dict = field(default_factory=dict)  # the teacher's cache key (what it was trained from)
+
+    def record(self, **extra) -> ModelRecord:
+        return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
+                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs, extra=extra)
 
 
-def train_teacher_for(cfg: BuildConfig, split: Split, dataset: Dataset, max_history: int, log) -> TrainedModel:
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: Manifest
+    seconds: float
+
+    @property
+    def fits(self) -> bool:
+        return all(a.profile is not None and a.profile.fits for a in self.manifest.artifacts)
+
+    def failures(self) -> str:
+        return "; ".join(f for a in self.manifest.artifacts if a.profile is not None for f in a.profile.failures())
+
+
+@dataclass
+class ExportJob:
+    """One artifact to write: which model, which format, how its weights are stored."""
+
+    name: str  # file name, e.g. model.int8.pte
+    format: str  # executorch | onnx
+    precision: str
+    method: str  # none | int8 (quantized at export) | compressed (weights already integer in the model)
+    source: str  # float | compressed: the model it is exported from
+    quantization: str  # how its weights became integers ("none" for float weights)
+
+
+@contextlib.contextmanager
+def step(name: str, seconds: dict[str, float]):
+    """Run one step of the recipe: its time is recorded, and an unexpected error is tagged with its name."""
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception as e:
+        if not hasattr(e, "toolkit_step"):
+            e.toolkit_step = name
+        raise
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def prepare(cfg: BuildConfig, log=print) -> Prepared:
+    """Every check that needs no training, in well under a second (torch is not imported)."""
+    from toolkit.data import cache_dir
+
+    profile = load_profile(cfg.profile)
+    data_path = check_data_path(cfg.data)
+    if data_path is not None and data_path.suffix.lower() != ".parquet":
+        check_encoding(cfg.encoding)
+    out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
+    protected = [cache_dir()] + ([data_path] if data_path else []) + ([Path(profile.path)] if profile.path else [])
+    return Prepared(profile=profile, output=prepare_output(out, protected, log), data_path=data_path)
+
+
+def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> BuildResult:
+    """Run the whole line for one device profile and write the build directory."""
+    start = time.perf_counter()
+    prepared = prepared or prepare(cfg, log)
+    profile, output = prepared.profile, prepared.output
+    seconds: dict[str, float] = {}
+    staging = None
+    try:
+        import torch
+
+        torch.manual_seed(cfg.seed)
+        with step("data", seconds):
+            dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding)
+            if cfg.max_users:
+                dataset = first_users(dataset, cfg.max_users)
+            check_catalogue(dataset, profile)
+            split = split_leave_one_out(dataset)
+            sealed = split.sealed()  # training, planning and selection never see a test target
+        log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
+            f"{dataset.num_interactions} interactions")
+        max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
+        data_key = {**dataset.key(), "max_users": cfg.max_users}
+
+        with step("teacher", seconds):
+            teacher = train_teacher_for(cfg, sealed, data_key, max_history, log)
+        with step("priors", seconds):
+            priors = measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
+        with step("plan", seconds):
+            from toolkit.plan import plan_student
+
+            plan = plan_student(teacher.model, sealed, profile, priors, cfg.seed, log, cfg.plan)
+        with step("evaluate", seconds):
+            popularity = {p: evaluate_popularity(split, p, k) for p in ("valid", "test")}
+            log(f"popularity baseline: test {popularity['test'].text()}")
+            teacher_record = evaluated(teacher, split, k, log, "teacher").record(
+                cache_key=_short_hash(teacher.cache_key), kind="ensemble")
+            student = planned_student(plan, split, k, log)
+            serving = serving_record(plan.float_model, sealed, profile, k)
+            log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
+                f"after the app drops what the user has seen ({serving.how})")
+
+        staging = output.staging(toolkit.__version__, profile.name)
+        with step("export", seconds):
+            models = {"float": plan.float_model}
+            if plan.candidate.compressed:
+                models["compressed"] = plan.model
+            jobs = export_jobs(plan, profile, split.num_items)
+            artifacts = export_artifacts(models, jobs, profile, split, staging, serving.candidates, k,
+                                         float_metrics=student.metrics["test"], log=log,
+                                         analytic=analytic_latency(plan, profile, split.num_items))
+            (staging / ITEMS_FILE).write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
+        manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=dataset.summary(),
+                            seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
+                            student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
+                            plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds)
+        with step("profile", seconds):
+            profile_artifacts_(staging, profile, manifest, log)
+        manifest.build_seconds = time.perf_counter() - start
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
+        log(f"installing the build at {output.path}")
+        output.install(staging)
+        staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        output.release()
+    return BuildResult(out=output.path, manifest=manifest, seconds=time.perf_counter() - start)
+
+
+def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
+    """The serving graph answers top_k items that are not in a full window: the catalogue must hold them."""
+    need = profile.serving.top_k + profile.serving.max_history
+    if dataset.num_items - 1 < need:
+        raise ToolkitError(f"--data {dataset.name}: {dataset.num_items - 1} items, but profile {profile.name} serves "
+                           f"top_k {profile.serving.top_k} after a history of up to {profile.serving.max_history} "
+                           f"items: the catalogue needs at least {need} items (use a profile with a smaller "
+                           "serving.top_k / serving.max_history)")
+
+
+def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log) -> TrainedModel:
+    """The teacher ensemble (cached); `split` is sealed."""
     from toolkit.models import count_parameters
     from toolkit.teacher import train_teacher
 
-    data_key = f"{dataset.sha256}:{cfg.max_users}"
-    teacher = train_teacher(cfg.teacher, split, data_key, max_history, cfg.seed)
-    metrics = {p: evaluate_model(teacher.model, split, p) for p in ("valid", "test")}
+    teacher = train_teacher(cfg.teacher, split, data_key, max_history, cfg.seed, log)
     how = "loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s"
-    log(f"teacher ({cfg.teacher.members} × dim {cfg.teacher.dim}, {cfg.teacher.layers} block(s); {how}): "
-        f"test NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
+    log(f"teacher ({cfg.teacher.members} × dim {cfg.teacher.dim}, {cfg.teacher.layers} block(s); {how})")
     return TrainedModel(model=teacher.model, config=cfg.teacher.to_dict(), parameters=count_parameters(teacher.model),
-                        metrics=metrics, seconds=teacher.seconds, cached=teacher.cached)
+                        metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key)
+
+
+def measure_priors_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, teacher: TrainedModel, log):
+    """The plan's quality expectations, from proxy students on this data (the teacher's members reused
+    where they are the same recipe)."""
+    from toolkit.priors import measure_priors
+
+    t = cfg.teacher
+    same_recipe = (t.layers == 1 and t.heads == 1 and t.dropout == cfg.priors.dropout
+                   and replace(t.train, seed=0, threads=0) == replace(cfg.priors.train, seed=0, threads=0))
+    reuse = {t.dim: teacher.model.members[0]} if same_recipe and t.dim in cfg.priors.dims else {}
+    priors = measure_priors(split, max_history, replace(cfg.priors, dims=proxy_dims(cfg.priors.dims, cfg.plan.dims)),
+                            cfg.seed, data_key, reuse, log)
+    how = "loaded from cache" if priors.cached else f"measured in {priors.seconds:.0f} s on {priors.users} users"
+    log("priors (valid NDCG@10 by width, from-scratch proxies; " + how + "): "
+        + ", ".join(f"dim {d} {v:.4f}" for d, v in sorted(priors.by_dim.items()))
+        + f"; kept by an int8 table {priors.table_keep[8]:.3f}, int4 {priors.table_keep[4]:.3f}, "
+          f"int8 linears {priors.linear_keep:.3f}, half-rank table {priors.rank_keep:.3f}")
+    return priors
+
+
+def proxy_dims(available: tuple[int, ...], planned: tuple[int, ...]) -> tuple[int, ...]:
+    """The proxy widths that bracket the plan's widths (a plan of one width needs one proxy)."""
+    lo, hi = min(planned), max(planned)
+    below = [d for d in available if d <= lo] or [min(available)]
+    above = [d for d in available if d >= hi] or [max(available)]
+    return tuple(sorted({max(below), min(above)} | {d for d in available if lo <= d <= hi}))
+
+
+def evaluated(trained: TrainedModel, split: Split, k: int, log, what: str) -> TrainedModel:
+    """`trained` with its valid and test metrics at the build's cutoff (the split unsealed: after every choice)."""
+    trained.metrics = {p: evaluate_model(trained.model, split, p, k) for p in ("valid", "test")}
+    log(f"{what}: test {trained.metrics['test'].text()} (valid NDCG@{k} {trained.metrics['valid'].ndcg:.4f})")
+    return trained
 
 
 def train_student(s: StudentConfig, teacher, split: Split, max_history: int, seed: int, log=print) -> TrainedModel:
-    """Distil a student from `teacher`, or (teacher=None) train the same architecture from scratch."""
+    """Distil a student from `teacher`, or (teacher=None) train the same architecture from scratch.
+
+    `split` may be sealed; the returned metrics are valid only (test is measured by the caller)."""
     from toolkit.distill import distill
     from toolkit.models import ModelConfig, count_parameters
     from toolkit.train import fit
@@ -181,34 +307,48 @@ def train_student(s: StudentConfig, teacher, split: Split, max_history: int, see
         result = fit(model_cfg, split, train_cfg, desc="student (scratch)")
     else:
         result = distill(teacher, model_cfg, split, train_cfg, s.distill)
-    metrics = {p: evaluate_model(result.model, split, p) for p in ("valid", "test")}
     how = "distilled" if teacher is not None else "trained from scratch"
     log(f"student (dim {s.dim}, {s.layers} block(s); {how} in {result.seconds:.0f} s, {result.epochs} epochs): "
-        f"test NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
+        f"valid NDCG@10 {result.valid.ndcg:.4f}")
     return TrainedModel(model=result.model, config=model_cfg.to_dict(), parameters=count_parameters(result.model),
-                        metrics=metrics, seconds=result.seconds, epochs=result.epochs)
+                        metrics={"valid": result.valid}, seconds=result.seconds, epochs=result.epochs)
 
 
-def planned_student(plan: PlanResult, split: Split, log=print) -> TrainedModel:
+def planned_student(plan: PlanResult, split: Split, k: int, log=print) -> TrainedModel:
     """The plan's float student (before compression), with its measured quality."""
     from toolkit.models import count_parameters
 
     model = plan.float_model
-    metrics = {p: evaluate_model(model, split, p) for p in ("valid", "test")}
     tried = next(r for r in plan.candidates if r.tried and r.candidate == plan.candidate.to_dict())
-    log(f"student ({plan.candidate.name()}; distilled and compressed in {tried.seconds:.0f} s): float test "
-        f"NDCG@10 {metrics['test'].ndcg10:.4f}, HR@10 {metrics['test'].hr10:.4f}")
-    return TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model),
-                        metrics=metrics, seconds=tried.seconds)
+    trained = TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model), metrics={},
+                           seconds=tried.seconds)
+    return evaluated(trained, split, k, log, f"student ({plan.candidate.name()}), float")
+
+
+def serving_record(model, split: Split, profile: DeviceProfile, k: int) -> ServingRecord:
+    """How many candidates the artifacts return (sized on validation histories with the float student)."""
+    import torch
+
+    max_history, top_k = profile.serving.max_history, profile.serving.top_k
+    model.eval()
+
+    def scores(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model.score_last(torch.from_numpy(batch)).numpy()
+
+    candidates, figures = candidates_needed(scores, split, max_history, top_k)
+    how = (f"on {figures['users']} validation histories at most {figures['max_older_items_above']} items older "
+           f"than the {max_history}-item window rank above the {top_k}th new one (99th percentile "
+           f"{figures['p99_older_items_above']:.0f})")
+    return ServingRecord(max_history=max_history, top_k=top_k, candidates=candidates, k=k, how=how)
 
 
 def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, list[str]]:
-    """Per format, which exports of the float student fit the model budget by estimate: "fp32", and
-    "int8" (PT2E static / ORT dynamic; it holds the table twice as int8: lookup and scores)."""
-    from dataclasses import replace
-
-    c, b = plan.candidate, profile.budget
-    width = c.embedding_rank or c.dim
+    """Per format, which exports of the float student (full item table) fit the model budget by
+    estimate: "fp32", and "int8" (PT2E static / ORT dynamic; it holds the table twice as int8:
+    lookup and scores)."""
+    c, b = replace(plan.candidate, embedding_rank=0), profile.budget
+    width = c.dim
     out = {}
     for fmt in profile.serving.formats:
         fp32 = estimate(replace(c, table_bits=32, linear_bits=32), num_items, profile.serving.max_history,
@@ -220,143 +360,142 @@ def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -
     return out
 
 
-def export_artifacts(model, profile: DeviceProfile, split: Split, out: Path, log,
-                     precisions: dict[str, list[str]] | None = None,
-                     compressed: tuple | None = None) -> list[Artifact]:
-    """Export the float student `model` in every format the profile serves and check each artifact.
+def export_jobs(plan: PlanResult, profile: DeviceProfile, num_items: int) -> list[ExportJob]:
+    """The float student's fp32/int8 exports that fit by estimate, and the plan's compressed student."""
+    precisions = float_precisions(plan, profile, num_items)
+    jobs = []
+    c = plan.candidate
+    rank = f"item table factorized at rank {c.embedding_rank} (SVD, fine-tuned)" if c.embedding_rank else ""
+    weights = (f"toolkit.compress weight-only: int{c.table_bits} table stored once" if c.table_bits < 32 else "") + (
+        ", int8 linears" if c.linear_bits < 32 else "")
+    compressed = "; ".join(x for x in (rank, weights.lstrip(", ")) if x) or "none"
+    jobs = []
+    for fmt in profile.serving.formats:
+        for p in precisions[fmt]:
+            method = "int8" if p == "int8" else "none"
+            jobs.append(ExportJob(f"model.{p}{SUFFIX[fmt]}", fmt, p, method, "float", QUANTIZATION[(fmt, method)]))
+        if c.compressed:
+            jobs.append(ExportJob(f"model.compressed{SUFFIX[fmt]}", fmt, c.precision, "compressed", "compressed",
+                                  compressed))
+    return jobs
 
-    precisions: per format, "fp32" and/or "int8" (PT2E static int8 for ExecuTorch, dynamic int8
-        for ONNX Runtime); default both (fp32 only where the profile has no int8).
-    compressed: (model, precision label): a model compressed by toolkit.compress (integer weights
-        inside) also exported, as `model.compressed.pte/.onnx`.
-    reference.npz holds the float student's outputs: every artifact's parity is against it.
+
+def analytic_latency(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, float]:
+    """The plan's analytic device latency (FLOPs / GFLOP/s + per-request overhead) per (format, source)."""
+    c = plan.candidate
+    out = {}
+    for fmt in profile.serving.formats:
+        for source, cand in (("float", replace(c, table_bits=32, linear_bits=32, embedding_rank=0)), ("compressed", c)):
+            est = estimate(cand, num_items, profile.serving.max_history, profile.hardware.gflops, (fmt,))
+            out[f"{fmt}/{source}"] = est.latency_ms[fmt]
+    return out
+
+
+def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: DeviceProfile, split: Split, out: Path,
+                     candidates: int, k: int, float_metrics: Metrics, log=print,
+                     analytic: dict[str, float] | None = None) -> list[ArtifactRecord]:
+    """Export every job's model into `out` and check each artifact in its runtime.
+
+    models: source name ("float", "compressed") -> torch model. reference.npz gets each source's
+    PyTorch outputs on real test histories: every artifact's parity is against its own source.
     """
     import torch
 
+    from export import quiet_exporters
     from export.executorch import export_executorch
     from export.onnx import export_onnx
     from export.serving import ServingModel
+    from toolkit.parity import write_reference
 
-    max_history, top_k = profile.serving.max_history, profile.serving.top_k
+    max_history = profile.serving.max_history
     calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
-    reference = ServingModel(model, top_k).eval()
-    default = ["fp32", "int8"] if profile.hardware.int8 else ["fp32"]
-    write_reference(reference, split, max_history, out / REFERENCE_FILE)
+    history = pad_histories(split.history("test")[:PARITY_HISTORIES], max_history)
+    write_reference(out / REFERENCE_FILE, history,
+                    {source: reference_outputs(ServingModel(m, candidates).eval(), history) for source, m in models.items()})
     artifacts = []
-    for fmt in profile.serving.formats:
-        suffix = ".pte" if fmt == "executorch" else ".onnx"
-        jobs = [(p, f"model.{p}{suffix}", model, "int8" if p == "int8" else "none")
-                for p in (default if precisions is None else precisions[fmt])]
-        if compressed is not None:
-            jobs.append((compressed[1], f"model.compressed{suffix}", compressed[0], "compressed"))
-        for precision, name, module, method in jobs:
-            int8 = method == "int8"
-            serving = ServingModel(module, top_k, split_table=int8)
-            path = out / name
-            with quiet_exporters():
-                if fmt == "executorch":
-                    export_executorch(serving, path, max_history, calibration if int8 else None)
-                else:
-                    export_onnx(serving, path, max_history, int8=int8)
-            artifact = check_artifact(path, fmt, precision, split, profile.hardware.threads)
-            artifact.path = name
-            artifact.quantization = QUANTIZATION[(fmt, method)]
-            log(f"  {name}: {artifact.bytes / 1000:.1f} KB, test NDCG@10 {artifact.metrics['ndcg10']:.4f} "
-                f"through {fmt}, top-10 agreement {artifact.parity['top10_agreement']:.3f}")
-            artifacts.append(artifact)
+    for job in jobs:
+        int8 = job.method == "int8"
+        serving = ServingModel(models[job.source], candidates, split_table=int8)
+        path = out / job.name
+        with quiet_exporters():
+            if job.format == "executorch":
+                export_executorch(serving, path, max_history, calibration if int8 else None)
+            else:
+                export_onnx(serving, path, max_history, int8=int8)
+        parity_min = PARITY_MIN_AGREEMENT["quantized at export" if int8 else "same weights"]
+        artifact = check_artifact(path, job, split, profile.hardware.threads, k, float_metrics, parity_min)
+        artifact.analytic_ms = (analytic or {}).get(f"{job.format}/{job.source}")
+        log(f"  {job.name}: {artifact.bytes / 1000:.1f} KB, test {artifact.metrics.text()} through {job.format}, "
+            f"top-10 agreement {artifact.parity['top10_agreement']:.3f} with the {job.source} model")
+        artifacts.append(artifact)
     return artifacts
 
 
-def write_reference(reference, split: Split, max_history: int, path: Path) -> None:
-    """Expected outputs of the PyTorch serving graph on real test histories, stored next to the
-    artifacts so they can be checked later without the PyTorch model (like a BundledProgram)."""
+def reference_outputs(serving, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch serving graph's (scores, items) for each padded history (R, L)."""
     import torch
 
-    histories = pad_histories(split.history("test")[:PARITY_HISTORIES], max_history)
     with torch.no_grad():
-        rows = [reference(torch.from_numpy(h[None])) for h in histories]
-    np.savez(path, history=histories, scores=np.concatenate([r[0].numpy() for r in rows]),
-             items=np.concatenate([r[1].numpy() for r in rows]))
+        rows = [serving(torch.from_numpy(h[None])) for h in history]
+    return np.concatenate([r[0].numpy() for r in rows]), np.concatenate([r[1].numpy() for r in rows])
 
 
-@contextlib.contextmanager
-def quiet_exporters():
-    """The exporters warn about internals a user cannot act on; keep the build log readable."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
-def check_artifact(path: Path, fmt: str, precision: str, split: Split, threads: int) -> Artifact:
-    """Parity against the stored PyTorch outputs and quality through the artifact's runtime."""
+def check_artifact(path: Path, job: ExportJob, split: Split, threads: int, k: int, float_metrics: Metrics,
+                   parity_min: float) -> ArtifactRecord:
+    """Parity against the stored outputs of its source model and quality through the artifact's runtime."""
     from export.runtime import Predictor
     from toolkit.evaluate import evaluate_topk
     from toolkit.parity import load_reference, measure_parity
 
     predictor = Predictor(path, threads=threads)
-    parity = measure_parity(predictor.predict, load_reference(path.parent / REFERENCE_FILE))
-    metrics, undetermined = evaluate_topk(lambda h: predictor.predict(h)[1], split, "test", predictor.max_history)
+    parity = measure_parity(predictor.predict, load_reference(path.parent / REFERENCE_FILE, job.source))
+    metrics = evaluate_topk(predictor.predict, split, "test", predictor.max_history, k)
     data = path.read_bytes()
-    return Artifact(
-        format=fmt, precision=precision, path=path.name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-        metrics={**metrics.to_dict(), "phase": "test", "undetermined_users": undetermined},
-        parity=parity,
-    )
+    return ArtifactRecord(format=job.format, precision=job.precision, path=path.name, bytes=len(data),
+                          sha256=hashlib.sha256(data).hexdigest(), quantization=job.quantization,
+                          source=job.source, metrics=metrics, float_metrics=float_metrics, parity=parity,
+                          parity_min=parity_min)
 
 
-def _manifest(cfg: BuildConfig, profile: DeviceProfile, dataset: Dataset, popularity: dict[str, Metrics],
-              teacher: TrainedModel, student: TrainedModel, artifacts: list[Artifact], seconds: float) -> dict:
-    from dataclasses import asdict
+def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manifest, log=print) -> list[ArtifactProfile]:
+    """Profile every artifact of a build in its runtime (a fresh process each), attach the result to
+    its manifest record, write report.json / report.md / plots and log the verdict table."""
+    from toolkit.calibrate import CalibrationCache
+    from toolkit.profiler import ProfileRequest, Quality, profile_artifact
+    from toolkit.report import verdict_table, write_report
 
-    def both(m: dict[str, Metrics]) -> dict:
-        return {**m["test"].to_dict(), "valid": m["valid"].to_dict()}
+    calibrations = CalibrationCache()
+    native = _native_client(log) if any(a.format == "executorch" for a in manifest.artifacts) else None
+    results = []
+    pop = manifest.popularity["test"]
+    for a in manifest.artifacts:
+        log(f"  profiling {a.path} against {profile.name} in a fresh process ...")
+        quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, users=a.metrics.users,
+                          undetermined=a.metrics.undetermined, float_ndcg=a.float_metrics.ndcg,
+                          popularity_ndcg=pop.ndcg)
+        known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
+                               analytic_ms=a.analytic_ms)
+        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known, native=native)
+        results.append(a.profile)
+    write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict())
+    log("\n" + verdict_table(profile, results))
+    return results
 
-    return {
-        "toolkit_version": toolkit.__version__,
-        "profile": profile.to_dict(),
-        "dataset": dataset.summary(),
-        "seed": cfg.seed,
-        "protocol": "leave-one-out by time; full ranking over all items, history excluded; metrics are test",
-        "popularity": {"metrics": both(popularity)},
-        "teacher": {"config": teacher.config, "parameters": teacher.parameters,
-                    "metrics": both(teacher.metrics), "train_seconds": teacher.seconds, "cached": teacher.cached},
-        "student": {"config": student.config, "distill": DistillConfig().to_dict(), "plan_config": cfg.plan.to_dict(),
-                    "parameters": student.parameters,
-                    "metrics": both(student.metrics), "train_seconds": student.seconds},
-        "artifacts": [asdict(a) for a in artifacts],
-        "build_seconds": seconds,
-    }
+
+def _native_client(log):
+    """The native C++ client of the .pte (runtime_demo/cpp), built once; None where it cannot be built."""
+    try:
+        from toolkit.native import native_client
+    except ImportError:
+        return None
+    return native_client(log=log)
 
 
 def first_users(dataset: Dataset, n: int) -> Dataset:
     """The first n users (quick runs): items keep their indices so the vocabulary is unchanged."""
-    from dataclasses import replace
-
     return replace(dataset, user_ids=dataset.user_ids[:n], sequences=dataset.sequences[:n],
                    num_interactions=sum(len(s) for s in dataset.sequences[:n]))
 
 
-def _check_output_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ToolkitError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise ToolkitError(f"--out {out}: not empty and not a previous build (no manifest.json); choose another")
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Swap the finished build into place; the previous build is removed only after that."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _short_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
