@@ -7,13 +7,18 @@ import pytest
 import torch
 
 from toolkit.errors import DoesNotFitError
-from toolkit.plan import Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student, weight_bytes
+from toolkit.plan import (Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student,
+                          rank_candidates, weight_bytes)
+from toolkit.priors import QualityPriors
 from toolkit.profiles import parse_profile
 
 NUM_ITEMS, HISTORY = 1683, 50
+# priors as a build measures them (toolkit.priors): here written down, so the plan's order is known
+PRIORS = QualityPriors(by_dim={8: 0.09, 16: 0.11, 32: 0.12, 64: 0.115}, table_keep={32: 1.0, 8: 0.99, 4: 0.95},
+                       linear_keep=0.995, rank_keep=0.9, users=150)
 
 
-def profile(model_bytes: int, int8: bool = True, formats=("onnx",), latency_ms: float = 8.0, memory: int = 24_000_000):
+def profile(model_bytes: int, int8: bool = True, formats=("onnx",), latency_ms: float = 8.0, memory: int = 64_000_000):
     raw = {"name": "test", "description": "test profile",
            "budget": {"model_bytes": model_bytes, "memory_bytes": memory, "latency_ms": latency_ms},
            "hardware": {"int8": int8, "threads": 1, "gflops": 10.0},
@@ -46,9 +51,19 @@ def test_int8_false_never_gets_integer_candidates():
 
 def test_nothing_fits_names_the_closest_candidate(small_split):
     with pytest.raises(DoesNotFitError, match=r"closest is dim 8.*model_bytes by \d+%"):
-        plan_student(None, small_split, profile(5_000), log=None)
+        plan_student(None, small_split, profile(5_000), PRIORS, log=None)
     with pytest.raises(DoesNotFitError, match="latency_ms"):
-        plan_student(None, small_split, profile(10_000_000, latency_ms=0.01), log=None)
+        plan_student(None, small_split, profile(10_000_000, latency_ms=0.01), PRIORS, log=None)
+
+
+def test_trials_follow_the_measured_priors():
+    """The best expected quality that fits goes first; a smaller candidate only when it is as good."""
+    _, fitting = rank_candidates(profile(4_000_000), NUM_ITEMS, PRIORS, PlanConfig(layers=(1,)))
+    assert fitting[0][0].dim == 32  # the priors' best width
+    worse = QualityPriors(by_dim={8: 0.09, 16: 0.12, 32: 0.12, 64: 0.12}, table_keep={32: 1.0, 8: 1.0, 4: 1.0},
+                          linear_keep=1.0, rank_keep=1.0, users=150)
+    _, fitting = rank_candidates(profile(4_000_000), NUM_ITEMS, worse, PlanConfig(layers=(1,)))
+    assert fitting[0][0].dim == 16 and fitting[0][0].table_bits == 4  # as good and smallest
 
 
 def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
@@ -56,14 +71,14 @@ def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
     torch.set_num_threads(1)
     budget = 40_000
     cfg = PlanConfig(dims=(8, 16), layers=(1,), max_trials=1, epochs=2, patience=2)
-    result = plan_student(None, small_split, profile(budget), seed=0, log=None, cfg=cfg)
+    result = plan_student(None, small_split.sealed(), profile(budget), PRIORS, seed=0, log=None, cfg=cfg)
     tried = [r for r in result.candidates if r.tried]
     assert len(tried) >= 1 and tried[0].fits_measured
     assert tried[0].measured_bytes["onnx"] <= budget
-    assert result.candidate.quantized and result.export["onnx"].precision == result.candidate.precision
+    assert result.candidate.compressed and result.export["onnx"].precision == result.candidate.precision
     assert 0.0 < tried[0].valid_ndcg10 <= 1.0
     untried = [r for r in result.candidates if not r.tried]
     assert untried and all("file_bytes" in r.predicted for r in untried)
     # int8 = false: a budget that integer weights make is out of reach for fp32 students
     with pytest.raises(DoesNotFitError):
-        plan_student(None, small_split, profile(25_000, int8=False), log=None, cfg=cfg)
+        plan_student(None, small_split, profile(25_000, int8=False), PRIORS, log=None, cfg=cfg)

@@ -46,13 +46,13 @@ def trained(small_split):
 
 def test_training_learns_more_than_popularity(trained, small_split):
     # on 150 users the popularity baseline is weak; a trained model must at least match it on validation
-    assert trained.valid.ndcg10 >= evaluate_popularity(small_split, "valid").ndcg10
-    assert trained.valid.hr10 > 0.05  # random ranking would give ≈ 10 / 1682 ≈ 0.006
+    assert trained.valid.ndcg >= evaluate_popularity(small_split, "valid").ndcg
+    assert trained.valid.hr > 0.05  # random ranking would give ≈ 10 / 1682 ≈ 0.006
 
 
 def test_best_validation_state_is_kept(trained, small_split):
     again = evaluate_model(trained.model, small_split, "valid")
-    assert again.ndcg10 == pytest.approx(trained.valid.ndcg10)
+    assert again.ndcg == pytest.approx(trained.valid.ndcg)
 
 
 def _top10_overlap(a: torch.nn.Module, b: torch.nn.Module, histories: torch.Tensor) -> float:
@@ -74,3 +74,28 @@ def test_distilled_student_follows_the_teacher(trained, small_split):
     before, after = _top10_overlap(trained.model, untrained, h), _top10_overlap(trained.model, student.model, h)
     # a student trained only on the teacher's soft labels agrees with it far more than chance
     assert after > max(0.2, 3 * before), (before, after)
+
+
+def test_a_finetune_that_never_improves_keeps_its_starting_weights(trained, small_split):
+    import copy
+
+    start = copy.deepcopy(trained.model)
+    before = evaluate_model(start, small_split, "valid")
+    # a learning rate this large wrecks the model on the first step: no epoch can beat the start
+    result = fit(start.cfg, small_split, TrainConfig(epochs=2, min_epochs=0, lr=50.0, seed=0), init=start)
+    assert result.valid.ndcg == pytest.approx(before.ndcg)
+    for (name, a), b in zip(trained.model.state_dict().items(), result.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_no_training_pairs_is_a_clear_error():
+    import numpy as np
+
+    from toolkit.data import Split
+    from toolkit.errors import ToolkitError
+
+    # every user has exactly 3 interactions: one training item each, so no (input, next item) pair
+    split = Split(train=[np.array([i]) for i in range(1, 6)], valid_target=np.arange(6, 11),
+                  test_target_=np.arange(11, 16), num_items=20)
+    with pytest.raises(ToolkitError, match="nothing to train on"):
+        training_windows(split, max_history=10, stride=10)

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-import torch.nn.functional as F
-
 from toolkit.data import Split
-from toolkit.models import ModelConfig, SASRec
 from toolkit.train import TrainConfig, TrainResult, fit, training_windows, window_stride
 
 TEACHER_CACHE_MAX_BYTES = 2_000_000_000  # above this the teacher runs on every batch instead
@@ -30,10 +26,11 @@ class DistillConfig:
         return asdict(self)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, targets: torch.Tensor,
-                      cfg: DistillConfig) -> torch.Tensor:
+def distillation_loss(student_logits, teacher_log_probs, targets, cfg: DistillConfig):
     """student logits (B, T, N), the teacher's log-probabilities at `cfg.temperature` (B, T, N),
     targets (B, T) with 0 = no target."""
+    import torch.nn.functional as F
+
     valid = targets != 0
     s, t = student_logits[valid], teacher_log_probs[valid].float()  # (P, N)
     temp = cfg.temperature
@@ -44,13 +41,16 @@ def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Ten
     return (1.0 - cfg.alpha) * hard + cfg.alpha * temp * temp * soft
 
 
-def teacher_log_probs(teacher: torch.nn.Module, windows: torch.Tensor, temperature: float) -> torch.Tensor:
+def teacher_log_probs(teacher, windows, temperature: float):
     """The teacher's log-probabilities at `temperature` on every training window, once, in fp16: (W, T, N).
 
     The windows are the same every epoch (only their order changes), so the teacher runs once
     instead of once per epoch, and its softmax is taken once too: distillation then costs little
     more than plain training.
     """
+    import torch
+    import torch.nn.functional as F
+
     out = []
     with torch.no_grad():
         for i in range(0, len(windows), TEACHER_CACHE_BATCH):
@@ -59,9 +59,12 @@ def teacher_log_probs(teacher: torch.nn.Module, windows: torch.Tensor, temperatu
     return torch.cat(out)
 
 
-def distill(teacher: torch.nn.Module, student_cfg: ModelConfig, split: Split, train_cfg: TrainConfig,
-            distill_cfg: DistillConfig, init: SASRec | None = None, desc: str = "distill") -> TrainResult:
-    """Train a student of `student_cfg` (or fine-tune `init`) against the frozen teacher."""
+def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
+            desc: str = "distill") -> TrainResult:
+    """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen teacher."""
+    import torch
+    import torch.nn.functional as F
+
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -71,7 +74,7 @@ def distill(teacher: torch.nn.Module, student_cfg: ModelConfig, split: Split, tr
     if windows.size * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES:
         cached = teacher_log_probs(teacher, torch.from_numpy(windows), temp)
 
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def loss_fn(logits, targets, inputs, rows):
         if cached is not None:
             teacher_out = cached[rows]
         else:

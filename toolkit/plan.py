@@ -9,7 +9,8 @@
    peak memory = the runtime's measured base + weights + planned activations; latency = FLOPs ÷
    the profile's GFLOP/s + the runtime's measured per-request overhead. Keep those that fit every
    budget with `margin` to spare.
-3. Try the most promising fitting candidates (ordered by a prior from measured reference points):
+3. Try the most promising fitting candidates, ordered by their expected validation quality
+   (`toolkit.priors`: proxy students measured on this build's own validation data):
    distil the student from the teacher, compress it (`toolkit.compress`: weight quantization,
    QAT when post-training quantization loses more than 1%), export it in every format and measure
    the files. A candidate whose measured file misses the budget is recorded and the plan steps
@@ -41,16 +42,13 @@ EXTRA_BLOCK_OVERHEAD_BYTES = {"executorch": 27_000, "onnx": 7_500}  # each block
 # fp32 .pte: XNNPACK runs the scores as a fully connected layer on its own packed copy of the
 # (float) item table, so the table is in the file twice; integer tables are not delegated.
 PACKED_TABLE_COPY = {"executorch": True, "onnx": False}
-# Peak resident memory of a fresh runtime process serving a tiny model (profiler, host): the base.
-RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 13_500_000}
+# What the runtime itself holds resident while serving a tiny model (measured on the host): for
+# ONNX Runtime its CPU library's pages and a session (the profiler's Python figure above the bare
+# interpreter); for ExecuTorch the native runtime.
+RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 33_000_000}
 # Per-request time that does not scale with FLOPs (op dispatch, top-k, copies), host-measured.
 RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
 SCALE_BYTES = 2  # fp16 per-row scales
-# Test NDCG@10 of one-block fp32 models trained from scratch on MovieLens-100K, by width (reference
-# points, only to order the trials): 16, 32 and 64 measured with this toolkit's recipe (mean of 2-3
-# seeds; dim 64 overfits), 8 from the issue's reference run.
-REFERENCE_NDCG = {8: 0.082, 16: 0.1025, 32: 0.111, 64: 0.104}
-TABLE_BITS_PENALTY = {32: 0.0, 8: 0.001, 4: 0.005}
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,11 @@ class Candidate:
     @property
     def quantized(self) -> bool:
         return self.table_bits < 32 or self.linear_bits < 32
+
+    @property
+    def compressed(self) -> bool:
+        """The plan's model differs from the float student: factorized table and/or integer weights."""
+        return self.quantized or bool(self.embedding_rank)
 
     @property
     def precision(self) -> str:
@@ -105,7 +108,7 @@ class CandidateRecord:
     predicted: dict  # Estimate.to_dict()
     fits_predicted: bool
     misses: dict  # budget -> relative excess (predicted, or measured bytes once measured)
-    prior_ndcg10: float = 0.0  # expected test NDCG@10 from reference points: only orders the trials
+    prior_ndcg10: float = 0.0  # expected valid NDCG@10 (toolkit.priors, this build's data): orders the trials
     tried: bool = False
     measured_bytes: dict = field(default_factory=dict)  # format -> bytes of the exported file
     valid_ndcg10: float | None = None  # of the compressed model
@@ -160,11 +163,12 @@ class PlanResult:
     candidates: list[CandidateRecord]  # every candidate considered, in the order tried
     steps: list  # toolkit.compress.StepReport of the chosen model's compression
     teacher_valid_ndcg10: float | None = None
+    priors: dict = field(default_factory=dict)  # toolkit.priors.QualityPriors.to_dict()
 
     def to_dict(self) -> dict:
         return {"candidate": self.candidate.to_dict(), "export": {k: v.to_dict() for k, v in self.export.items()},
                 "candidates": [c.to_dict() for c in self.candidates], "steps": [s.to_dict() for s in self.steps],
-                "teacher_valid_ndcg10": self.teacher_valid_ndcg10}
+                "teacher_valid_ndcg10": self.teacher_valid_ndcg10, "priors": self.priors}
 
 
 # --- estimates -------------------------------------------------------------------------------
@@ -221,17 +225,10 @@ def misses(est: Estimate, profile, measured_bytes: dict[str, int] | None = None)
             "latency_ms": max(0.0, max(est.latency_ms.values()) / b.latency_ms - 1)}
 
 
-def prior_ndcg(c: Candidate) -> float:
-    """Expected quality, only to order the trials: reference points by effective width, adjusted."""
-    width = min(c.dim, round(1.5 * c.embedding_rank)) if c.embedding_rank else c.dim
-    xs = sorted(REFERENCE_NDCG)
-    w = min(max(width, xs[0]), xs[-1])
-    lo = max(x for x in xs if x <= w)
-    hi = min(x for x in xs if x >= w)
-    q = REFERENCE_NDCG[lo] if lo == hi else REFERENCE_NDCG[lo] + (REFERENCE_NDCG[hi] - REFERENCE_NDCG[lo]) * (
-        math.log(w / lo) / math.log(hi / lo))
-    q -= TABLE_BITS_PENALTY[c.table_bits] + (0.0005 if c.linear_bits == 8 else 0.0)
-    return q  # a second block is tried only when the first choice misses: no measured gain from it
+def prior_ndcg(c: Candidate, priors) -> float:
+    """Expected valid NDCG@10 of a candidate from the build's measured priors (toolkit.priors); a
+    second block gets no credit (measured: no gain on MovieLens; it is tried when the first misses)."""
+    return priors.predict(c.dim, c.table_bits, c.linear_bits, factorized=bool(c.embedding_rank))
 
 
 def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
@@ -255,7 +252,7 @@ def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
 
 # --- the plan --------------------------------------------------------------------------------
 
-def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
+def rank_candidates(profile, num_items: int, priors, cfg: PlanConfig | None = None
                     ) -> tuple[list[CandidateRecord], list[tuple[Candidate, Estimate, CandidateRecord]]]:
     """Estimate every candidate; return all records and the fitting ones in trial order (no training).
 
@@ -272,7 +269,7 @@ def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
         with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
         rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
                               fits_predicted=not any(with_margin.values()), misses=misses(est, profile),
-                              prior_ndcg10=prior_ndcg(c))
+                              prior_ndcg10=prior_ndcg(c, priors))
         records.append(rec)
         if rec.fits_predicted:
             fitting.append((c, est, rec))
@@ -282,23 +279,26 @@ def rank_candidates(profile, num_items: int, cfg: PlanConfig | None = None
                               f"which misses {_describe(closest.misses)} (estimates)")
     # the smallest student expected to keep the best quality: candidates whose prior is within
     # `quality_tolerance` of the best go first, smallest first; the rest follow by prior
-    top = max(prior_ndcg(c) for c, _, _ in fitting)
-    fitting.sort(key=lambda x: (prior_ndcg(x[0]) < top - cfg.quality_tolerance,
-                                weight_bytes(x[0], num_items, max_history) if prior_ndcg(x[0]) >= top - cfg.quality_tolerance
-                                else -prior_ndcg(x[0])))
+    top = max(r.prior_ndcg10 for _, _, r in fitting)
+    fitting.sort(key=lambda x: (x[2].prior_ndcg10 < top - cfg.quality_tolerance,
+                                weight_bytes(x[0], num_items, max_history) if x[2].prior_ndcg10 >= top - cfg.quality_tolerance
+                                else -x[2].prior_ndcg10))
     return records, fitting
 
 
 def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, cfg: PlanConfig, log=None):
-    """Distil a float student of `c`'s architecture (teacher None: labels only), then compress it
-    as `c` says. Returns (compressed model, float model, float model's valid NDCG@10, compression steps)."""
-    from toolkit.compress import CompressConfig, QuantConfig, compress
+    """Distil a float student of `c`'s width and blocks with a full item table (teacher None: labels
+    only), then compress it as `c` says: a factorized table comes from the trained table's SVD,
+    fine-tuned (trained from scratch, a factorized table learns far worse: valid NDCG@10 0.035 vs
+    0.092 for dim 16 in 4 epochs), then quantization. Returns (compressed model, float model, float
+    model's valid NDCG@10, compression steps)."""
+    from toolkit.compress import CompressConfig, LowRankConfig, QuantConfig, compress
     from toolkit.distill import DistillConfig, distill
     from toolkit.models import ModelConfig
     from toolkit.train import TrainConfig
 
     model_cfg = ModelConfig(num_items=split.num_items, dim=c.dim, layers=c.layers, heads=c.heads,
-                            max_history=max_history, dropout=cfg.dropout, embedding_rank=c.embedding_rank)
+                            max_history=max_history, dropout=cfg.dropout)
     train_cfg = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, seed=seed)
     if teacher is None:
         from toolkit.train import fit
@@ -306,19 +306,22 @@ def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, c
         result = fit(model_cfg, split, train_cfg, desc=f"plan {c.name()}")
     else:
         result = distill(teacher, model_cfg, split, train_cfg, DistillConfig(), desc=f"plan {c.name()}")
-    if not c.quantized:
-        return result.model, result.model, result.valid.ndcg10, []
-    quant = QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits)
-    compressed = compress(result.model, teacher, split, CompressConfig(quant=quant), seed=seed, log=log)
-    return compressed.model, result.model, result.valid.ndcg10, compressed.steps
+    if not c.compressed:
+        return result.model, result.model, result.valid.ndcg, []
+    steps = CompressConfig(
+        low_rank=LowRankConfig(table_rank=c.embedding_rank) if c.embedding_rank else None,
+        quant=QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits) if c.quantized else None)
+    steps.finetune_epochs = min(steps.finetune_epochs, cfg.epochs)  # --epochs caps every training loop
+    compressed = compress(result.model, teacher, split, steps, seed=seed, log=log)
+    return compressed.model, result.model, result.valid.ndcg, compressed.steps
 
 
 def measure_files(model, formats: tuple[str, ...], max_history: int, top_k: int) -> dict[str, int]:
     """Export the model in each format into a temporary folder and return the file sizes."""
     from export.executorch import export_executorch
     from export.onnx import export_onnx
+    from export import quiet_exporters
     from export.serving import ServingModel
-    from toolkit.pipeline import quiet_exporters
 
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -333,13 +336,14 @@ def measure_files(model, formats: tuple[str, ...], max_history: int, top_k: int)
     return sizes
 
 
-def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanConfig | None = None) -> PlanResult:
+def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg: PlanConfig | None = None) -> PlanResult:
     """Choose, train and compress the student for `profile`; see the module docstring.
 
     Args:
         teacher: the trained teacher (distilled from; None trains from labels only).
         split: the leave-one-out split (training + validation used; test is never looked at).
         profile: a `toolkit.profiles.DeviceProfile`.
+        priors: `toolkit.priors.QualityPriors` measured on this build's data (orders the trials).
     Raises:
         DoesNotFitError: no candidate fits (by estimate, or by measured file size after trying).
     """
@@ -349,13 +353,13 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
     log = log or (lambda *_: None)
     num_items, max_history = split.num_items, profile.serving.max_history
     formats = profile.serving.formats
-    records, fitting = rank_candidates(profile, num_items, cfg)
+    records, fitting = rank_candidates(profile, num_items, priors, cfg)
     # a budget that binds quality is worth a second trained candidate (the priors are coarse there)
     binding = max(r.prior_ndcg10 for r in records) - max(r.prior_ndcg10 for _, _, r in fitting) > cfg.quality_tolerance
     max_trials = cfg.max_trials_binding if binding else cfg.max_trials
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
         f"trying up to {max_trials}{' (the budget binds)' if binding else ''}")
-    teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg10 if teacher is not None else None
+    teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg if teacher is not None else None
     fits: list = []
     tried = 0
     for c, est, rec in fitting:
@@ -365,7 +369,7 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
         start = time.perf_counter()
         model, float_model, float_ndcg, steps = train_candidate(c, teacher, split, max_history, seed, cfg, log)
         rec.tried, rec.float_valid_ndcg10 = True, float_ndcg
-        rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg10
+        rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg
         rec.measured_bytes = measure_files(model, formats, max_history, profile.serving.top_k)
         rec.misses = misses(est, profile, rec.measured_bytes)
         rec.fits_measured = not any(rec.misses.values())
@@ -390,8 +394,8 @@ def plan_student(teacher, split, profile, seed: int = 0, log=print, cfg: PlanCon
                               f"which misses {_describe(closest.misses)} (measured file size)")
     c, (model, float_model), rec, steps = best
     options = ExportOptions(precision=c.precision, table_bits=c.table_bits, linear_bits=c.linear_bits)
-    return PlanResult(model=model, float_model=float_model, candidate=c, export={fmt: options for fmt in formats}, candidates=records,
-                      steps=steps, teacher_valid_ndcg10=teacher_ndcg)
+    return PlanResult(model=model, float_model=float_model, candidate=c, export={fmt: options for fmt in formats},
+                      candidates=records, steps=steps, teacher_valid_ndcg10=teacher_ndcg, priors=priors.to_dict())
 
 
 def _scaled(est: Estimate, k: float) -> Estimate:

@@ -4,26 +4,28 @@ Distilling an ensemble into one small student is an established win: the ensembl
 distribution is smoother and more accurate than any single member's. The teacher's size is its
 number of members, not its width: on MovieLens-100K a dim-64 member overfits and scores below a
 dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members together reach
-0.131 (test 0.114). The trained teacher is
-cached under the user's cache dir, keyed by the data's sha256, the configs and the seed, so a
-second build reuses it.
+0.131.
+
+The trained teacher is cached under the user's cache dir. Its key covers everything that shapes
+it: the data (sha256, columns read, minimum interactions, split rule, users kept), every config
+field, the vocabulary and window, the seed and the code that trains it (a hash of the modules). The
+key is stored inside the file and checked on load; a file that does not load, or whose key does
+not match, is logged and the teacher is trained again. Loading uses `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
+from toolkit.cache import cache_path, code_version, temporary_sibling
+from toolkit.data import Split
+from toolkit.train import TrainConfig
 
-from toolkit.data import Split, cache_dir
-from toolkit.models import Ensemble, ModelConfig, SASRec
-from toolkit.train import TrainConfig, fit
-
-CACHE_FORMAT = 1  # bump when the cached file layout changes
+CACHE_FORMAT = 2  # bump when the cached file layout changes
+# the modules whose code shapes a trained teacher: a change to any of them retrains it
+_CODE = ("models.py", "train.py", "teacher.py", "evaluate.py", "data.py")
 
 
 @dataclass
@@ -38,46 +40,76 @@ class TeacherConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def member_config(self, num_items: int, max_history: int) -> ModelConfig:
+    def member_config(self, num_items: int, max_history: int):
+        from toolkit.models import ModelConfig
+
         return ModelConfig(num_items=num_items, dim=self.dim, layers=self.layers, heads=self.heads,
                            max_history=max_history, dropout=self.dropout)
 
 
 @dataclass
 class Teacher:
-    model: Ensemble
+    model: object  # toolkit.models.Ensemble
     seconds: float  # training time (0 when loaded from the cache)
     cached: bool
     cache_path: Path
+    key: dict
+    member_valid_ndcg10: list[float] = field(default_factory=list)  # each member's (selection) figure
 
 
-def teacher_cache_path(cfg: TeacherConfig, data_key: str, num_items: int, max_history: int, seed: int) -> Path:
+def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int) -> dict:
     teacher = cfg.to_dict()
     teacher["train"].pop("threads")  # how many threads trained it does not change what it is
-    key = json.dumps({"format": CACHE_FORMAT, "data": data_key, "teacher": teacher, "num_items": num_items,
-                      "max_history": max_history, "seed": seed}, sort_keys=True)
-    return cache_dir() / "teachers" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+    return {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
+            "num_items": num_items, "max_history": max_history, "seed": seed}
 
 
-def train_teacher(cfg: TeacherConfig, split: Split, data_key: str, max_history: int, seed: int) -> Teacher:
+def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history: int, seed: int,
+                  log=print) -> Teacher:
     """Train the ensemble (member i uses seed + i), or load it from the cache."""
+    import torch
+
+    from toolkit.models import Ensemble, SASRec
+    from toolkit.train import fit
+
     member_cfg = cfg.member_config(split.num_items, max_history)
-    path = teacher_cache_path(cfg, data_key, split.num_items, max_history, seed)
+    key = teacher_key(cfg, data_key, split.num_items, max_history, seed)
+    path = cache_path("teachers", key, ".pt")
     if path.is_file():
-        states = torch.load(path, map_location="cpu", weights_only=True)
-        members = []
-        for state in states:
-            member = SASRec(member_cfg)
-            member.load_state_dict(state)
-            members.append(member.eval())
-        return Teacher(model=Ensemble(members).eval(), seconds=0.0, cached=True, cache_path=path)
+        members = _load(path, key, member_cfg, log)
+        if members is not None:
+            return Teacher(model=Ensemble(members).eval(), seconds=0.0, cached=True, cache_path=path, key=key)
     start = time.perf_counter()
-    members = []
+    members, scores = [], []
     for i in range(cfg.members):
         result = fit(member_cfg, split, replace(cfg.train, seed=seed + i), desc=f"teacher {i + 1}/{cfg.members}")
         members.append(result.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save([m.state_dict() for m in members], tmp)
+        scores.append(result.valid.ndcg)
+    tmp = temporary_sibling(path)
+    torch.save({"key": key, "states": [m.state_dict() for m in members], "member_valid_ndcg10": scores}, tmp)
     tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
-    return Teacher(model=Ensemble(members).eval(), seconds=time.perf_counter() - start, cached=False, cache_path=path)
+    return Teacher(model=Ensemble(members).eval(), seconds=time.perf_counter() - start, cached=False,
+                   cache_path=path, key=key, member_valid_ndcg10=scores)
+
+
+def _load(path: Path, key: dict, member_cfg, log) -> list | None:
+    """The cached members, or None (logged) when the file is unreadable or was made for something else."""
+    import torch
+
+    from toolkit.models import SASRec
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or saved.get("key") != key:
+            log(f"teacher cache {path} was made from other data, settings or code; training the teacher again")
+            return None
+        members = []
+        for state in saved["states"]:
+            member = SASRec(member_cfg)
+            member.load_state_dict(state)
+            members.append(member.eval())
+        return members
+    except Exception as e:  # a truncated or corrupt file raises many types (pickle, zip, size mismatch)
+        log(f"teacher cache {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "training the teacher again")
+        return None

@@ -15,15 +15,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from toolkit.data import Split
+from toolkit.errors import ToolkitError
 from toolkit.evaluate import Metrics, evaluate_model, pad_histories
-from toolkit.models import ModelConfig, SASRec
 
+# torch is imported inside the functions: `import toolkit.pipeline` (the CLI's checks) stays light
 # (logits (B, T, N), targets (B, T), inputs (B, T), rows (B,) indices into training_windows) -> loss
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass
@@ -44,7 +43,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: SASRec
+    model: object  # the trained SASRec
     valid: Metrics
     epochs: int
     seconds: float
@@ -62,33 +61,48 @@ def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
             if end - max_history - 1 <= 0:
                 break
             end -= stride
+    if not windows:
+        raise ToolkitError("no user has 2 or more training interactions (4 or more in all: the last two are "
+                           "validation and test), so there is nothing to train on")
     return pad_histories(windows, max_history + 1)
 
 
-def window_stride(cfg: ModelConfig, train_cfg: TrainConfig) -> int:
+def window_stride(cfg, train_cfg: TrainConfig) -> int:
     return train_cfg.window_stride or cfg.max_history
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None,
-                  rows: torch.Tensor | None = None) -> torch.Tensor:
+def cross_entropy(logits, targets, inputs=None, rows=None):
     """Full-softmax next-item CE over positions whose target is a real item. logits (B, T, N)."""
+    import torch.nn.functional as F
+
     valid = targets != 0
     return F.cross_entropy(logits[valid], targets[valid])
 
 
-def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entropy,
-        init: SASRec | None = None, desc: str = "train") -> TrainResult:
-    """Train a model (fresh from `cfg`, or continuing `init`) and keep its best validation state."""
+def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entropy, init=None,
+        desc: str = "train") -> TrainResult:
+    """Train a model (fresh from `cfg`, or continuing `init`) and keep its best validation state.
+
+    A fine-tune (`init` given) keeps its starting weights when no epoch beats them on validation.
+    Selection reads validation only (NDCG@10 over the full catalogue).
+    """
+    import torch
     from tqdm import tqdm
+
+    from toolkit.models import SASRec
 
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     model = init if init is not None else SASRec(cfg)
+    for p in model.parameters():  # a model that served as a (frozen) teacher trains again
+        p.requires_grad_(True)
     windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
+    if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
+        best = evaluate_model(model, split, "valid")
     start = time.perf_counter()
     bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in bar:
@@ -105,11 +119,11 @@ def fit(cfg: ModelConfig, split: Split, train_cfg: TrainConfig, loss_fn: LossFn 
             opt.step()
             total += loss.item() * len(batch)
         valid = evaluate_model(model, split, "valid")
-        bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg10:.4f}")
+        bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg:.4f}")
         if bar.disable:  # no terminal (a log file, CI): one line per epoch instead of a bar
-            print(f"  {desc} epoch {epoch}: loss {total / len(windows):.3f}, valid NDCG@10 {valid.ndcg10:.4f} "
+            print(f"  {desc} epoch {epoch}: loss {total / len(windows):.3f}, valid NDCG@10 {valid.ndcg:.4f} "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-        if best is None or valid.ndcg10 > best.ndcg10:
+        if best is None or valid.ndcg > best.ndcg:
             best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
         elif epoch - best_epoch >= train_cfg.patience and epoch >= train_cfg.min_epochs:
             break

@@ -113,16 +113,16 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
 
     model = copy.deepcopy(model)
     steps: list[StepReport] = []
-    ndcg = evaluate_model(model, split, "valid").ndcg10
+    ndcg = evaluate_model(model, split, "valid").ndcg
 
     def step(name: str, config, apply, tune: bool) -> None:
         nonlocal model, ndcg
         start, before_bytes, before = time.perf_counter(), model_bytes(model), ndcg
         apply()
-        untuned = evaluate_model(model, split, "valid").ndcg10
+        untuned = evaluate_model(model, split, "valid").ndcg
         if tune and cfg.finetune_epochs:
             model = finetune_(model, teacher, split, cfg.finetune_epochs, cfg.finetune_patience, seed, distill_cfg)
-            ndcg = evaluate_model(model, split, "valid").ndcg10
+            ndcg = evaluate_model(model, split, "valid").ndcg
         else:
             ndcg = untuned
         steps.append(StepReport(name, config.to_dict(), before_bytes, model_bytes(model), before, ndcg, untuned,
@@ -149,7 +149,7 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
 
             step("qat", replace(cfg.quant, qat=True), qat, tune=True)
             quantize_(model, cfg.quant)
-            ndcg = evaluate_model(model, split, "valid").ndcg10
+            ndcg = evaluate_model(model, split, "valid").ndcg
             steps[-1].bytes_after, steps[-1].ndcg_after = model_bytes(model), ndcg
             if ndcg < ptq_ndcg:  # QAT did not help: keep the post-training result
                 model, ndcg = ptq_model, ptq_ndcg
