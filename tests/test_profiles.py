@@ -75,3 +75,49 @@ def test_profiles_command_lists_every_profile_with_budgets():
     for name in list_profiles():
         line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
         assert f"{load_profile(name).budget.model_bytes:,}" in line
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("name", '"../../x"', "not a plain name"),
+    ("name", '"Phone 2"', "not a plain name"),
+    ("model_bytes", "nan", "expected int"),
+    ("latency_ms", "nan", "finite"),
+    ("latency_ms", "inf", "finite"),
+    ("latency_ms", "0.0", "must be positive"),
+    ("gflops", "-inf", "finite"),
+    ("gflops", "0", "must be positive"),
+    ("threads", "0", "must be positive"),
+    ("top_k", "0", "must be positive"),
+    ("cpu", '"cortex a76"', "not a CPU model name"),
+])
+def test_every_bad_value_is_named(tmp_path, field, value, message):
+    text = (PROFILES_DIR / "mobile-arm.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=")[0].strip()
+        lines.append(f"{key} = {value}" if key == field else line)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ToolkitError, match=message):
+        load_profile(str(bad))
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "../x"\ndescription = "d"\nextra = 1\n[budget]\nmodel_bytes = 0\nmemory_bytes = 1\n'
+                   'latency_ms = nan\n[hardware]\nint8 = true\nthreads = 1\ngflops = inf\n'
+                   '[serving]\nmax_history = 50\ntop_k = 20\nformats = ["onnx", "onnx"]\n')
+    with pytest.raises(ToolkitError) as e:
+        load_profile(str(bad))
+    for fragment in ("name:", "extra:", "budget.model_bytes", "budget.latency_ms", "hardware.gflops", "serving.formats"):
+        assert fragment in str(e.value), fragment
+
+
+def test_a_small_top_k_is_allowed():
+    from toolkit.profiles import parse_profile
+
+    raw = {"name": "widget-5", "description": "five slots",
+           "budget": {"model_bytes": 10_000, "memory_bytes": 10_000_000, "latency_ms": 5.0},
+           "hardware": {"int8": True, "threads": 1, "gflops": 4.0},
+           "serving": {"max_history": 20, "top_k": 5, "formats": ["onnx"]}}
+    assert parse_profile(raw, "w.toml").serving.top_k == 5
