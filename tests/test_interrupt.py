@@ -3,6 +3,7 @@ was, and the next build succeeds, reusing what the interrupted ones cached."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -58,9 +59,16 @@ def test_interrupted_builds_keep_the_previous_build(tiny_build, tmp_path):
             assert ("interrupted" if sig == signal.SIGINT else "terminated") in log.splitlines()[-1]
         else:
             assert leftovers, "a SIGKILL cannot clean up: its staging folder stays for the next run"
-    final = run_cli("build", "--out", str(out), *TINY_BUILD_ARGS, *SEED)
+    # the next build succeeds, reusing the caches; it serves 5 items, so every metric is @5
+    five = tmp_path / "five.toml"
+    five.write_text((ROOT / "device_profiles" / "mobile-arm.toml").read_text().replace("top_k       = 20", "top_k       = 5"))
+    final = run_cli("build", "--out", str(out), "--profile", str(five), *TINY_BUILD_ARGS, *SEED)
     assert final.returncode in (0, 1), final.stdout[-3000:] + final.stderr[-3000:]
     assert "staging folder of an interrupted build" in final.stdout  # the SIGKILL's leftover, said in the log
     assert "loaded from cache" in final.stdout  # the teacher trained by the interrupted runs is reused
     assert is_build(out) and _snapshot(out) != before and (out / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".mobile-arm.lock", "mobile-arm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mobile-arm.lock", "five.toml", "mobile-arm"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["serving"]["k"] == 5 and manifest["popularity"]["test"]["k"] == 5
+    assert all(a["metrics"]["k"] == 5 and a["profile"]["quality"]["k"] == 5 for a in manifest["artifacts"])
+    assert "NDCG@5" in final.stdout and "NDCG@10 " not in final.stdout.split("serving:")[1]
