@@ -83,20 +83,27 @@ struct BadInput : std::runtime_error {
 // runtime's own reason) instead of a page of log; --verbose lets the log through.
 
 bool g_verbose = false;
-std::string g_last_runtime_error;
+std::vector<std::string> g_runtime_errors;  // error-level log lines, oldest first
 
 void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
               const char* message, size_t length) {
   std::string text(message, length);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (level == kError || level == kFatal) g_last_runtime_error = text;
+  if (level == kError || level == kFatal) g_runtime_errors.push_back(text);
   if (g_verbose) std::fprintf(stderr, "[executorch %s:%zu] %s\n", file, line, text.c_str());
 }
 
+// The error code, with the runtime's own words: the line that names what is missing when there is
+// one (a kernel or a backend that was not linked), else its last error line.
 std::string runtime_reason(Error error) {
-  std::string reason = executorch::runtime::to_string(error);
-  if (!g_last_runtime_error.empty()) reason += ": " + g_last_runtime_error;
-  return reason;
+  std::string detail = g_runtime_errors.empty() ? "" : g_runtime_errors.back();
+  for (const std::string& line : g_runtime_errors) {
+    if (line.find("Missing operator") != std::string::npos || line.find("not registered") != std::string::npos) {
+      detail = line;
+      break;
+    }
+  }
+  return std::string(executorch::runtime::to_string(error)) + (detail.empty() ? "" : ": " + detail);
 }
 
 // ---- a small JSON reader -----------------------------------------------------------------------
