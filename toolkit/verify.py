@@ -155,6 +155,7 @@ def verify(artifacts: list[Path], arch: str = "arm64", cpus: list[str] | None = 
         raise ToolkitError(f"--arch {arch}: valid: {', '.join(ARCHES)}")
     builds = [load_artifact(Path(a)) for a in artifacts]
     emulator = find_qemu(qemu)
+    plans = [(build, [cpu_model(c, emulator) for c in cpus or default_cpus(build.cpu)]) for build in builds]  # bad --cpu: now
     host = native_client(log=say)
     if host is None:
         raise ToolkitError("the host C++ client could not be built (see above); " + setup_steps())
@@ -164,15 +165,12 @@ def verify(artifacts: list[Path], arch: str = "arm64", cpus: list[str] | None = 
         raise ToolkitError("the arm64 C++ client could not be built (see above); " + setup_steps())
     result = Verification(arch=arch, emulator=f"qemu-aarch64 {emulator.version_text}",
                           executorch=host.executorch_version, host=f"{os.uname().machine} (this machine)")
-    warned: set[str] = set()
-    for build in builds:
+    for note in dict.fromkeys(cpu.note for _, models in plans for cpu in models if cpu.note):
+        say(f"warning: {note}")
+    for build, models in plans:
         histories = indices_to_ids(build.reference, read_items(build.path.parent / "items.json"))
         expected = host.recommend(build.path, histories)
-        for requested in cpus or default_cpus(build.cpu):
-            cpu = cpu_model(requested, emulator)
-            if cpu.note and cpu.note not in warned:
-                warned.add(cpu.note)
-                say(f"warning: {cpu.note}")
+        for cpu in models:
             runner = NativeClient(binary=arm.binary, executorch_version=arm.executorch_version,
                                   target=Target(arch="arm64", executorch_dir=arm.target.executorch_dir,
                                                 toolchain=TOOLCHAIN, runner=qemu_runner(emulator, cpu.model)))

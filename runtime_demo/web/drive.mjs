@@ -5,7 +5,8 @@
 //                  --out answers.json [--screenshot page.png] [--chromium /usr/bin/chromium]
 //
 // FILE.jsonl: one JSON list of original ids per line. answers.json: {"answers": [json line, ...],
-// "load_ms": ..., "request_ms": [...], "page_ms": [...]}: request_ms from the click to the rendered
+// "shown": [[list item text, ...], ...], "load_ms": ..., "request_ms": [...], "page_ms": [...]}:
+// shown is what the page rendered for each history; request_ms from the click to the rendered
 // answer (includes the driver's round trips), page_ms the page's own timing of the request
 // (performance.now(), which Chromium coarsens to 0.1 ms on a page that is not cross-origin isolated).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,7 @@ async function main() {
     const answers = [];
     const requestMs = [];
     const pageMs = [];
+    const shown = [];
     for (const history of histories) {
       const answered = Number(await page.evaluate(() => document.body.dataset.answered));
       await page.fill('#history', history.join(','));
@@ -58,9 +60,10 @@ async function main() {
       }
       answers.push(await page.textContent('#json'));
       pageMs.push(Number(await page.evaluate(() => document.body.dataset.requestMs)));
+      shown.push(await page.$$eval('#results li', (lis) => lis.map((li) => li.textContent)));
     }
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
-    writeFileSync(args.out, JSON.stringify({ answers, load_ms: loadMs, request_ms: requestMs, page_ms: pageMs }));
+    writeFileSync(args.out, JSON.stringify({ answers, shown, load_ms: loadMs, request_ms: requestMs, page_ms: pageMs }));
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
