@@ -90,6 +90,8 @@ class NativeClient:
 
     def recommend(self, model: Path, histories: Sequence[Sequence[str]], threads: int = 1) -> list[str]:
         """One JSON line per history (original ids, oldest first), byte for byte `python -m runtime_demo --json`."""
+        if not histories:
+            return []
         with tempfile.TemporaryDirectory(prefix="native-") as tmp:
             requests = write_histories(Path(tmp) / "histories.jsonl", histories)
             out = self.run("--model", str(model), "--histories", str(requests), "--threads", str(threads))
