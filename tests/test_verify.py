@@ -118,3 +118,15 @@ def test_bad_input_exits_2_with_one_line(emulator, tiny_build, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and result.stdout == "", (args, result.stderr)
+
+
+def test_importing_native_and_verify_stays_light():
+    """The profiler imports toolkit.native at module level: no numpy, torch or runtimes on import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, toolkit.native, toolkit.verify; "
+            "print([m for m in ('torch', 'executorch', 'onnxruntime', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"

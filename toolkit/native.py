@@ -22,10 +22,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from toolkit.errors import ToolkitError
+
+if TYPE_CHECKING:  # numpy stays out of `import toolkit.native` (the profiler imports it)
+    import numpy as np
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "runtime_demo" / "cpp"
 SOURCES = ("CMakeLists.txt", "recommend.cpp", "aarch64-linux-gnu.cmake")
@@ -216,6 +218,8 @@ def read_items(path: Path) -> list[str]:
 
 def indices_to_ids(histories: np.ndarray, ids: list[str]) -> list[list[str]]:
     """(R, L) left-padded index rows -> original ids; the client encodes them back to the same rows."""
+    import numpy as np
+
     histories = np.asarray(histories)
     if histories.ndim != 2:
         raise ToolkitError(f"histories: expected (R, L) item indices, got shape {histories.shape}")

@@ -35,11 +35,13 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from toolkit.errors import ToolkitError
 from toolkit.native import Log, NativeClient, Target, build_client, indices_to_ids, native_client, read_items
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ARCHES = ("arm64",)
 SYSROOT = Path("/usr/aarch64-linux-gnu")  # Debian's cross C library (libc6-arm64-cross, with g++-aarch64-linux-gnu)
@@ -189,6 +191,8 @@ class BuildArtifact:
 
 def load_artifact(path: Path) -> BuildArtifact:
     """A .pte with its build: the manifest entry (precision) and the reference histories."""
+    import numpy as np
+
     if path.suffix.lower() != ".pte":
         raise ToolkitError(f"{path}: verify runs .pte artifacts (the ExecuTorch C++ client); "
                            f"ONNX on arm64 is not covered")
