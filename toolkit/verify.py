@@ -108,7 +108,7 @@ class ArtifactCheck:
     items_identical: float  # share of histories with the same items in the same order
     bytes_identical: float  # share of histories with byte-identical JSON (scores to 6 decimals)
     top10_agreement: float  # mean overlap of the top-10 sets
-    max_score_diff: float
+    max_score_diff: float | None  # None: no answers to compare (error)
     bound: str
     agrees: bool
     error: str = ""  # the client failed (crash, load error): does not agree
@@ -259,7 +259,7 @@ def check(build: BuildArtifact, client: NativeClient, histories: list[list[str]]
         got = client.recommend(build.path, histories)
     except (ToolkitError, subprocess.TimeoutExpired) as e:
         return ArtifactCheck(**base, items_identical=0.0, bytes_identical=0.0, top10_agreement=0.0,
-                             max_score_diff=float("inf"), agrees=False, error=str(e))
+                             max_score_diff=None, agrees=False, error=str(e))
     figures = compare(expected, got)
     agrees = (figures["items_identical"] == 1.0 if not quantized else
               figures["top10_agreement"] >= INT8_MIN_TOP10 and figures["max_score_diff"] <= INT8_MAX_SCORE_DIFF)
@@ -372,7 +372,7 @@ def format_table(v: Verification) -> str:
     for c in v.checks:
         verdict = "agrees" if c.agrees else f"DOES NOT AGREE ({c.error or c.bound})"
         lines.append(f"{c.artifact:<22} {c.precision:<9} {c.cpu:<16} {c.items_identical:>7.3f} {c.bytes_identical:>7.3f} "
-                     f"{c.top10_agreement:>6.3f} {c.max_score_diff:>9.2e}  {verdict}")
+                     f"{c.top10_agreement:>6.3f} {'-' if c.max_score_diff is None else format(c.max_score_diff, '.2e'):>9}  {verdict}")
     for cpu, features in {c.cpu: c.features for c in v.checks}.items():
         lines.append(f"  {cpu}: {' '.join(features)}")
     return "\n".join(lines)
