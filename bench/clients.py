@@ -150,13 +150,13 @@ def timings(host: NativeClient, build: Path, reference: np.ndarray, requests: in
 def markdown(r: dict) -> str:
     mb = lambda b: f"{b / 2**20:.1f} MiB" if b else "-"  # noqa: E731
     lines = ["# Clients: agreement and per-request time", "",
-             f"Build `{r['build']}` ({r['histories']} reference histories of real test users); {r['machine']}; "
-             f"{r['date']}. Written by `python bench/clients.py`.", "",
+             f"Build: `{r['build']}`, {r.get('made_by', '')} ({r['histories']} reference histories of real test "
+             f"users); {r['machine']}; {r['date']}. Written by `python bench/clients.py`.", "",
              "## C++ client (x86-64) against the Python demo", "",
-             "| artifact | precision | items identical | JSON bytes identical | same, with torch's BLAS preloaded |",
-             "|---|---|---:|---:|---:|"]
+             "| artifact | precision | items identical | JSON bytes identical | max score diff | bytes identical, torch's BLAS preloaded |",
+             "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {x['artifact']} | {x['precision']} | {x['items_identical']:.3f} | {x['bytes_identical']:.3f} | "
-              f"{x['bytes_identical_same_blas']:.3f} |" for x in r["cpp_vs_python"]]
+              f"{x['max_score_diff']:.1e} | {x['bytes_identical_same_blas']:.3f} |" for x in r["cpp_vs_python"]]
     lines += ["", "## arm64 (qemu-user) against the x86-64 C++ client", "",
               "| artifact | precision | qemu | -cpu | features | items identical | top-10 agreement | max score diff |",
               "|---|---|---|---|---|---:|---:|---:|"]
@@ -189,12 +189,19 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "clients.json")
     parser.add_argument("--md", type=Path, default=ROOT / "bench" / "CLIENTS.md")
+    parser.add_argument("--md-only", action="store_true", help="rewrite --md from an existing --out")
     args = parser.parse_args()
+    if args.md_only:
+        args.md.write_text(markdown(json.loads(args.out.read_text())))
+        return 0
     host = native_client(log=print)
     assert host is not None, "the C++ client could not be built"
     reference = np.load(args.build / "reference.npz")["history"]
     histories = indices_to_ids(reference, json.loads((args.build / "items.json").read_text()))
+    manifest = json.loads((args.build / "manifest.json").read_text())
     result = {"build": str(args.build), "histories": len(histories), "date": time.strftime("%Y-%m-%d"),
+              "made_by": f"profile {manifest['profile']['name']}, {manifest['dataset']['users']} users, "
+                         f"build seconds {manifest.get('build_seconds', 0):.0f}",
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, executorch {host.executorch_version}"}
     print("C++ against Python ...")
     result["cpp_vs_python"] = cpp_vs_python(host, args.build, histories)

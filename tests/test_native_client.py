@@ -19,7 +19,7 @@ from toolkit.errors import ToolkitError
 from toolkit.native import SOURCE_DIR, NativeClient, Target, build_client, installed_executorch_dir, native_client
 
 AGREEMENT_HISTORIES = 24
-PRINT_TOLERANCE = 1.5e-6  # scores are printed with 6 decimals: one last-digit step, plus float noise
+PRINT_TOLERANCE = 5e-6  # a few steps of the 6th decimal: the BLAS differs (see the test below)
 EM_AARCH64 = 183
 MAX_NATIVE_PEAK_RSS = 64 * 2**20  # the whole C++ process serving a ~100 KB model: ~10 MB measured
 
