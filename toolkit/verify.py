@@ -367,11 +367,11 @@ def setup_steps(qemu_only: bool = False) -> str:
 
 def format_table(v: Verification) -> str:
     lines = [f"arm64 ({v.emulator}, executorch {v.executorch}) against {v.host}, the build's reference histories:",
-             f"{'artifact':<22} {'precision':<9} {'cpu':<16} {'items =':>7} {'bytes =':>7} {'top-10':>6} "
+             f"{'artifact':<22} {'precision':<15} {'cpu':<16} {'items =':>7} {'bytes =':>7} {'top-10':>6} "
              f"{'max diff':>9}  verdict"]
     for c in v.checks:
         verdict = "agrees" if c.agrees else f"DOES NOT AGREE ({c.error or c.bound})"
-        lines.append(f"{c.artifact:<22} {c.precision:<9} {c.cpu:<16} {c.items_identical:>7.3f} {c.bytes_identical:>7.3f} "
+        lines.append(f"{c.artifact:<22} {c.precision:<15} {c.cpu:<16} {c.items_identical:>7.3f} {c.bytes_identical:>7.3f} "
                      f"{c.top10_agreement:>6.3f} {'-' if c.max_score_diff is None else format(c.max_score_diff, '.2e'):>9}  {verdict}")
     for cpu, features in {c.cpu: c.features for c in v.checks}.items():
         lines.append(f"  {cpu}: {' '.join(features)}")
