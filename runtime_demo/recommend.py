@@ -5,8 +5,13 @@ This is the app side of the artifact contract (shared/DESIGN.md), in Python:
 - the model's input is the history as item indices, oldest first, left-padded with 0 to the
   window L the artifact was exported with; a longer history keeps its most recent L items;
 - the artifact already excludes the items inside its window. An app knows the *whole* history,
-  so `recommend` also drops answers the user already has further back (the list can then be
-  shorter than K), and answers with a non-finite score (nothing left to recommend).
+  so `recommend` also drops answers the user already has further back, and answers with a
+  non-finite score (nothing left to recommend);
+- then it keeps at most `profile.serving.top_k` answers (from `manifest.json` next to the
+  artifact; all of them when there is none): an artifact may return more than top_k candidates
+  so that this filtering still leaves top_k.
+
+Every client (this one, node/, cpp/, web/) follows these rules and prints the same JSON.
 
 The runtime (ExecuTorch for .pte, ONNX Runtime for .onnx) is `export.runtime.Predictor`.
 """
@@ -64,12 +69,13 @@ class Recommender:
         if not self.model.is_file():
             raise ToolkitError(f"--model {self.model}: no such file")
         self.item_ids = read_items(self.model.parent / ITEMS_FILE)
+        self.keep = read_top_k(self.model.parent / MANIFEST_FILE)  # None: keep every answer
         self.index = {item: i for i, item in enumerate(self.item_ids) if i > 0}
         with contextlib.nullcontext() if verbose else quiet_stderr():
             self.predictor = Predictor(self.model, threads=threads)
         self.format = self.predictor.format
         self.max_history = self.predictor.max_history
-        self.top_k = self.predictor.top_k
+        self.top_k = self.predictor.top_k  # K, the candidates the model returns
 
     @property
     def runtime(self) -> str:
@@ -87,17 +93,20 @@ class Recommender:
         return x, unknown, len(known)
 
     def recommend(self, history: list[str]) -> Recommendation:
-        """The top-K for a history of original item ids, oldest first, minus what it already holds."""
+        """The answer for a history of original item ids, oldest first: the model's candidates
+        minus padding, what the whole history holds and non-finite scores, then at most top_k."""
         x, unknown, known = self.encode(history)
         scores, items = self.predictor.predict(x)  # (1, K) float32, (1, K) int64
         seen = set(x[0].tolist()) | {self.index[item] for item in history if item in self.index}
         out_items, out_scores = [], []
         for score, index in zip(scores[0].tolist(), items[0].tolist()):
-            if index in seen or not math.isfinite(score):
+            if index == 0 or index in seen or not math.isfinite(score):
                 continue
             if not 0 < index < len(self.item_ids):
                 raise ToolkitError(f"{self.model}: answered item {index}, but {ITEMS_FILE} has "
                                    f"{len(self.item_ids)} entries (items.json from another build?)")
+            if self.keep is not None and len(out_items) == self.keep:
+                break
             out_items.append(self.item_ids[index])
             out_scores.append(score)
         return Recommendation(out_items, out_scores, unknown, used=int((x > 0).sum()), known=known)
@@ -114,6 +123,24 @@ def read_items(path: Path) -> list[str]:
     if not isinstance(items, list) or len(items) < 2 or not all(isinstance(i, str) for i in items):
         raise ToolkitError(f"{path}: expected a JSON list of item id strings, index 0 the padding \"\"")
     return items
+
+
+def read_top_k(path: Path) -> int | None:
+    """How many answers an app keeps: manifest.json's `profile.serving.top_k`; None without a manifest."""
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ToolkitError(f"{path}: not valid JSON ({e})") from e
+    top_k = manifest
+    for key in ("profile", "serving", "top_k"):
+        top_k = top_k.get(key) if isinstance(top_k, dict) else None
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(top_k)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ToolkitError(f"{path}: profile.serving.top_k must be a positive integer")
+    return top_k
 
 
 def read_manifest(build_dir: Path) -> dict:

@@ -250,3 +250,56 @@ def test_node_bench_runs(node, tiny_build):
     figures = json.loads(result.stdout)
     assert figures["requests"] == 200 and 0 < figures["p50_ms"] <= figures["p99_ms"]
 
+
+
+# --- the app keeps at most the manifest's top_k --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def capped_build(tiny_build, tmp_path_factory) -> Path:
+    """The tiny build's artifacts with a manifest asking for fewer answers than the model returns."""
+    folder = tmp_path_factory.mktemp("capped")
+    manifest = json.loads((tiny_build / "manifest.json").read_text())
+    manifest["profile"]["serving"]["top_k"] = 5
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("items.json", artifact(tiny_build, "onnx", "fp32").name, artifact(tiny_build, "executorch", "int8").name):
+        shutil.copy(tiny_build / name, folder / name)
+    return folder
+
+
+def test_keeps_at_most_top_k_after_filtering(tiny_build, capped_build, histories):
+    for fmt, precision in (("onnx", "fp32"), ("executorch", "int8")):
+        name = artifact(tiny_build, fmt, precision).name
+        full, capped = Recommender(tiny_build / name), Recommender(capped_build / name)
+        assert capped.keep == 5 and full.keep == full.top_k
+        for history in histories:
+            assert capped.recommend(history).items == full.recommend(history).items[:5]
+
+
+def test_without_a_manifest_every_answer_is_kept(tiny_build, tmp_path, histories):
+    model = artifact(tiny_build, "onnx", "fp32")
+    shutil.copy(model, tmp_path / model.name)
+    shutil.copy(tiny_build / "items.json", tmp_path / "items.json")
+    alone, built = Recommender(tmp_path / model.name), Recommender(model)
+    assert alone.keep is None
+    assert [alone.recommend(h).items for h in histories] == [built.recommend(h).items for h in histories]
+
+
+def test_a_manifest_without_a_valid_top_k_is_bad_input(tiny_build, tmp_path):
+    model = artifact(tiny_build, "onnx", "fp32")
+    shutil.copy(model, tmp_path / model.name)
+    shutil.copy(tiny_build / "items.json", tmp_path / "items.json")
+    for text in ('{"profile": {"serving": {"top_k": 0}}}', '{"profile": {}}', "not json", '{"profile": {"serving": {"top_k": true}}}'):
+        (tmp_path / "manifest.json").write_text(text)
+        result = run_demo("--model", str(tmp_path / model.name), "--history", "1", "--json")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "manifest.json" in result.stderr, text
+
+
+def test_node_keeps_what_python_keeps(node, capped_build, histories):
+    model = next(capped_build.glob("*.onnx"))
+    python = Recommender(model)
+    for history in histories[:6]:
+        result = run_node(node, "--model", str(model), "--history", as_arg(history), "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["items"] == python.recommend(history).items
+        assert len(python.recommend(history).items) <= 5

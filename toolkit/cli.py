@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {build,profiles,profile,calibrate} ...`.
+"""Command line: `python -m toolkit {build,profiles,profile,calibrate,verify} ...`.
 
 The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
 and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
@@ -83,6 +83,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True, help="a name from device_profiles/ or a path to a .toml file")
     p.add_argument("--report", metavar="DIR", help="also write report.json, report.md and plots into DIR")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+
+    v = sub.add_parser("verify", help="run .pte artifacts on arm64 (qemu) and compare with this host",
+                       description="Cross-compile the C++ client for arm64, run each .pte on its build's reference "
+                                   "histories under qemu-aarch64 for each CPU model and compare with the same client "
+                                   "on this host. Proves the arm64 instruction set and kernels, not device timing. "
+                                   "Exit 0 agrees, 1 does not agree, 2 bad input or a missing tool.")
+    v.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="a .pte file in a build directory")
+    v.add_argument("--arch", help="target architecture (default arm64, the only one)")
+    v.add_argument("--cpu", action="append", metavar="NAME",
+                   help="qemu CPU model, repeatable (default: the profile's hardware.cpu and max, the core with SVE2/SME)")
+    v.add_argument("--qemu", metavar="PATH", help="the qemu-aarch64 to use (default: $TOOLKIT_QEMU_AARCH64, then PATH)")
+    v.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
 
     c = sub.add_parser("calibrate", help="measure this machine's fp32 GFLOP/s (the `gflops` of a profile)",
                        description="Measure the sustained fp32 matrix-multiply rate of this machine at a thread "
@@ -190,6 +202,19 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from toolkit.verify import format_table, verify
+
+    options = {k: getattr(args, k) for k in ("arch",) if getattr(args, k) is not None}
+    result = verify([Path(a) for a in args.artifacts], cpus=args.cpu, qemu=Path(args.qemu) if args.qemu else None,
+                    log=lambda msg: print(msg, file=sys.stderr, flush=True), **options)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    return EXIT_OK if result.agrees else EXIT_DOES_NOT_FIT
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from toolkit.calibrate import CalibrationConfig, calibrate
     from toolkit.profiles import load_profile
@@ -216,7 +241,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_profile, "calibrate": _cmd_calibrate}
+COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_profile, "calibrate": _cmd_calibrate,
+            "verify": _cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,9 @@
 // with 0; outputs `scores` float32 [1, K] and `items` int64 [1, K], best first. items.json next to
 // the artifact maps index -> original item id (index 0 is padding). Unknown ids are skipped with a
 // warning; a history longer than L keeps its most recent L items; answers already in the whole
-// history (not only the window the model saw) are left out, so the list can be shorter than K.
+// history (not only the window the model saw), padding and non-finite scores are left out, then at
+// most manifest.json's profile.serving.top_k answers are kept (all of them without a manifest.json
+// next to the model): the model may return more candidates than top_k.
 //
 // Exit codes: 0 success, 2 bad input or usage (one line on stderr), 130 interrupted.
 'use strict';
@@ -21,6 +23,7 @@ const EXIT_OK = 0;
 const EXIT_BAD_INPUT = 2;
 const EXIT_INTERRUPTED = 130;
 const ITEMS_FILE = 'items.json';
+const MANIFEST_FILE = 'manifest.json';
 const SCORE_DECIMALS = 6;
 const WARMUP_REQUESTS = 1000;
 const BENCH_MAX_LENGTH_FACTOR = 2; // --bench histories: 1 .. 2 L items, so some overflow the window
@@ -91,6 +94,23 @@ function readItems(file) {
   return items;
 }
 
+// How many answers an app keeps: manifest.json's profile.serving.top_k; undefined without a manifest.
+function readTopK(file) {
+  if (!fs.existsSync(file)) return undefined;
+  let manifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new InputError(`${file}: not valid JSON (${e.message})`);
+  }
+  let topK = manifest;
+  for (const key of ['profile', 'serving', 'top_k']) {
+    topK = topK !== null && typeof topK === 'object' && !Array.isArray(topK) ? topK[key] : undefined;
+  }
+  if (!Number.isInteger(topK) || topK < 1) throw new InputError(`${file}: profile.serving.top_k must be a positive integer`);
+  return topK;
+}
+
 // One loaded artifact with its vocabulary: original ids in, top-K original ids out.
 class Recommender {
   static async load(model, threads) {
@@ -100,6 +120,7 @@ class Recommender {
     }
     if (!fs.existsSync(model) || !fs.statSync(model).isFile()) throw new InputError(`--model ${model}: no such file`);
     const itemIds = readItems(path.join(path.dirname(model), ITEMS_FILE));
+    const keep = readTopK(path.join(path.dirname(model), MANIFEST_FILE));
     let session;
     try {
       session = await ort.InferenceSession.create(model, {
@@ -109,11 +130,12 @@ class Recommender {
       const first = String(e.message || e).trim().split('\n')[0];
       throw new InputError(`${model}: not a loadable onnx artifact (${first})`);
     }
-    return new Recommender(ort, session, itemIds, model);
+    return new Recommender(ort, session, itemIds, model, keep);
   }
 
-  constructor(ort, session, itemIds, model) {
+  constructor(ort, session, itemIds, model, keep) {
     this.ort = ort;
+    this.keep = keep; // undefined: keep every answer
     this.session = session;
     this.itemIds = itemIds;
     this.model = model;
@@ -153,11 +175,12 @@ class Recommender {
     for (let k = 0; k < items.length; k++) {
       const index = Number(items[k]);
       const score = scores[k];
-      if (seen.has(index) || !Number.isFinite(score) || index === 0) continue;
+      if (index === 0 || seen.has(index) || !Number.isFinite(score)) continue;
       if (index < 0 || index >= this.itemIds.length) {
         throw new InputError(`${this.model}: answered item ${index}, but ${ITEMS_FILE} has ` +
           `${this.itemIds.length} entries (items.json from another build?)`);
       }
+      if (this.keep !== undefined && out.items.length === this.keep) break;
       out.items.push(this.itemIds[index]);
       out.scores.push(score);
     }
