@@ -114,6 +114,17 @@ class Split:
     def sealed(self) -> Split:
         return replace(self, is_sealed=True)
 
+    def subset(self, users: np.ndarray) -> Split:
+        """The split of these users only (row indices), sealed if this one is."""
+        return replace(self, train=[self.train[u] for u in users.tolist()], valid_target=self.valid_target[users],
+                       test_target_=self.test_target_[users])
+
+    def sample_users(self, n: int, seed: int = 0) -> Split:
+        """A fixed random sample of n users (all of them when n is 0 or at least their number)."""
+        if not n or n >= len(self.train):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self.train), n, replace=False)))
+
     def history(self, phase: str) -> list[np.ndarray]:
         """What the model sees before predicting `phase` ("valid" or "test")."""
         if phase == "valid":

@@ -3,7 +3,16 @@
     L = (1 - α) · CE(student, next item) + α · T² · KL(softmax(teacher / T) ‖ softmax(student / T))
 
 on every position whose target is a real item. T² keeps the soft term's gradients on the same
-scale as the hard term's when T changes (Hinton et al., 2015).
+scale as the hard term's when T changes (Hinton et al., 2015). The teacher's outputs on the
+(fixed) training windows are computed once, before the first epoch, in one of two forms:
+
+- full (the catalogue's softmax is exact, `toolkit.train.use_sampled` is False, and the cache fits
+  `TEACHER_CACHE_MAX_BYTES`): log-probabilities over every item, fp16, (W, T, N); KL over all N.
+- top-K (large catalogues): the teacher's `top_k` best items and their log-probabilities per
+  position, int32 ids + fp16, (W, T, K): memory O(windows x K), not O(windows x items). The
+  student's distribution is taken over those K items plus the batch's sampled negatives (logQ
+  corrected, those already among the K masked); the teacher's over its K items, renormalised. The
+  hard term is the sampled softmax of toolkit/train.py with the same negatives.
 """
 
 from __future__ import annotations
@@ -11,9 +20,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from toolkit.data import Split
-from toolkit.train import TrainConfig, TrainResult, fit, training_windows, window_stride
+from toolkit.train import TrainConfig, TrainResult, fit, training_windows, use_sampled, window_stride
 
-TEACHER_CACHE_MAX_BYTES = 2_000_000_000  # above this the teacher runs on every batch instead
+TEACHER_CACHE_MAX_BYTES = 2_000_000_000  # a full (W, T, N) fp16 cache above this: the top-K form
 TEACHER_CACHE_BATCH = 256
 
 
@@ -21,23 +30,41 @@ TEACHER_CACHE_BATCH = 256
 class DistillConfig:
     alpha: float = 0.5  # weight of the teacher term
     temperature: float = 1.0  # measured, dim-16 student, 2 seeds: T=1 valid NDCG@10 0.124, T=2 0.123, scratch 0.117
+    top_k: int = 64  # top-K form: the teacher's items kept per position
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def distillation_loss(student_logits, teacher_log_probs, targets, cfg: DistillConfig):
-    """student logits (B, T, N), the teacher's log-probabilities at `cfg.temperature` (B, T, N),
-    targets (B, T) with 0 = no target."""
+    """Full form, summed over positions: student logits (P, N), the teacher's log-probabilities at
+    `cfg.temperature` (P, N), targets (P,)."""
     import torch.nn.functional as F
 
-    valid = targets != 0
-    s, t = student_logits[valid], teacher_log_probs[valid].float()  # (P, N)
+    t = teacher_log_probs.float()
     temp = cfg.temperature
-    log_p = F.log_softmax(s, dim=-1)
-    hard = F.nll_loss(log_p, targets[valid])
-    log_q = log_p if temp == 1.0 else F.log_softmax(s / temp, dim=-1)  # T = 1: one softmax serves both
-    soft = F.kl_div(log_q, t, reduction="batchmean", log_target=True)
+    log_p = F.log_softmax(student_logits, dim=-1)
+    hard = F.nll_loss(log_p, targets, reduction="sum")
+    log_q = log_p if temp == 1.0 else F.log_softmax(student_logits / temp, dim=-1)  # T = 1: one softmax serves both
+    soft = F.kl_div(log_q, t, reduction="sum", log_target=True)
+    return (1.0 - cfg.alpha) * hard + cfg.alpha * temp * temp * soft
+
+
+def topk_distillation_loss(student_top, student_negatives, teacher_top, targets_logits, cfg: DistillConfig):
+    """Top-K form, summed over positions.
+
+    student_top (P, K): the student's logits of the teacher's K items; student_negatives (P, M): its
+    corrected logits of the sampled negatives (-inf where masked); teacher_top (P, K): the teacher's
+    log-probabilities of its K items at `cfg.temperature`; targets_logits (P, 1 + M): the sampled
+    softmax logits with the target first (the hard term)."""
+    import torch
+    import torch.nn.functional as F
+
+    temp = cfg.temperature
+    hard = F.cross_entropy(targets_logits, torch.zeros(len(targets_logits), dtype=torch.long), reduction="sum")
+    student = F.log_softmax(torch.cat([student_top, student_negatives], dim=1) / temp, dim=1)[:, : student_top.shape[1]]
+    teacher = F.log_softmax(teacher_top.float(), dim=1)  # its K items, renormalised
+    soft = (teacher.exp() * (teacher - student)).sum()
     return (1.0 - cfg.alpha) * hard + cfg.alpha * temp * temp * soft
 
 
@@ -59,27 +86,98 @@ def teacher_log_probs(teacher, windows, temperature: float):
     return torch.cat(out)
 
 
+def teacher_top_k(teacher, windows, temperature: float, k: int):
+    """The teacher's k best items and log-probabilities at `temperature` on every training window:
+    (ids int32 (W, T, k), log-probabilities fp16 (W, T, k)), never a (W, T, N) tensor.
+
+    A toolkit model (SASRec, Ensemble) scores the catalogue in chunks (`topk_log_probs`); any other
+    teacher module is called on small batches and its output reduced at once.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ids, values = [], []
+    with torch.no_grad():
+        if hasattr(teacher, "topk_log_probs"):
+            for i in range(0, len(windows), TEACHER_CACHE_BATCH):
+                v, x = teacher.topk_log_probs(windows[i:i + TEACHER_CACHE_BATCH, :-1], k, temperature)
+                ids.append(x.to(torch.int32))
+                values.append(v.to(torch.float16))
+        else:
+            t = windows.shape[1] - 1
+            batch = max(1, TEACHER_CACHE_MAX_BYTES // 8 // max(1, t * teacher_items(teacher, windows)))
+            for i in range(0, len(windows), batch):
+                v, x = torch.topk(F.log_softmax(teacher(windows[i:i + batch, :-1]).float() / temperature, -1), k, -1)
+                ids.append(x.to(torch.int32))
+                values.append(v.to(torch.float16))
+    return torch.cat(ids), torch.cat(values)
+
+
+def teacher_items(teacher, windows) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(teacher(windows[:1, :-1]).shape[-1])
+
+
 def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
             desc: str = "distill") -> TrainResult:
     """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen teacher."""
     import torch
-    import torch.nn.functional as F
 
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    windows = training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg))
-    cached = None
-    temp = distill_cfg.temperature
-    if windows.size * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES:
-        cached = teacher_log_probs(teacher, torch.from_numpy(windows), temp)
-
-    def loss_fn(logits, targets, inputs, rows):
-        if cached is not None:
-            teacher_out = cached[rows]
-        else:
-            with torch.no_grad():
-                teacher_out = F.log_softmax(teacher(inputs) / temp, dim=-1)
-        return distillation_loss(logits, teacher_out, targets, distill_cfg)
-
+    windows = torch.from_numpy(training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg)))
+    full = (not use_sampled(split.num_items, train_cfg)
+            and windows.shape[0] * (windows.shape[1] - 1) * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES)
+    loss_fn = (FullDistillation(teacher, windows, distill_cfg) if full
+               else TopKDistillation(teacher, windows, split, train_cfg, distill_cfg))
     return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc)
+
+
+class FullDistillation:
+    """Full form: KL over every item against the cached (W, T, N) teacher log-probabilities."""
+
+    def __init__(self, teacher, windows, cfg: DistillConfig):
+        self.cached = teacher_log_probs(teacher, windows, cfg.temperature)
+        self.cfg = cfg
+
+    def __call__(self, model, inputs, targets, rows):
+        from toolkit.train import target_positions
+
+        valid = targets != 0
+        hidden, target = target_positions(model, inputs, targets)
+        teacher = self.cached[rows][valid]  # (P, N)
+        return distillation_loss(model.items.scores(hidden), teacher, target, self.cfg), len(target)
+
+
+class TopKDistillation:
+    """Top-K form: the teacher's K items (cached) plus the batch's sampled negatives."""
+
+    def __init__(self, teacher, windows, split: Split, train_cfg: TrainConfig, cfg: DistillConfig):
+        from toolkit.train import SampledSoftmax
+
+        self.ids, self.log_probs = teacher_top_k(teacher, windows, cfg.temperature, cfg.top_k)
+        self.sampled = SampledSoftmax(split, train_cfg)
+        self.cfg = cfg
+
+    def __call__(self, model, inputs, targets, rows):
+        import torch
+
+        from toolkit.train import target_positions
+
+        valid = targets != 0
+        hidden, target = target_positions(model, inputs, targets)
+        top_ids = self.ids[rows][valid].long()  # (P, K)
+        top_lp = self.log_probs[rows][valid]  # (P, K)
+        negatives = torch.unique(self.sampled.negatives.draw())  # (M',) sorted
+        hard = self.sampled.logits(model, hidden, target, negatives)  # (P, 1 + M'), the target first
+        student_top = (hidden[:, None, :] * model.items.lookup(top_ids)).sum(-1)  # (P, K)
+        # a negative that is among the position's K items is already counted there: masked
+        where = torch.searchsorted(negatives, top_ids).clamp_(max=len(negatives) - 1)  # (P, K)
+        hit = negatives[where] == top_ids
+        mask = torch.zeros(hard.shape[0], len(negatives), dtype=torch.bool)
+        mask[torch.nonzero(hit, as_tuple=True)[0], where[hit]] = True
+        student_negatives = hard[:, 1:].masked_fill(mask, float("-inf"))
+        return topk_distillation_loss(student_top, student_negatives, top_lp, hard, self.cfg), len(target)

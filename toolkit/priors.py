@@ -134,12 +134,8 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
 
 def _sample_users(split: Split, max_history: int, max_windows: int, seed: int) -> Split:
     """The split restricted to a random sample of users whose training windows number <= max_windows."""
-    from dataclasses import replace
-
     windows = np.array([max(0, math.ceil((len(t) - 1) / max_history)) for t in split.train])
     if windows.sum() <= max_windows:
         return split
     order = np.random.default_rng(seed).permutation(len(split.train))
-    chosen = np.sort(order[: int(np.searchsorted(np.cumsum(windows[order]), max_windows)) + 1])
-    return replace(split, train=[split.train[i] for i in chosen], valid_target=split.valid_target[chosen],
-                   test_target_=split.test_target_[chosen])
+    return split.subset(np.sort(order[: int(np.searchsorted(np.cumsum(windows[order]), max_windows)) + 1]))

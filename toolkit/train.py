@@ -1,9 +1,21 @@
-"""Training: full-softmax next-item cross-entropy on every position, AdamW, early stopping.
+"""Training: next-item cross-entropy on every position, AdamW, early stopping on validation.
 
 `fit` is the one training loop; the teacher uses it with plain cross-entropy, distillation
-(`toolkit.distill`) passes a loss that also sees the teacher's logits. Training examples are
-sliding windows over each user's training prefix: a window of `max_history + 1` items gives the
-inputs (all but the last) and the next-item targets (all but the first) at every position.
+(`toolkit.distill`) passes a loss that also sees the teacher's outputs. Training examples are
+windows over each user's training prefix: a window of `max_history + 1` items gives the inputs
+(all but the last) and the next-item targets (all but the first) at every position.
+
+The softmax over the catalogue (`next_item_loss`) is exact while it is cheap and sampled when it is
+not, so a step's cost does not grow with the catalogue:
+- full: logits over every item for every real target position, (P, N) floats;
+- sampled: the target against `negatives` items shared by the batch, drawn from the training
+  popularity^0.75, each logit corrected by -log(expected count) (logQ correction, Bengio & Senecal
+  2008; Yi et al. 2019), accidental hits masked: (P, M) floats whatever N is.
+Rule (`TrainConfig.loss = "auto"`): full up to `FULL_SOFTMAX_MAX_ITEMS` items, sampled above; the
+measured quality cost of sampling is in bench/scale.json.
+
+A loss function returns (sum over target positions, number of positions): the step divides, so
+the same code averages correctly when positions are spread over processes.
 """
 
 from __future__ import annotations
@@ -21,8 +33,10 @@ from toolkit.errors import ToolkitError
 from toolkit.evaluate import Metrics, evaluate_model, pad_histories
 
 # torch is imported inside the functions: `import toolkit.pipeline` (the CLI's checks) stays light
-# (logits (B, T, N), targets (B, T), inputs (B, T), rows (B,) indices into training_windows) -> loss
-LossFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+# (model, inputs (B, T), targets (B, T), rows (B,) indices into training_windows) -> (loss sum, positions)
+LossFn = Callable[[object, "torch.Tensor", "torch.Tensor", "torch.Tensor"], tuple["torch.Tensor", int]]
+FULL_SOFTMAX_MAX_ITEMS = 8192  # above, (positions x items) logits cost more than the model: sample negatives
+POPULARITY_POWER = 0.75  # the negatives' proposal: training counts^0.75 (flatter than popularity)
 
 
 @dataclass
@@ -36,6 +50,9 @@ class TrainConfig:
     window_stride: int = 0  # 0 means max_history: windows do not overlap, each target is seen once an epoch
     seed: int = 0
     threads: int = 0  # 0 = torch default
+    loss: str = "auto"  # "full" | "sampled" | "auto" (full up to FULL_SOFTMAX_MAX_ITEMS items)
+    negatives: int = 2048  # sampled softmax: negatives shared by one batch
+    eval_users: int = 10_000  # early stopping reads at most this many validation users (a fixed sample); 0 = all
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,15 +88,82 @@ def window_stride(cfg, train_cfg: TrainConfig) -> int:
     return train_cfg.window_stride or cfg.max_history
 
 
-def cross_entropy(logits, targets, inputs=None, rows=None):
-    """Full-softmax next-item CE over positions whose target is a real item. logits (B, T, N)."""
+def use_sampled(num_items: int, train_cfg: TrainConfig) -> bool:
+    if train_cfg.loss not in ("auto", "full", "sampled"):
+        raise ToolkitError(f"TrainConfig.loss: {train_cfg.loss!r} not valid; valid: auto, full, sampled")
+    return train_cfg.loss == "sampled" or (train_cfg.loss == "auto" and num_items > FULL_SOFTMAX_MAX_ITEMS)
+
+
+def target_positions(model, inputs, targets):
+    """Hidden states (P, D) and targets (P,) of the positions whose target is a real item."""
+    valid = targets != 0
+    return model.encode(inputs)[valid], targets[valid]
+
+
+def full_softmax(model, inputs, targets, rows=None):
+    """Exact next-item CE over every item: (sum, positions)."""
     import torch.nn.functional as F
 
-    valid = targets != 0
-    return F.cross_entropy(logits[valid], targets[valid])
+    hidden, target = target_positions(model, inputs, targets)
+    return F.cross_entropy(model.items.scores(hidden), target, reduction="sum"), len(target)
 
 
-def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entropy, init=None,
+class Negatives:
+    """Negatives shared by a batch, drawn from the training popularity^POPULARITY_POWER, with the
+    log of each item's expected count among them (the logQ correction)."""
+
+    def __init__(self, split: Split, count: int, seed: int):
+        import torch
+
+        from toolkit.evaluate import popularity_scores
+
+        weights = torch.from_numpy(popularity_scores(split) + 1.0) ** POPULARITY_POWER
+        weights[0] = 0.0  # padding is never a negative
+        q = weights / weights.sum()
+        self.count = count
+        self.cdf = torch.cumsum(q.double(), 0)
+        self.log_expected = torch.log(q * count).float().clamp_min(-1e4)  # log(M q_i), (N,)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self):
+        """(M,) item indices (with repetition, as the correction assumes)."""
+        import torch
+
+        u = torch.rand(self.count, generator=self.generator, dtype=torch.float64) * self.cdf[-1]
+        return torch.searchsorted(self.cdf, u).clamp_(1, len(self.cdf) - 1)
+
+
+class SampledSoftmax:
+    """Sampled next-item CE with logQ correction: (sum, positions), O(positions x negatives)."""
+
+    def __init__(self, split: Split, train_cfg: TrainConfig):
+        self.negatives = Negatives(split, train_cfg.negatives, train_cfg.seed)
+
+    def logits(self, model, hidden, target, negatives):
+        """(P, 1 + M) corrected logits: the target first, then the shared negatives (hits masked)."""
+        import torch
+
+        table, log_e = model.items, self.negatives.log_expected
+        positive = (hidden * table.lookup(target)).sum(-1) - log_e[target]  # (P,)
+        negative = hidden @ table.lookup(negatives).T - log_e[negatives]  # (P, M)
+        negative = negative.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
+        return torch.cat([positive[:, None], negative], dim=1)
+
+    def __call__(self, model, inputs, targets, rows=None):
+        import torch
+        import torch.nn.functional as F
+
+        hidden, target = target_positions(model, inputs, targets)
+        logits = self.logits(model, hidden, target, self.negatives.draw())
+        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long), reduction="sum"), len(target)
+
+
+def next_item_loss(split: Split, train_cfg: TrainConfig) -> LossFn:
+    """Full softmax while it is cheap, sampled above `FULL_SOFTMAX_MAX_ITEMS` (see the module docstring)."""
+    return SampledSoftmax(split, train_cfg) if use_sampled(split.num_items, train_cfg) else full_softmax
+
+
+def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None, init=None,
         desc: str = "train") -> TrainResult:
     """Train a model (fresh from `cfg`, or continuing `init`) and keep its best validation state.
 
@@ -98,11 +182,13 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entro
     model = init if init is not None else SASRec(cfg)
     for p in model.parameters():  # a model that served as a (frozen) teacher trains again
         p.requires_grad_(True)
+    loss_fn = loss_fn or next_item_loss(split, train_cfg)
     windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
+    selection = split.sample_users(train_cfg.eval_users, train_cfg.seed)  # what early stopping reads
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
-        best = evaluate_model(model, split, "valid")
+        best = evaluate_model(model, selection, "valid")
     start = time.perf_counter()
     bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in bar:
@@ -113,12 +199,13 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn = cross_entro
             rows = order[i:i + train_cfg.batch_size]
             batch = windows[rows]
             inputs, targets = batch[:, :-1], batch[:, 1:]
-            loss = loss_fn(model(inputs), targets, inputs, rows)
+            loss_sum, positions = loss_fn(model, inputs, targets, rows)
+            loss = loss_sum / max(positions, 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(batch)
-        valid = evaluate_model(model, split, "valid")
+        valid = evaluate_model(model, selection, "valid")
         bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg:.4f}")
         if bar.disable:  # no terminal (a log file, CI): one line per epoch instead of a bar
             print(f"  {desc} epoch {epoch}: loss {total / len(windows):.3f}, valid NDCG@10 {valid.ndcg:.4f} "
