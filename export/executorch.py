@@ -7,10 +7,11 @@ A model compressed by `toolkit.compress` already holds its integer weights (tabl
 as int8/int4 with per-row scales, int8 linears): it is lowered as is, without constant
 propagation, which would otherwise fold the integer table's dequantization into an fp32 copy.
 int8: the item lookup becomes an int8 weight-only embedding (torchao `quantize_` with
-`IntxWeightOnlyConfig`, per row), then PT2E static quantization with the `XNNPACKQuantizer`
-(int8, per-channel weights) calibrated on real training histories for the linear layers, the
-output item scores included. XNNPACK does not delegate embedding/gather/topk: those run in the
-portable/quantized kernels of the ExecuTorch runtime.
+`IntxWeightOnlyConfig`, per row), then PT2E quantization with the `XNNPACKQuantizer` for the
+linear layers, the output item scores included: int8 per-channel weights, activations quantized
+dynamically per call (run through once on real training histories to prepare the graph).
+XNNPACK does not delegate embedding/gather/topk: those run in the portable/quantized kernels of
+the ExecuTorch runtime.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def _lower_to_pte(module: torch.nn.Module, max_history: int, const_prop: bool = 
 
 
 def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn.Module:
-    """Int8 graph for XNNPACK: weight-only int8 lookup table + static per-channel int8 linears.
+    """Int8 graph for XNNPACK: weight-only int8 lookup table + per-channel int8 linears (dynamic activations).
 
     Args:
         serving: a `ServingModel` built with `split_table=True` (changed in place: its lookup table).
-        calibration: real padded histories (C, L) used to calibrate activation ranges.
+        calibration: real padded histories (C, L) run through the prepared graph.
     Returns:
         The converted (quantized) graph module, ready for `torch.export`.
     """
@@ -60,8 +61,11 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
     max_history = calibration.shape[1]
     graph = torch.export.export(serving, (example_input(max_history),), strict=False).module()
     # linear layers only: the int64 history, scatter and topk stay as they are
+    # dynamic: each call quantizes its activations with their own range (XNNPACK's QD8 linears).
+    # Static ranges calibrated on training histories cost 6 % NDCG@10 on a small student (0.064 vs
+    # float 0.068; dynamic 0.069, as fast); ONNX Runtime's int8 is dynamic too.
     quantizer = XNNPACKQuantizer().set_module_type(
-        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True)
+        torch.nn.Linear, get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
     )
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():

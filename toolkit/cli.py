@@ -206,11 +206,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from toolkit.verify import format_table, verify
+    from toolkit.verify import format_table, record_in_manifests, verify
 
     options = {k: getattr(args, k) for k in ("arch",) if getattr(args, k) is not None}
     result = verify([Path(a) for a in args.artifacts], cpus=args.cpu, qemu=Path(args.qemu) if args.qemu else None,
                     log=lambda msg: print(msg, file=sys.stderr, flush=True), **options)
+    record_in_manifests([Path(a) for a in args.artifacts], result)  # the manifest says where each was verified
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
     return EXIT_OK if result.agrees else EXIT_DOES_NOT_FIT
 

@@ -70,12 +70,16 @@ class ArtifactRecord:
     parity_min: float
     analytic_ms: float | None = None  # the plan's analytic latency estimate on the device
     profile: ArtifactProfile | None = None
+    # where the artifact was run on another CPU (`python -m toolkit verify` adds entries: arch, cpu,
+    # features, emulator, agreement); empty until verified
+    verified: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = {"format": self.format, "precision": self.precision, "path": self.path, "bytes": self.bytes,
              "sha256": self.sha256, "quantization": self.quantization, "source": self.source,
              "metrics": self.metrics.to_dict(), "float_metrics": self.float_metrics.to_dict(),
-             "parity": self.parity, "parity_min": self.parity_min, "analytic_ms": self.analytic_ms}
+             "parity": self.parity, "parity_min": self.parity_min, "analytic_ms": self.analytic_ms,
+             "verified": self.verified}
         if self.profile is not None:
             d["profile"], d["verdict"] = self.profile.figures(), self.profile.verdict()
             d["recommended_threads"] = self.profile.latency.threads

@@ -209,6 +209,14 @@ def time_calls(contenders: dict[str, Contender | Callable], inputs: Sequence, cf
     return {name: _timing(blocks, cfg) for name, blocks in samples.items()}
 
 
+def timing_from_samples(samples_ms: Sequence[float], cfg: TimingConfig | None = None) -> Timing:
+    """A Timing from per-call times measured elsewhere (a native client), in call order, cut into blocks."""
+    cfg = cfg or TimingConfig()
+    n = max(1, len(samples_ms) // cfg.block_calls)
+    blocks = [list(samples_ms[i * cfg.block_calls:(i + 1) * cfg.block_calls]) for i in range(n)]
+    return _timing([b for b in blocks if b], cfg)
+
+
 def _timing(blocks: list[list[float]], cfg: TimingConfig) -> Timing:
     import numpy as np
 

@@ -44,7 +44,7 @@ PARITY_HISTORIES = 200  # test histories each artifact is compared on against th
 # carry the weights toolkit.compress left in the model (`compressed_quantization`)
 QUANTIZATION = {
     ("executorch", "none"): "none", ("onnx", "none"): "none",
-    ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer static int8 per-channel linears",
+    ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer int8 per-channel linears, dynamic activations",
     ("onnx", "int8"): "ONNX Runtime quantize_dynamic int8 (MatMul, Gather)",
 }
 SUFFIX = {"executorch": ".pte", "onnx": ".onnx"}

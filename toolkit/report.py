@@ -196,7 +196,8 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
         lines += ["", "Latency (per call, ms):", "",
                   "| setting | calls | p50 | p95 | p99 | quiet p50 | quiet p95 |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, t in lat.timings.items():
-            label = f"{name} thread(s)" if name != "native" else "native C++ client"
+            label = (f"native C++ client, {name.split('/')[1]} thread(s)" if name.startswith("native/")
+                     else f"Python runtime, {name} thread(s)")
             lines.append(f"| {label} | {t.calls} | {t.p50_ms:.3f} | {t.p95_ms:.3f} | {t.p99_ms:.3f} | "
                          f"{t.quiet_p50_ms:.3f} | {t.quiet_p95_ms:.3f} |")
         dev = "unknown" if lat.device_p95_ms is None else f"p50 {lat.device_p50_ms:.3f} ms, p95 {lat.device_p95_ms:.3f} ms"
@@ -246,7 +247,7 @@ def plot(out: Path, profile: DeviceProfile, results: list[ArtifactProfile]) -> l
         return []
     fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.9 * len(results) + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], results):
-        t = r.latency.timings[str(r.latency.threads)]
+        t = r.latency.timings.get(f"native/{r.latency.threads}") or r.latency.timings[str(r.latency.threads)]
         edges, counts = t.histogram["edges_ms"], t.histogram["counts"]
         ax.stairs(counts, edges, fill=True, alpha=0.7)
         for value, style, label in ((t.p50_ms, ":", "p50"), (t.p95_ms, "--", "p95"), (t.quiet_p95_ms, "-.", "quiet p95")):

@@ -141,6 +141,29 @@ class Verification:
         return out
 
 
+def record_in_manifests(artifacts: list[Path], result: Verification) -> list[Path]:
+    """Write where each artifact was verified into its build's manifest.json (`artifacts[i]["verified"]`,
+    one entry per CPU model, replacing earlier entries for the same arch and CPU), atomically."""
+    from toolkit.cache import write_json_atomic
+
+    entries = result.manifest_entries()
+    written = []
+    for folder in sorted({Path(a).resolve().parent for a in artifacts}):
+        path = folder / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an artifact outside a build: nothing to record
+        for entry in manifest.get("artifacts", []):
+            new = entries.get(entry.get("path"), [])
+            if new:
+                done = {(e["arch"], e["cpu"]) for e in new}
+                entry["verified"] = [e for e in entry.get("verified", []) if (e["arch"], e["cpu"]) not in done] + new
+        write_json_atomic(path, manifest)
+        written.append(path)
+    return written
+
+
 def verify(artifacts: list[Path], arch: str = "arm64", cpus: list[str] | None = None, qemu: Path | None = None,
            log: Log | None = None) -> Verification:
     """Run each .pte on the build's reference histories on every CPU model and compare with the host.
