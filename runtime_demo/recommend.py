@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, read_items, read_top_k
 from toolkit.errors import ToolkitError
 
-ITEMS_FILE = "items.json"
-MANIFEST_FILE = "manifest.json"
 SCORE_DECIMALS = 6  # printed scores: enough to rank, stable across runs and runtimes
 _SCORE_QUANTUM = Decimal(1).scaleb(-SCORE_DECIMALS)
 RUNTIME_NAMES = {"executorch": "ExecuTorch", "onnx": "ONNX Runtime"}
@@ -110,37 +109,6 @@ class Recommender:
             out_items.append(self.item_ids[index])
             out_scores.append(score)
         return Recommendation(out_items, out_scores, unknown, used=int((x > 0).sum()), known=known)
-
-
-def read_items(path: Path) -> list[str]:
-    """items.json: a JSON list, index -> original item id, index 0 is padding ("")."""
-    if not path.is_file():
-        raise ToolkitError(f"{path}: no such file (items.json must lie next to the artifact)")
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ToolkitError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(items, list) or len(items) < 2 or not all(isinstance(i, str) for i in items):
-        raise ToolkitError(f"{path}: expected a JSON list of item id strings, index 0 the padding \"\"")
-    return items
-
-
-def read_top_k(path: Path) -> int | None:
-    """How many answers an app keeps: manifest.json's `profile.serving.top_k`; None without a manifest."""
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ToolkitError(f"{path}: not valid JSON ({e})") from e
-    top_k = manifest
-    for key in ("profile", "serving", "top_k"):
-        top_k = top_k.get(key) if isinstance(top_k, dict) else None
-    if isinstance(top_k, float) and top_k.is_integer():
-        top_k = int(top_k)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ToolkitError(f"{path}: profile.serving.top_k must be a positive integer")
-    return top_k
 
 
 def read_manifest(build_dir: Path) -> dict:

@@ -12,9 +12,6 @@ from toolkit.evaluate import Metrics
 from toolkit.profiler import ArtifactProfile
 from toolkit.profiles import DeviceProfile
 
-MANIFEST_FILE = "manifest.json"
-ITEMS_FILE = "items.json"
-REFERENCE_FILE = "reference.npz"
 PROTOCOL = ("leave-one-out by time; full ranking over all items, the user's whole history excluded; ties count "
             "against the model; test metrics unless named valid")
 

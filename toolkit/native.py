@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolkit.contract import ITEMS_FILE, read_items
 from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:  # numpy stays out of `import toolkit.native` (the profiler imports it)
@@ -34,7 +35,6 @@ SOURCES = ("CMakeLists.txt", "recommend.cpp", "aarch64-linux-gnu.cmake")
 BINARY = "recommend"
 BUILD_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 900  # a whole build's reference histories under qemu take tens of seconds
-ITEMS_FILE = "items.json"
 
 Log = Callable[[str], None]
 
@@ -208,12 +208,6 @@ def host_arch() -> str:
 
     machine = platform.machine().lower()
     return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def read_items(path: Path) -> list[str]:
-    from runtime_demo.recommend import read_items as read
-
-    return read(path)
 
 
 def indices_to_ids(histories: np.ndarray, ids: list[str]) -> list[list[str]]:

@@ -28,8 +28,8 @@ from toolkit.data import Dataset, Split, check_data_path, check_encoding, load_d
 from toolkit.distill import DistillConfig
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_model, evaluate_popularity, pad_histories
-from toolkit.manifest import (ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE, ArtifactRecord, Manifest, ModelRecord,
-                              ServingRecord)
+from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
+from toolkit.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecord
 from toolkit.output import OutputDir, prepare_output
 from toolkit.plan import PlanConfig, PlanResult, estimate
 from toolkit.priors import PriorConfig

@@ -39,12 +39,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from toolkit.calibrate import CalibrationCache
+from toolkit.contract import MANIFEST_FILE, REFERENCE_FILE
 from toolkit.errors import ToolkitError
 from toolkit.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
 from toolkit.profiles import DeviceProfile
 
-REFERENCE_FILE = "reference.npz"  # written by the build next to the artifacts
-MANIFEST_FILE = "manifest.json"
 # top-10 agreement an artifact must reach with the model it was exported from: the same weights
 # (fp32 export, or a model whose weights were already quantized by toolkit.compress) differ only
 # by float rounding; int8 PT2E / ONNX Runtime dynamic quantization also rounds every activation

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.errors import ToolkitError
-from toolkit.native import Log, NativeClient, Target, build_client, indices_to_ids, native_client, read_items
+from toolkit.contract import ITEMS_FILE, read_items
+from toolkit.native import Log, NativeClient, Target, build_client, indices_to_ids, native_client
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,7 +194,7 @@ def verify(artifacts: list[Path], arch: str = "arm64", cpus: list[str] | None = 
     for note in dict.fromkeys(cpu.note for _, models in plans for cpu in models if cpu.note):
         say(f"warning: {note}")
     for build, models in plans:
-        histories = indices_to_ids(build.reference, read_items(build.path.parent / "items.json"))
+        histories = indices_to_ids(build.reference, read_items(build.path.parent / ITEMS_FILE))
         expected = host.recommend(build.path, histories)
         for cpu in models:
             runner = NativeClient(binary=arm.binary, executorch_version=arm.executorch_version,
