@@ -58,11 +58,11 @@ def test_nothing_fits_names_the_closest_candidate(small_split):
 
 def test_trials_follow_the_measured_priors():
     """The best expected quality that fits goes first; a smaller candidate only when it is as good."""
-    _, fitting = rank_candidates(profile(4_000_000), NUM_ITEMS, PRIORS, PlanConfig(layers=(1,)))
+    _, fitting, _ = rank_candidates(profile(4_000_000), NUM_ITEMS, PRIORS, PlanConfig(layers=(1,)))
     assert fitting[0][0].dim == 32  # the priors' best width
     worse = QualityPriors(by_dim={8: 0.09, 16: 0.12, 32: 0.12, 64: 0.12}, table_keep={32: 1.0, 8: 1.0, 4: 1.0},
                           linear_keep=1.0, rank_keep=1.0, users=150)
-    _, fitting = rank_candidates(profile(4_000_000), NUM_ITEMS, worse, PlanConfig(layers=(1,)))
+    _, fitting, _ = rank_candidates(profile(4_000_000), NUM_ITEMS, worse, PlanConfig(layers=(1,)))
     assert fitting[0][0].dim == 16 and fitting[0][0].table_bits == 4  # as good and smallest
 
 
@@ -82,3 +82,13 @@ def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
     # int8 = false: a budget that integer weights make is out of reach for fp32 students
     with pytest.raises(DoesNotFitError):
         plan_student(None, small_split, profile(25_000, int8=False), PRIORS, log=None, cfg=cfg)
+
+
+def test_a_format_that_cannot_fit_is_reported_and_the_others_are_planned():
+    """25 KB for both formats: a .pte's program alone is ~31 KB, so the .onnx is planned and the
+    .pte reported as not fitting (the build then exits 1), instead of nothing being built."""
+    records, fitting, unfit = rank_candidates(profile(25_000, formats=("executorch", "onnx")), NUM_ITEMS, PRIORS)
+    assert set(unfit) == {"executorch"} and "model_bytes" in unfit["executorch"]
+    assert fitting and all(est.file_bytes["onnx"] <= 25_000 for _, est, _ in fitting)
+    with pytest.raises(DoesNotFitError):  # nothing fits any format: no build at all
+        rank_candidates(profile(2_000, formats=("executorch", "onnx")), NUM_ITEMS, PRIORS)

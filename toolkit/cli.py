@@ -148,6 +148,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         threads = "-" if a.profile is None else a.profile.latency.threads
         print(f"{a.path:<24} {a.bytes:>10} {a.metrics.ndcg:>8.4f} {a.metrics.hr:>7.4f} "
               f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")
+    for fmt, why in m.plan.get("unfit_formats", {}).items():
+        print(f"{'(' + fmt + ')':<24} {'not built':>10}  {why}")
     print(f"report: {result.out / 'report.md'}")
     if not result.fits:
         raise DoesNotFitError(f"{result.out}: {result.failures()}")

@@ -103,6 +103,7 @@ class Split:
     test_target_: np.ndarray  # (U,) read through `test_target`
     num_items: int
     is_sealed: bool = False
+    eval_rows: np.ndarray | None = None  # users that evaluation reads (None: all); training reads everyone
 
     @property
     def test_target(self) -> np.ndarray:
@@ -117,26 +118,30 @@ class Split:
     def subset(self, users: np.ndarray) -> Split:
         """The split of these users only (row indices), sealed if this one is."""
         return replace(self, train=[self.train[u] for u in users.tolist()], valid_target=self.valid_target[users],
-                       test_target_=self.test_target_[users])
+                       test_target_=self.test_target_[users], eval_rows=None)
 
-    def sample_users(self, n: int, seed: int = 0) -> Split:
-        """A fixed random sample of n users (all of them when n is 0 or at least their number)."""
+    def evaluated_on(self, n: int, seed: int = 0) -> Split:
+        """The same split, evaluated on a fixed random sample of n users (all when n is 0 or at least
+        their number): full ranking over a large catalogue for every user costs users x items."""
         if not n or n >= len(self.train):
-            return self
-        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self.train), n, replace=False)))
+            return replace(self, eval_rows=None)
+        return replace(self, eval_rows=np.sort(np.random.default_rng(seed).choice(len(self.train), n, replace=False)))
 
     def history(self, phase: str) -> list[np.ndarray]:
-        """What the model sees before predicting `phase` ("valid" or "test")."""
+        """What the model sees before predicting `phase` ("valid" or "test"), for the evaluated users."""
+        rows = range(len(self.train)) if self.eval_rows is None else self.eval_rows.tolist()
         if phase == "valid":
-            return self.train
+            return [self.train[u] for u in rows]
         if phase == "test":
-            return [np.append(t, v) for t, v in zip(self.train, self.valid_target)]
+            return [np.append(self.train[u], self.valid_target[u]) for u in rows]
         raise ValueError(f"unknown phase {phase!r}")
 
     def target(self, phase: str) -> np.ndarray:
+        """The evaluated users' targets of `phase`."""
         if phase not in ("valid", "test"):
             raise ValueError(f"unknown phase {phase!r}")
-        return self.valid_target if phase == "valid" else self.test_target
+        targets = self.valid_target if phase == "valid" else self.test_target
+        return targets if self.eval_rows is None else targets[self.eval_rows]
 
 
 def split_leave_one_out(dataset: Dataset) -> Split:

@@ -71,6 +71,7 @@ class BuildConfig:
     out: Path | None = None  # None = builds/<profile name>
     seed: int = 0
     max_users: int = 0  # > 0: build on the first N users only (quick runs and tests)
+    eval_users: int = 10_000  # metrics (and the plan's choices) read at most this many users, a fixed sample
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # train_student (fixed architecture)
     plan: PlanConfig = field(default_factory=PlanConfig)  # the build's student: planned for the profile
@@ -122,10 +123,13 @@ class BuildResult:
 
     @property
     def fits(self) -> bool:
-        return all(a.profile is not None and a.profile.fits for a in self.manifest.artifacts)
+        return (not self.manifest.plan.get("unfit_formats")
+                and all(a.profile is not None and a.profile.fits for a in self.manifest.artifacts))
 
     def failures(self) -> str:
-        return "; ".join(f for a in self.manifest.artifacts if a.profile is not None for f in a.profile.failures())
+        unfit = [f"{fmt}: {why}" for fmt, why in self.manifest.plan.get("unfit_formats", {}).items()]
+        return "; ".join(unfit + [f for a in self.manifest.artifacts if a.profile is not None
+                                  for f in a.profile.failures()])
 
 
 @dataclass
@@ -183,7 +187,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             if cfg.max_users:
                 dataset = first_users(dataset, cfg.max_users)
             check_catalogue(dataset, profile)
-            split = split_leave_one_out(dataset)
+            split = split_leave_one_out(dataset).evaluated_on(cfg.eval_users, cfg.seed)
             sealed = split.sealed()  # training, planning and selection never see a test target
         log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
             f"{dataset.num_interactions} interactions")
@@ -350,7 +354,7 @@ def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -
     c, b = replace(plan.candidate, embedding_rank=0), profile.budget
     width = c.dim
     out = {}
-    for fmt in profile.serving.formats:
+    for fmt in plan.formats:
         fp32 = estimate(replace(c, table_bits=32, linear_bits=32), num_items, profile.serving.max_history,
                         profile.hardware.gflops, (fmt,)).file_bytes[fmt]
         int8 = estimate(replace(c, table_bits=8, linear_bits=8), num_items, profile.serving.max_history,
@@ -370,7 +374,7 @@ def export_jobs(plan: PlanResult, profile: DeviceProfile, num_items: int) -> lis
         ", int8 linears" if c.linear_bits < 32 else "")
     compressed = "; ".join(x for x in (rank, weights.lstrip(", ")) if x) or "none"
     jobs = []
-    for fmt in profile.serving.formats:
+    for fmt in plan.formats:
         for p in precisions[fmt]:
             method = "int8" if p == "int8" else "none"
             jobs.append(ExportJob(f"model.{p}{SUFFIX[fmt]}", fmt, p, method, "float", QUANTIZATION[(fmt, method)]))
@@ -384,7 +388,7 @@ def analytic_latency(plan: PlanResult, profile: DeviceProfile, num_items: int) -
     """The plan's analytic device latency (FLOPs / GFLOP/s + per-request overhead) per (format, source)."""
     c = plan.candidate
     out = {}
-    for fmt in profile.serving.formats:
+    for fmt in plan.formats:
         for source, cand in (("float", replace(c, table_bits=32, linear_bits=32, embedding_rank=0)), ("compressed", c)):
             est = estimate(cand, num_items, profile.serving.max_history, profile.hardware.gflops, (fmt,))
             out[f"{fmt}/{source}"] = est.latency_ms[fmt]

@@ -164,11 +164,18 @@ class PlanResult:
     steps: list  # toolkit.compress.StepReport of the chosen model's compression
     teacher_valid_ndcg10: float | None = None
     priors: dict = field(default_factory=dict)  # toolkit.priors.QualityPriors.to_dict()
+    unfit_formats: dict[str, str] = field(default_factory=dict)  # requested formats nothing fits -> why
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The formats the plan's student is built in (those that can fit)."""
+        return tuple(self.export)
 
     def to_dict(self) -> dict:
         return {"candidate": self.candidate.to_dict(), "export": {k: v.to_dict() for k, v in self.export.items()},
                 "candidates": [c.to_dict() for c in self.candidates], "steps": [s.to_dict() for s in self.steps],
-                "teacher_valid_ndcg10": self.teacher_valid_ndcg10, "priors": self.priors}
+                "teacher_valid_ndcg10": self.teacher_valid_ndcg10, "priors": self.priors,
+                "unfit_formats": self.unfit_formats}
 
 
 # --- estimates -------------------------------------------------------------------------------
@@ -216,13 +223,15 @@ def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, form
     return Estimate(weight_bytes=w, file_bytes=file_bytes, memory_bytes=memory, latency_ms=latency, flops=f)
 
 
-def misses(est: Estimate, profile, measured_bytes: dict[str, int] | None = None) -> dict[str, float]:
-    """Relative excess over each budget (worst format), 0 when it fits: {"model_bytes": 0.12, ...}."""
+def misses(est: Estimate, profile, measured_bytes: dict[str, int] | None = None,
+           formats: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Relative excess over each budget (worst of `formats`, default all estimated), 0 when it fits."""
     b = profile.budget
-    size = max((measured_bytes or est.file_bytes).values())
+    formats = formats or tuple(est.file_bytes)
+    size = max((measured_bytes or est.file_bytes)[f] for f in formats)
     return {"model_bytes": max(0.0, size / b.model_bytes - 1),
-            "memory_bytes": max(0.0, max(est.memory_bytes.values()) / b.memory_bytes - 1),
-            "latency_ms": max(0.0, max(est.latency_ms.values()) / b.latency_ms - 1)}
+            "memory_bytes": max(0.0, max(est.memory_bytes[f] for f in formats) / b.memory_bytes - 1),
+            "latency_ms": max(0.0, max(est.latency_ms[f] for f in formats) / b.latency_ms - 1)}
 
 
 def prior_ndcg(c: Candidate, priors) -> float:
@@ -253,25 +262,37 @@ def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
 # --- the plan --------------------------------------------------------------------------------
 
 def rank_candidates(profile, num_items: int, priors, cfg: PlanConfig | None = None
-                    ) -> tuple[list[CandidateRecord], list[tuple[Candidate, Estimate, CandidateRecord]]]:
-    """Estimate every candidate; return all records and the fitting ones in trial order (no training).
+                    ) -> tuple[list[CandidateRecord], list[tuple[Candidate, Estimate, CandidateRecord]], dict[str, str]]:
+    """Estimate every candidate; return all records, the fitting ones in trial order (no training),
+    and the requested formats no candidate can fit (format -> why).
+
+    A format fits when some candidate fits every budget in it; the candidates tried must fit every
+    format that can fit (a 25 KB profile asking for both formats gets its .onnx, and the .pte, whose
+    program alone is ~31 KB, is reported as not fitting instead of nothing being built).
 
     Raises:
-        DoesNotFitError: no candidate fits by estimate; names the closest and its misses.
+        DoesNotFitError: no candidate fits any format by estimate; names the closest and its misses.
     """
     cfg = cfg or PlanConfig()
     max_history, formats, int8 = profile.serving.max_history, profile.serving.formats, profile.hardware.int8
+    candidates = enumerate_candidates(cfg, int8)
+    estimates = [estimate(c, num_items, max_history, profile.hardware.gflops, formats) for c in candidates]
+    margin = [_scaled(e, 1 + cfg.margin) for e in estimates]
+    fits_in = {f: [not any(misses(m, profile, formats=(f,)).values()) for m in margin] for f in formats}
+    possible = tuple(f for f in formats if any(fits_in[f]))
+    unfit = {}
+    for f in formats:
+        if f not in possible:
+            c, e = min(zip(candidates, estimates), key=lambda ce: max(misses(ce[1], profile, formats=(f,)).values()))
+            unfit[f] = f"no student fits {f}; closest is {c.name()}, which misses {_describe(misses(e, profile, formats=(f,)))} (estimates)"
     records: list[CandidateRecord] = []
     fitting: list[tuple[Candidate, Estimate, CandidateRecord]] = []
-    candidates = enumerate_candidates(cfg, int8)
-    for c in candidates:
-        est = estimate(c, num_items, max_history, profile.hardware.gflops, formats)
-        with_margin = misses(_scaled(est, 1 + cfg.margin), profile)
-        rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(),
-                              fits_predicted=not any(with_margin.values()), misses=misses(est, profile),
-                              prior_ndcg10=prior_ndcg(c, priors))
+    for i, (c, est) in enumerate(zip(candidates, estimates)):
+        ok = bool(possible) and all(fits_in[f][i] for f in possible)
+        rec = CandidateRecord(candidate=c.to_dict(), predicted=est.to_dict(), fits_predicted=ok,
+                              misses=misses(est, profile, formats=possible or formats), prior_ndcg10=prior_ndcg(c, priors))
         records.append(rec)
-        if rec.fits_predicted:
+        if ok:
             fitting.append((c, est, rec))
     if not fitting:
         closest_c, closest = min(zip(candidates, records), key=lambda cr: max(cr[1].misses.values()))
@@ -283,7 +304,7 @@ def rank_candidates(profile, num_items: int, priors, cfg: PlanConfig | None = No
     fitting.sort(key=lambda x: (x[2].prior_ndcg10 < top - cfg.quality_tolerance,
                                 weight_bytes(x[0], num_items, max_history) if x[2].prior_ndcg10 >= top - cfg.quality_tolerance
                                 else -x[2].prior_ndcg10))
-    return records, fitting
+    return records, fitting, unfit
 
 
 def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, cfg: PlanConfig, log=None):
@@ -352,8 +373,10 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     cfg = cfg or PlanConfig()
     log = log or (lambda *_: None)
     num_items, max_history = split.num_items, profile.serving.max_history
-    formats = profile.serving.formats
-    records, fitting = rank_candidates(profile, num_items, priors, cfg)
+    records, fitting, unfit = rank_candidates(profile, num_items, priors, cfg)
+    formats = tuple(f for f in profile.serving.formats if f not in unfit)
+    for f, why in unfit.items():
+        log(f"plan: {why}: only {', '.join(formats)} will be built (the build then does not fit, exit 1)")
     # a budget that binds quality is worth a second trained candidate (the priors are coarse there)
     binding = max(r.prior_ndcg10 for r in records) - max(r.prior_ndcg10 for _, _, r in fitting) > cfg.quality_tolerance
     max_trials = cfg.max_trials_binding if binding else cfg.max_trials
@@ -371,7 +394,7 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
         rec.tried, rec.float_valid_ndcg10 = True, float_ndcg
         rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg
         rec.measured_bytes = measure_files(model, formats, max_history, profile.serving.top_k)
-        rec.misses = misses(est, profile, rec.measured_bytes)
+        rec.misses = misses(est, profile, rec.measured_bytes, formats)
         rec.fits_measured = not any(rec.misses.values())
         rec.seconds = time.perf_counter() - start
         records.remove(rec)
@@ -395,7 +418,8 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     c, (model, float_model), rec, steps = best
     options = ExportOptions(precision=c.precision, table_bits=c.table_bits, linear_bits=c.linear_bits)
     return PlanResult(model=model, float_model=float_model, candidate=c, export={fmt: options for fmt in formats},
-                      candidates=records, steps=steps, teacher_valid_ndcg10=teacher_ndcg, priors=priors.to_dict())
+                      candidates=records, steps=steps, teacher_valid_ndcg10=teacher_ndcg, priors=priors.to_dict(),
+                      unfit_formats=unfit)
 
 
 def _scaled(est: Estimate, k: float) -> Estimate:

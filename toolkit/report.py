@@ -77,6 +77,8 @@ def plan_markdown(profile: DeviceProfile, plan: dict) -> str:
              f"{chosen['embedding_rank'] or 'full'}, {chosen['precision']}. {len(records)} candidates estimated, "
              f"{len(fitting)} fit the budgets by estimate, {len(tried)} trained (distilled, compressed, exported, "
              "measured). Validation NDCG@10 is measured on the validation items, never on test.", ""]
+    for fmt, why in plan.get("unfit_formats", {}).items():
+        lines += [f"**{fmt} is not built: {why}.** The profile asks for it, so the build does not fit (exit 1).", ""]
     if plan.get("steps"):
         lines += ["Compression of the chosen student (each step measured):", "",
                   "| step | weight bytes before → after | valid NDCG@10 before → untuned → after |", "|---|---|---|"]

@@ -184,7 +184,7 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
         p.requires_grad_(True)
     loss_fn = loss_fn or next_item_loss(split, train_cfg)
     windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
-    selection = split.sample_users(train_cfg.eval_users, train_cfg.seed)  # what early stopping reads
+    selection = split.evaluated_on(train_cfg.eval_users, train_cfg.seed)  # what early stopping reads
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
