@@ -10,7 +10,7 @@ import torch
 from toolkit.teacher import TeacherConfig, teacher_key, train_teacher
 from toolkit.train import TrainConfig
 
-CFG = TeacherConfig(members=1, dim=8, train=TrainConfig(epochs=1, min_epochs=1, batch_size=64))
+CFG = TeacherConfig(members=1, dim=8, train=TrainConfig(epochs=1, batch_size=64))
 DATA = {"sha256": "abc", "columns": {"user": "user_id", "item": "item_id", "time": "timestamp"}, "min_interactions": 3,
         "split": "leave-one-out", "max_users": 150}
 

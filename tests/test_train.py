@@ -116,7 +116,7 @@ def test_a_finetune_that_never_improves_keeps_its_starting_weights(trained, smal
     start = copy.deepcopy(trained.model)
     before = evaluate_model(start, small_split, "valid")
     # a learning rate this large wrecks the model on the first step: no epoch can beat the start
-    result = fit(start.cfg, small_split, TrainConfig(epochs=2, min_epochs=0, lr=50.0, seed=0), init=start)
+    result = fit(start.cfg, small_split, TrainConfig(epochs=2, min_steps=0, lr=50.0, seed=0), init=start)
     assert result.valid.ndcg == pytest.approx(before.ndcg)
     for (name, a), b in zip(trained.model.state_dict().items(), result.model.state_dict().values()):
         assert torch.equal(a, b), name

@@ -24,6 +24,7 @@ from toolkit.train import TrainConfig, TrainResult, fit, training_windows, use_s
 
 TEACHER_CACHE_MAX_BYTES = 2_000_000_000  # a full (W, T, N) fp16 cache above this: the top-K form
 TEACHER_CACHE_BATCH = 256
+SCORE_CHUNK_ELEMENTS = 1 << 24  # scores held at once when the catalogue is searched without faiss
 
 
 @dataclass
@@ -87,30 +88,66 @@ def teacher_log_probs(teacher, windows, temperature: float):
 
 
 def teacher_top_k(teacher, windows, temperature: float, k: int):
-    """The teacher's k best items and log-probabilities at `temperature` on every training window:
-    (ids int32 (W, T, k), log-probabilities fp16 (W, T, k)), never a (W, T, N) tensor.
+    """The teacher's k best items per position of every training window and their log-probabilities
+    at `temperature`, renormalised over those k: (ids int32 (W, T, k), log-probabilities fp16 (W, T, k)),
+    never a (W, T, N) tensor.
 
-    A toolkit model (SASRec, Ensemble) scores the catalogue in chunks (`topk_log_probs`); any other
-    teacher module is called on small batches and its output reduced at once.
+    A toolkit model (SASRec, Ensemble) needs one pass: the mean of its members' log-softmax differs
+    from the mean of their raw scores by a per-position constant, which the renormalisation over the
+    k items removes, so the top-k is an exact inner-product search of the concatenated member states
+    against the concatenated member item tables (faiss when installed, else chunked matmuls). Any
+    other teacher module is called on small batches and reduced at once.
     """
     import torch
     import torch.nn.functional as F
 
     ids, values = [], []
     with torch.no_grad():
-        if hasattr(teacher, "topk_log_probs"):
+        if hasattr(teacher, "member_states"):
             for i in range(0, len(windows), TEACHER_CACHE_BATCH):
-                v, x = teacher.topk_log_probs(windows[i:i + TEACHER_CACHE_BATCH, :-1], k, temperature)
-                ids.append(x.to(torch.int32))
-                values.append(v.to(torch.float16))
+                queries, table = teacher.member_states(windows[i:i + TEACHER_CACHE_BATCH, :-1])  # (B, T, E), (N, E)
+                b, t, e = queries.shape
+                v, x = top_inner_products(queries.reshape(b * t, e) / temperature, table, k)
+                ids.append(x.reshape(b, t, k).to(torch.int32))
+                values.append(F.log_softmax(v.reshape(b, t, k), dim=-1).to(torch.float16))
         else:
             t = windows.shape[1] - 1
             batch = max(1, TEACHER_CACHE_MAX_BYTES // 8 // max(1, t * teacher_items(teacher, windows)))
             for i in range(0, len(windows), batch):
-                v, x = torch.topk(F.log_softmax(teacher(windows[i:i + batch, :-1]).float() / temperature, -1), k, -1)
+                v, x = torch.topk(teacher(windows[i:i + batch, :-1]).float() / temperature, k, -1)
                 ids.append(x.to(torch.int32))
-                values.append(v.to(torch.float16))
+                values.append(F.log_softmax(v, dim=-1).to(torch.float16))
     return torch.cat(ids), torch.cat(values)
+
+
+def top_inner_products(queries, table, k: int):
+    """Exact top-k of queries (Q, E) @ table (N, E).T without the (Q, N) matrix: faiss's flat
+    inner-product search (blocked GEMM + heaps) when installed, else torch in row chunks. Row 0 of
+    the table (padding) is never returned."""
+    import torch
+
+    table = table.clone()
+    table[0] = 0.0
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None:
+        index = faiss.IndexFlatIP(table.shape[1])
+        index.add(table.float().contiguous().numpy())
+        v, x = index.search(queries.float().contiguous().numpy(), k + 1)
+        v, x = torch.from_numpy(v), torch.from_numpy(x).long()
+    else:
+        out_v, out_x = [], []
+        rows = max(1, SCORE_CHUNK_ELEMENTS // max(1, table.shape[0]))
+        for s in range(0, len(queries), rows):
+            sv, sx = torch.topk(queries[s:s + rows] @ table.T, k + 1, dim=1)
+            out_v.append(sv)
+            out_x.append(sx)
+        v, x = torch.cat(out_v), torch.cat(out_x)
+    # drop padding wherever it landed (its score is 0, it can be among the best): keep k of k + 1
+    keep = torch.argsort((x == 0).to(torch.int8), dim=1, stable=True)[:, :k]
+    return torch.gather(v, 1, keep), torch.gather(x, 1, keep)
 
 
 def teacher_items(teacher, windows) -> int:
@@ -120,27 +157,59 @@ def teacher_items(teacher, windows) -> int:
         return int(teacher(windows[:1, :-1]).shape[-1])
 
 
-def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
-            desc: str = "distill") -> TrainResult:
-    """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen teacher."""
+@dataclass
+class SoftLabels:
+    """The teacher's outputs on the fixed training windows, computed once and shared by every
+    distillation of a build (the plan's students, the compression fine-tunes).
+
+    full: (W, T, N) fp16 log-probabilities (small catalogues); else top_ids / top_log_probs (W, T, K).
+    """
+
+    windows: object  # torch int64 (W, T + 1): the windows the labels are for
+    temperature: float
+    full: object | None = None
+    top_ids: object | None = None
+    top_log_probs: object | None = None
+
+
+def soft_labels(teacher, split: Split, max_history: int, train_cfg: TrainConfig, cfg: DistillConfig) -> SoftLabels:
+    """The teacher's outputs on the training windows a student of `max_history` trains on."""
     import torch
 
+    if isinstance(teacher, SoftLabels):
+        return teacher
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    windows = torch.from_numpy(training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg)))
+    windows = torch.from_numpy(training_windows(split, max_history, train_cfg.window_stride or max_history))
     full = (not use_sampled(split.num_items, train_cfg)
             and windows.shape[0] * (windows.shape[1] - 1) * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES)
-    loss_fn = (FullDistillation(teacher, windows, distill_cfg) if full
-               else TopKDistillation(teacher, windows, split, train_cfg, distill_cfg))
+    if full:
+        return SoftLabels(windows, cfg.temperature, full=teacher_log_probs(teacher, windows, cfg.temperature))
+    ids, log_probs = teacher_top_k(teacher, windows, cfg.temperature, cfg.top_k)
+    return SoftLabels(windows, cfg.temperature, top_ids=ids, top_log_probs=log_probs)
+
+
+def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
+            desc: str = "distill") -> TrainResult:
+    """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen
+    teacher, or against `SoftLabels` already computed from it (`soft_labels`)."""
+    import torch
+
+    labels = soft_labels(teacher, split, student_cfg.max_history, train_cfg, distill_cfg)
+    windows = torch.from_numpy(training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg)))
+    assert torch.equal(labels.windows, windows) and labels.temperature == distill_cfg.temperature, \
+        "soft labels computed for other windows or another temperature"
+    loss_fn = (FullDistillation(labels, distill_cfg) if labels.full is not None
+               else TopKDistillation(labels, split, train_cfg, distill_cfg))
     return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc)
 
 
 class FullDistillation:
     """Full form: KL over every item against the cached (W, T, N) teacher log-probabilities."""
 
-    def __init__(self, teacher, windows, cfg: DistillConfig):
-        self.cached = teacher_log_probs(teacher, windows, cfg.temperature)
+    def __init__(self, labels: SoftLabels, cfg: DistillConfig):
+        self.cached = labels.full
         self.cfg = cfg
 
     def __call__(self, model, inputs, targets, rows):
@@ -155,10 +224,10 @@ class FullDistillation:
 class TopKDistillation:
     """Top-K form: the teacher's K items (cached) plus the batch's sampled negatives."""
 
-    def __init__(self, teacher, windows, split: Split, train_cfg: TrainConfig, cfg: DistillConfig):
+    def __init__(self, labels: SoftLabels, split: Split, train_cfg: TrainConfig, cfg: DistillConfig):
         from toolkit.train import SampledSoftmax
 
-        self.ids, self.log_probs = teacher_top_k(teacher, windows, cfg.temperature, cfg.top_k)
+        self.ids, self.log_probs = labels.top_ids, labels.top_log_probs
         self.sampled = SampledSoftmax(split, train_cfg)
         self.cfg = cfg
 

@@ -187,10 +187,9 @@ class SASRec(nn.Module):
         """Scores of the next item after the whole history: (B, N)."""
         return self.items.scores(self.encode(history, last_only=True)[:, 0, :])
 
-    def topk_log_probs(self, history: torch.Tensor, k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k best items and their log-probabilities at every position, (B, T, k) each, without
-        holding (B, T, N) scores (the catalogue is scored in chunks)."""
-        return chunked_topk_log_probs([(self.encode(history), self.items.weight())], k, temperature)
+    def member_states(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states (B, T, D) and the item table (N, D): scores are their inner products."""
+        return self.encode(history), self.items.weight()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -220,37 +219,9 @@ class Ensemble(nn.Module):
     def score_last(self, history: torch.Tensor) -> torch.Tensor:
         return torch.stack([F.log_softmax(m.score_last(history), dim=-1) for m in self.members]).mean(0)
 
-    def topk_log_probs(self, history: torch.Tensor, k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ensemble's k best items and (mean member) log-probabilities per position, chunked."""
-        return chunked_topk_log_probs([(m.encode(history), m.items.weight()) for m in self.members], k, temperature)
-
-
-SCORE_CHUNK_ELEMENTS = 1 << 24  # scores held at once when a catalogue is scored in chunks (64 MB fp32)
-
-
-def chunked_topk_log_probs(members: list[tuple[torch.Tensor, torch.Tensor]], k: int, temperature: float
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of the mean over members of log_softmax(hidden @ table.T / temperature), item chunk by
-    item chunk: one pass for each member's log-normaliser, one for the running top-k.
-
-    members: (hidden (B, T, D), table (N, D)) per member. Returns (values, indices), (B, T, k) each.
-    """
-    b, t = members[0][0].shape[:2]
-    n = members[0][1].shape[0]
-    chunk = max(1024, SCORE_CHUNK_ELEMENTS // (b * t))
-    lse = []
-    for hidden, table in members:
-        acc = torch.full((b, t), float("-inf"))
-        for s in range(0, n, chunk):
-            acc = torch.logaddexp(acc, torch.logsumexp(hidden @ table[s:s + chunk].T / temperature, dim=-1))
-        lse.append(acc)
-    best_v = torch.full((b, t, k), float("-inf"))
-    best_i = torch.zeros((b, t, k), dtype=torch.long)
-    for s in range(0, n, chunk):
-        scores = torch.stack([h @ w[s:s + chunk].T / temperature - z[..., None]
-                              for (h, w), z in zip(members, lse)]).mean(0)  # (B, T, chunk)
-        scores[..., 0] = float("-inf") if s == 0 else scores[..., 0]  # padding is never an answer
-        v, i = torch.topk(torch.cat([best_v, scores], dim=-1), k, dim=-1)
-        best_v, best_i = v, torch.gather(torch.cat([best_i, torch.arange(s, s + scores.shape[-1]).expand(b, t, -1)],
-                                                   dim=-1), -1, i)
-    return best_v, best_i
+    def member_states(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's hidden states, concatenated and divided by the member count (B, T, M·D), and
+        their item tables concatenated (N, M·D): an inner product is the members' mean raw score,
+        which ranks items as the mean of their log-probabilities does (per position, up to a constant)."""
+        states = [m.member_states(history) for m in self.members]
+        return (torch.cat([h for h, _ in states], dim=-1) / len(states), torch.cat([w for _, w in states], dim=-1))

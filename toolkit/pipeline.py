@@ -80,7 +80,7 @@ class BuildConfig:
     def with_epochs(self, epochs: int) -> BuildConfig:
         """Every training loop capped at `epochs` (teacher, priors, student, plan, compression fine-tunes)."""
         def cap(t: TrainConfig) -> TrainConfig:
-            return replace(t, epochs=min(t.epochs, epochs), min_epochs=min(t.min_epochs, epochs))
+            return replace(t, epochs=min(t.epochs, epochs))
 
         return replace(self, teacher=replace(self.teacher, train=cap(self.teacher.train)),
                        student=replace(self.student, train=cap(self.student.train)),

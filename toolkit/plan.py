@@ -361,7 +361,8 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     """Choose, train and compress the student for `profile`; see the module docstring.
 
     Args:
-        teacher: the trained teacher (distilled from; None trains from labels only).
+        teacher: the trained teacher (distilled from; None trains from labels only), or its
+            `toolkit.distill.SoftLabels`.
         split: the leave-one-out split (training + validation used; test is never looked at).
         profile: a `toolkit.profiles.DeviceProfile`.
         priors: `toolkit.priors.QualityPriors` measured on this build's data (orders the trials).
@@ -382,7 +383,14 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     max_trials = cfg.max_trials_binding if binding else cfg.max_trials
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
         f"trying up to {max_trials}{' (the budget binds)' if binding else ''}")
-    teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg if teacher is not None else None
+    from toolkit.distill import DistillConfig, SoftLabels, soft_labels
+    from toolkit.train import TrainConfig
+
+    teacher_ndcg = None
+    if teacher is not None and not isinstance(teacher, SoftLabels):
+        teacher_ndcg = evaluate_model(teacher, split, "valid").ndcg
+        # the teacher's outputs on the training windows, once for every student and fine-tune
+        teacher = soft_labels(teacher, split, max_history, TrainConfig(), DistillConfig())
     fits: list = []
     tried = 0
     for c, est, rec in fitting:

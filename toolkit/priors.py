@@ -36,7 +36,7 @@ _CODE = ("models.py", "train.py", "priors.py", "evaluate.py", "compress/quantize
 class PriorConfig:
     dims: tuple[int, ...] = (8, 16, 32, 64)  # proxy widths: the plan's widths are interpolated between them
     dropout: float = 0.2
-    max_windows: int = 20_000  # proxies train on a sample of users with at most this many training windows
+    max_windows: int = 5_000  # proxies train on a sample of users with at most this many training windows
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:

@@ -94,7 +94,7 @@ def finetune_(model, teacher, split, epochs: int, patience: int, seed: int = 0, 
     from toolkit.distill import DistillConfig, distill
     from toolkit.train import TrainConfig, fit
 
-    train_cfg = TrainConfig(epochs=epochs, patience=patience, min_epochs=0, seed=seed, lr=1e-3)
+    train_cfg = TrainConfig(epochs=epochs, patience=patience, min_steps=0, seed=seed, lr=1e-3)
     if teacher is None:
         return fit(model.cfg, split, train_cfg, init=model, desc="finetune").model
     return distill(teacher, model.cfg, split, train_cfg, distill_cfg or DistillConfig(), init=model,
