@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,21 +60,15 @@ def machine_info() -> dict:
 
 
 def timed_build(args: list[str], cache: Path, out: Path) -> dict:
-    """Run the real CLI build in a fresh process; wall time and that process tree's peak RSS. Only
-    exit 0 (built and fits) is a success."""
-    wrapper = ("import resource, subprocess, sys, time\n"
-               "t = time.perf_counter()\n"
-               "r = subprocess.run([sys.executable, '-m', 'toolkit', 'build', *sys.argv[1:]])\n"
-               "print('BENCH', r.returncode, time.perf_counter() - t,"
-               " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n")
-    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", wrapper, "--profile", BUILD_PROFILE, "--out", str(out), *args],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
-    line = [x for x in result.stdout.splitlines() if x.startswith("BENCH ")][-1].split()
-    code, seconds, rss = int(line[1]), float(line[2]), int(line[3])
-    if code != 0:
-        raise RuntimeError(f"build exited {code}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return {"exit_code": code, "seconds": seconds, "peak_rss_bytes": rss, "log": result.stdout}
+    """Run the real CLI build in a fresh process tree (toolkit.measure.run_timed); only exit 0 (built
+    and fits) is a success."""
+    from toolkit.measure import run_timed
+
+    run = run_timed([sys.executable, "-m", "toolkit", "build", "--profile", BUILD_PROFILE, "--out", str(out), *args],
+                    env={"TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    if run.exit_code != 0:
+        raise RuntimeError(f"build exited {run.exit_code}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return {"exit_code": run.exit_code, "seconds": run.seconds, "peak_rss_bytes": run.peak_rss_bytes, "log": run.stdout}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

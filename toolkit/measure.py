@@ -236,6 +236,35 @@ def _timing(blocks: list[list[float]], cfg: TimingConfig) -> Timing:
 
 # --- a fresh process ----------------------------------------------------------------------------
 
+@dataclass
+class TimedRun:
+    """A command run to completion in a fresh process tree: its exit code, wall time and peak memory."""
+
+    exit_code: int
+    seconds: float
+    peak_rss_bytes: int  # the largest resident set of any process of the tree (ru_maxrss of the children)
+    stdout: str
+    stderr: str
+
+
+def run_timed(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> TimedRun:
+    """Run `command` under a small wrapper process, so that the peak RSS is that command's tree's
+    alone (RUSAGE_CHILDREN of the wrapper), never this process's or its other children's."""
+    wrapper = ("import json, resource, subprocess, sys, time\n"
+               "t = time.perf_counter()\n"
+               "r = subprocess.run(sys.argv[1:])\n"
+               "print('TIMED_RUN ' + json.dumps([r.returncode, time.perf_counter() - t,"
+               " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024]))\n")
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], env={**os.environ, **(env or {})}, cwd=cwd,
+                          capture_output=True, text=True)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("TIMED_RUN ")]
+    if not lines:
+        raise MeasurementError(f"{command[0]}: the timing wrapper failed ({done.stderr.strip()[-300:]})")
+    code, seconds, rss = json.loads(lines[-1].split(" ", 1)[1])
+    out = "\n".join(x for x in done.stdout.splitlines() if not x.startswith("TIMED_RUN "))
+    return TimedRun(exit_code=code, seconds=seconds, peak_rss_bytes=rss, stdout=out, stderr=done.stderr)
+
+
 def run_fresh(target: str, request: dict, timeout: float, env: dict[str, str] | None = None) -> dict:
     """Run `target` ("package.module:function", taking the request dict and returning a JSON-able
     dict) in a fresh interpreter (with `env` added to its environment) and return its result.
