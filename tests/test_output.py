@@ -57,6 +57,11 @@ def test_the_cli_refuses_it_before_anything_is_trained(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}:"), done.stderr
     assert _snapshot(public) == before and data.read_text() == "user,item,timestamp\n1,2,3\n"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "../x"\n')
+    done = subprocess.run([sys.executable, "-m", "toolkit", "build", "--profile", str(bad), "--out", str(tmp_path / "b")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "invalid profile" in done.stderr and not (tmp_path / "b").exists(), done.stderr
 
 
 def test_out_may_not_contain_the_data_or_the_current_directory(tmp_path, monkeypatch):

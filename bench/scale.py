@@ -1,0 +1,227 @@
+"""Scaling benchmark: large synthetic catalogues (bench/synthetic.py), measured in one run.
+
+    python bench/scale.py            # 20k and 50k items end to end, full vs sampled at 20k (3 seeds), 1M serving
+    python bench/scale.py --quick    # the same at small sizes (a smoke run; never committed)
+    python bench/scale.py --render   # rewrite SCALE.md and scale.png from scale.json
+
+What it measures:
+- `build --profile mobile-arm --data FILE`, cold (empty cache: teacher, priors, plan, exports,
+  profiling), in a fresh process tree: wall time, peak RSS, exit code, the shipped artifacts' bytes
+  and one-thread latency (the profiler's figures), NDCG@10 through the best shipped artifact and
+  the popularity baseline (test, the build's user sample);
+- at 20,000 items, where full softmax is still affordable: the same student trained with the full
+  and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference);
+- at 1,000,000 items: a student trained with the sampled softmax, compressed to a product-quantized
+  table, exported exhaustive and two-stage (bench/serving.py's measurement), served in ONNX Runtime
+  and ExecuTorch on one thread, recall@10 of two-stage against exhaustive scoring of the same model.
+Writes bench/scale.json (the schema of the issue), bench/SCALE.md and bench/scale.png (time and
+memory against catalogue size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+BUILDS = ((20_000, 400_000), (50_000, 1_000_000))  # (items, interactions) built end to end
+QUICK_BUILDS = ((3_000, 60_000),)
+SERVE = (1_000_000, 5_000_000)  # trained, exported and served
+QUICK_SERVE = (60_000, 300_000)
+LOSS_SEEDS = 3
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores, {platform.platform()}"
+
+
+def run_build(items: int, interactions: int, work: Path, log) -> dict:
+    """One cold `build --profile mobile-arm --data FILE` of a synthetic log, in a fresh process tree."""
+    from synthetic import SyntheticConfig, write
+
+    from toolkit.measure import run_timed
+
+    data = write(SyntheticConfig(items=items, interactions=interactions), work / f"log-{items}.parquet")
+    out, cache = work / f"build-{items}", work / f"cache-{items}"
+    log(f"build at {items:,} items, {interactions:,} interactions (cold)…")
+    run = run_timed([sys.executable, "-m", "toolkit", "build", "--profile", "mobile-arm", "--data", str(data),
+                     "--out", str(out)], env={"TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    log(f"  exit {run.exit_code} in {run.seconds:.0f} s, peak RSS {run.peak_rss_bytes / 1e9:.2f} GB")
+    entry = {"items": items, "interactions": interactions, "build_seconds": run.seconds,
+             "peak_rss_bytes": run.peak_rss_bytes, "exit_code": run.exit_code, "ndcg10": None,
+             "popularity_ndcg10": None, "full_softmax_ndcg10": None, "artifacts": [], "two_stage": None}
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        entry["error"] = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        return entry
+    manifest = json.loads(manifest_path.read_text())
+    entry["steps_seconds"] = manifest["steps_seconds"]
+    entry["popularity_ndcg10"] = manifest["popularity"]["test"]["ndcg"]
+    entry["student_ndcg10"] = manifest["student"]["metrics"]["test"]["ndcg"]
+    entry["teacher_ndcg10"] = manifest["teacher"]["metrics"]["test"]["ndcg"]
+    entry["evaluated_users"] = manifest["popularity"]["test"]["users"]
+    entry["plan"] = manifest["plan"]["candidate"]
+    for a in manifest["artifacts"]:
+        timings = a["profile"]["latency"]["timings"]
+        one = timings.get("native/1") or timings["1"]  # one thread; a .pte in the native client
+        entry["artifacts"].append({"format": a["format"], "path": a["path"], "bytes": a["bytes"],
+                                   "ndcg10": a["metrics"]["ndcg"], "p50_ms": one["p50_ms"], "p95_ms": one["p95_ms"],
+                                   "fits": a["verdict"]["fits"]})
+    entry["ndcg10"] = max(a["ndcg10"] for a in entry["artifacts"])
+    return entry
+
+
+def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
+    """The same student (dim 32, labels only) trained with the full and the sampled softmax."""
+    from synthetic import SyntheticConfig, write
+
+    from toolkit.data import read_interactions, split_leave_one_out
+    from toolkit.evaluate import evaluate_model
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit
+
+    data = work / f"log-{items}.parquet"
+    if not data.is_file():
+        write(SyntheticConfig(items=items, interactions=interactions), data)
+    split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
+    out = {"items": items, "full": [], "sampled": [], "full_seconds": [], "sampled_seconds": []}
+    for seed in range(seeds):
+        for loss in ("full", "sampled"):
+            log(f"  {items:,} items, {loss} softmax, seed {seed}…")
+            start = time.perf_counter()
+            result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
+                         TrainConfig(seed=seed, loss=loss), desc=f"{loss} {seed}")
+            out[f"{loss}_seconds"].append(time.perf_counter() - start)
+            out[loss].append(evaluate_model(result.model, split, "test").ndcg)
+            log(f"    test NDCG@10 {out[loss][-1]:.4f} in {out[f'{loss}_seconds'][-1]:.0f} s")
+    out["relative_loss"] = 1 - float(np.mean(out["sampled"])) / float(np.mean(out["full"]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "bench"))
+    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--only", choices=("builds", "loss", "serve"), action="append",
+                        help="run only these sections (a partial run is never committed)")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out)
+    if args.render:
+        write_results(json.loads((out_dir / "scale.json").read_text()), out_dir)
+        return 0
+    sections = set(args.only or ("builds", "loss", "serve"))
+    work = Path(tempfile.mkdtemp(prefix="scale."))
+    log = print
+    results: dict = {"machine": machine(), "mode": "quick" if args.quick else "full",
+                     "started": time.strftime("%Y-%m-%d %H:%M"), "catalogs": []}
+    builds = QUICK_BUILDS if args.quick else BUILDS
+    if "builds" in sections:
+        results["catalogs"] = [run_build(items, n, work, log) for items, n in builds]
+    if "loss" in sections:
+        items, n = builds[0]
+        results["loss_comparison"] = full_vs_sampled(items, n, work, 2 if args.quick else LOSS_SEEDS, log)
+        for entry in results["catalogs"]:
+            if entry["items"] == items:
+                entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
+    if "serve" in sections:
+        from serving import serve_large_catalog
+
+        items, n = QUICK_SERVE if args.quick else SERVE
+        results["catalogs"].append(serve_large_catalog(items, n, work, log))
+    write_results(results, out_dir)
+    log(f"wrote {out_dir / 'scale.json'}")
+    return 0
+
+
+def write_results(results: dict, out_dir: Path) -> None:
+    from toolkit.cache import write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "scale.json", results)
+    (out_dir / "SCALE.md").write_text(render(results))
+    plot(results, out_dir / "scale.png")
+
+
+def render(r: dict) -> str:
+    lines = [f"# Scaling benchmark ({r['mode']} mode)", "",
+             f"Machine: {r['machine']}. Written by `python bench/scale.py` (started {r['started']}), one run of the code.",
+             "Synthetic logs (bench/synthetic.py: Zipf popularity, topics, item successors; string ids).", "",
+             "| items | interactions | build s | peak RSS GB | exit | NDCG@10 (best artifact) | popularity | full softmax | "
+             "artifacts (bytes, 1-thread p50/p95 ms) | two-stage |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for c in r["catalogs"]:
+        arts = "; ".join(f"{a['path'] if 'path' in a else a['format']} {a['bytes']:,} B {a['p50_ms']:.2f}/{a['p95_ms']:.2f}"
+                         for a in c["artifacts"])
+        ts = c.get("two_stage")
+        two = (f"recall@10 {ts['recall10']:.3f}, scores {ts['items_scored_fraction']:.1%} of items, p50 "
+               + ", ".join(f"{k} {v:.2f} ms" for k, v in ts["p50_ms"].items())) if ts else "-"
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        lines.append(f"| {c['items']:,} | {c['interactions']:,} | {fmt(c['build_seconds'], '.0f')} | "
+                     f"{fmt(c['peak_rss_bytes'] and c['peak_rss_bytes'] / 1e9, '.2f')} | {c.get('exit_code', '-')} | "
+                     f"{fmt(c['ndcg10'], '.4f')} | {fmt(c['popularity_ndcg10'], '.4f')} | "
+                     f"{fmt(c['full_softmax_ndcg10'], '.4f')} | {arts} | {two} |")
+    if r.get("loss_comparison"):
+        lc = r["loss_comparison"]
+        lines += ["", f"Full vs sampled softmax at {lc['items']:,} items (the same dim-32 student from labels, "
+                  f"{len(lc['full'])} seeds, test NDCG@10): full {np.mean(lc['full']):.4f} "
+                  f"({', '.join(f'{v:.4f}' for v in lc['full'])}), sampled {np.mean(lc['sampled']):.4f} "
+                  f"({', '.join(f'{v:.4f}' for v in lc['sampled'])}): sampled loses {lc['relative_loss']:.1%}; "
+                  f"training time {np.mean(lc['full_seconds']):.0f} s vs {np.mean(lc['sampled_seconds']):.0f} s."]
+    for c in r["catalogs"]:
+        if c.get("steps_seconds"):
+            lines += ["", f"{c['items']:,} items, build time by step (s): "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in c["steps_seconds"].items())]
+        if c.get("notes"):
+            lines += ["", f"{c['items']:,} items: {c['notes']}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    built = [c for c in r["catalogs"] if c.get("build_seconds")]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [c["items"] for c in built]
+    a.plot(xs, [c["build_seconds"] / 60 for c in built], "o-")
+    a.set_xlabel("items")
+    a.set_ylabel("cold build, minutes")
+    a.set_title("Build time against catalogue size", fontsize=10)
+    mem = [c for c in r["catalogs"] if c.get("peak_rss_bytes")]
+    b.plot([c["items"] for c in mem], [c["peak_rss_bytes"] / 1e9 for c in mem], "o-")
+    if len(mem) >= 2:  # a line through the origin and the smallest point: linear growth would follow it
+        x0, y0 = mem[0]["items"], mem[0]["peak_rss_bytes"] / 1e9
+        xm = max(c["items"] for c in mem)
+        b.plot([0, xm], [0, y0 / x0 * xm], "--", color="grey", label="linear from the smallest")
+        b.legend(fontsize=8)
+    b.set_xscale("log")
+    b.set_xlabel("items (log)")
+    b.set_ylabel("peak RSS, GB")
+    b.set_title("Peak memory against catalogue size", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
