@@ -172,3 +172,21 @@ def test_importing_the_profiler_stays_light():
             "print([m for m in ('torch', 'executorch', 'onnxruntime', 'matplotlib', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_measurement_that_failed_is_unknown_and_never_passes(tmp_path):
+    """A runtime that crashed in the measuring process: size is known, every measured figure unknown,
+    and unknown fails every check that needs it; the report still renders."""
+    from pathlib import Path
+
+    from toolkit.profiler import ProfileRequest, _unmeasured
+    from toolkit.report import write_report
+
+    profile = load_profile("mobile-arm")
+    r = _unmeasured(Path("model.fp32.onnx"), "onnx", 1234, "ab" * 32, ProfileRequest(), profile,
+                    "profile_artifact failed in its fresh process (signal 11: no output)")
+    failed = {c.budget for c in r.checks if not c.passed}
+    assert not r.fits and {"memory_bytes", "latency_ms", "parity", "quality"} <= failed
+    assert "model_bytes" not in failed  # the file's size was measured
+    write_report(tmp_path, profile, [r])
+    assert "signal 11" in (tmp_path / "report.md").read_text()

@@ -147,7 +147,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         verdict = "-" if a.profile is None else ("fits" if a.profile.fits else "DOES NOT FIT")
         threads = "-" if a.profile is None else a.profile.latency.threads
         print(f"{a.path:<24} {a.bytes:>10} {a.metrics.ndcg:>8.4f} {a.metrics.hr:>7.4f} "
-              f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")
+              f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")  # parity: measured at export
     for fmt, why in m.plan.get("unfit_formats", {}).items():
         print(f"{'(' + fmt + ')':<24} {'not built':>10}  {why}")
     print(f"report: {result.out / 'report.md'}")

@@ -201,10 +201,13 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     threads = sorted({1, profile.hardware.threads})
     # in a Python process ExecuTorch's portable matmul binds to torch's MKL, whose own threads fight
     # the runtime's on a busy host (32 ms instead of 0.12 ms for an int4-table model): one MKL thread
-    worker = run_fresh("toolkit.profiler:measure", {
-        "path": str(path), "format": fmt, "threads": threads, "profile_threads": profile.hardware.threads,
-        "reference": str(reference), "source": known.source, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if fmt == "executorch" else None)
+    try:
+        worker = run_fresh("toolkit.profiler:measure", {
+            "path": str(path), "format": fmt, "threads": threads, "profile_threads": profile.hardware.threads,
+            "reference": str(reference), "source": known.source, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
+            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if fmt == "executorch" else None)
+    except MeasurementError as e:  # the runtime crashed or hung: every measured figure is unknown, none passes
+        return _unmeasured(path, fmt, len(data), sha256, known, profile, str(e))
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
     measured_natively = fmt == "executorch" and _native_figures(native, path, reference, profile, timing, memory, timings)
@@ -219,6 +222,23 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         latency=latency, ops=worker["ops"], parity=worker["parity"], parity_min=parity_min,
         quality=known.quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
         host=calibrations.get(latency.threads).to_dict())
+    result.checks = judge(result, profile)
+    return result
+
+
+def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequest, profile: DeviceProfile,
+                reason: str) -> ArtifactProfile:
+    """An artifact whose measurement failed: the file's size is known, everything measured is unknown."""
+    why = f"not measured: {reason}"
+    result = ArtifactProfile(
+        path=path.name, format=fmt, precision=known.precision or "unknown", bytes=size, sha256=sha256,
+        memory=Memory(basis="unknown", verdict_bytes=None, how=why),
+        latency=Latency(threads=profile.hardware.threads, timings={}, device_p50_ms=None, device_p95_ms=None,
+                        device_p99_ms=None, scale=0.0, how=why),
+        ops={}, parity={"top10_agreement": None, "histories": 0, "top10_exact": None, "max_score_error": None},
+        parity_min=known.parity_min or PARITY_MIN_AGREEMENT["same weights"],
+        quality=known.quality or Quality(k=0, ndcg=None, hr=None), io={"max_history": None, "candidates": None},
+        host={})
     result.checks = judge(result, profile)
     return result
 
@@ -295,7 +315,7 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
               basis="artifact"),
         Check("precision", a.precision == "fp32" or hw.int8,
               f"precision {a.precision}: device {'has' if hw.int8 else 'has no'} fast int8 kernels", basis="artifact"),
-        Check("serving", a.io["max_history"] == s.max_history and a.io["candidates"] >= s.top_k,
+        Check("serving", a.io["max_history"] == s.max_history and (a.io["candidates"] or 0) >= s.top_k,
               f"serving: history {a.io['max_history']} (device {s.max_history}), {a.io['candidates']} candidates "
               f"(device shows {s.top_k})", basis="artifact"),
         _budget_check("model_bytes", "model", a.bytes, b.model_bytes, _mb, "file"),

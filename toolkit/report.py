@@ -40,7 +40,7 @@ def verdict_table(profile: DeviceProfile, results: list[ArtifactProfile]) -> str
         dev = "unknown" if r.latency.device_p95_ms is None else f"{r.latency.device_p95_ms:.3f}ms"
         ndcg = "n/a" if r.quality.ndcg is None else f"{r.quality.ndcg:.4f}"
         rows.append(f"{r.path:<22} {'fits' if r.fits else 'DOES NOT FIT':<13} {r.bytes / 1e6:>7.2f}MB {mem:>10} "
-                    f"{dev:>18} {r.latency.threads:>4}  {r.parity.get('top10_agreement', float('nan')):>12.3f} "
+                    f"{dev:>18} {r.latency.threads:>4}  {_fixed(r.parity.get('top10_agreement'), 3):>12} "
                     f"{ndcg:>7}  {failed}")
     return "\n".join(rows)
 
@@ -214,8 +214,8 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
         lines += ["", "Ops:"] + _ops_lines(r.ops) + [""]
         p = r.parity
         lines += [f"Parity against the model it was exported from ({p['histories']} test histories): "
-                  f"top-10 agreement {p['top10_agreement']:.3f} (at least {r.parity_min}), exact top-10 "
-                  f"{p['top10_exact']:.3f}, max score error {p['max_score_error']:.2e}.", ""]
+                  f"top-10 agreement {_fixed(p['top10_agreement'], 3)} (at least {r.parity_min}), exact top-10 "
+                  f"{_fixed(p['top10_exact'], 3)}, max score error {_fixed(p['max_score_error'], 6)}.", ""]
         if q.ndcg is not None:
             lines += [f"Quality through the artifact, after the app's filtering: HR@{q.k} {q.hr:.4f}, NDCG@{q.k} "
                       f"{q.ndcg:.4f} ({q.users} test users, {q.undetermined} undetermined); float model NDCG@{q.k} "
@@ -225,11 +225,17 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
     return "\n".join(lines)
 
 
+def _fixed(x: float | None, digits: int) -> str:
+    return "unknown" if x is None else f"{x:.{digits}f}"
+
+
 def _bytes(n: int | None) -> str:
     return "unknown" if n is None else f"{n / 1e6:.2f} MB"
 
 
 def _ops_lines(ops: dict) -> list[str]:
+    if not ops:
+        return ["- not inspected (the artifact was not measured)"]
     if "delegate_calls" in ops:
         outside = ", ".join(f"{k} x{v}" for k, v in ops["outside_xnnpack"].items()) or "none"
         nodes = ", ".join(f"{k} x{v}" for k, v in ops["xnnpack_nodes"].items())
@@ -249,7 +255,10 @@ def plot(out: Path, profile: DeviceProfile, results: list[ArtifactProfile]) -> l
         return []
     fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.9 * len(results) + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], results):
-        t = r.latency.timings.get(f"native/{r.latency.threads}") or r.latency.timings[str(r.latency.threads)]
+        t = r.latency.timings.get(f"native/{r.latency.threads}") or r.latency.timings.get(str(r.latency.threads))
+        if t is None:  # not measured
+            ax.set_title(f"{r.path}: not measured", fontsize=9)
+            continue
         edges, counts = t.histogram["edges_ms"], t.histogram["counts"]
         ax.stairs(counts, edges, fill=True, alpha=0.7)
         for value, style, label in ((t.p50_ms, ":", "p50"), (t.p95_ms, "--", "p95"), (t.quiet_p95_ms, "-.", "quiet p95")):
