@@ -121,8 +121,9 @@ def teacher_items(teacher, windows) -> int:
 
 
 def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
-            desc: str = "distill") -> TrainResult:
-    """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen teacher."""
+            desc: str = "distill", world=None) -> TrainResult:
+    """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen teacher
+    (on the ranks of `world` when given: the teacher's cached outputs stay outside DDP, see `fit`)."""
     import torch
 
     teacher.eval()
@@ -133,7 +134,7 @@ def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_
             and windows.shape[0] * (windows.shape[1] - 1) * split.num_items * 2 <= TEACHER_CACHE_MAX_BYTES)
     loss_fn = (FullDistillation(teacher, windows, distill_cfg) if full
                else TopKDistillation(teacher, windows, split, train_cfg, distill_cfg))
-    return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc)
+    return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc, world=world)
 
 
 class FullDistillation:
