@@ -150,7 +150,7 @@ class World:
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier()
+            dist.barrier(device_ids=[self.local_rank] if self.backend == "nccl" else None)
 
 
 SINGLE = World()
