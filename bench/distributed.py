@@ -152,8 +152,9 @@ def write(out_dir: Path, cfg: BenchConfig, runs: list[dict], summary: dict) -> N
         "",
         "Host load while measuring: other processes used up to "
         + ("an unknown share" if busy is None else f"{busy:.0%}") + " of the CPUs (per run in distributed.json, "
-        "`toolkit.measure.LoadMonitor`). Throughput measured next to other work is not the machine's: "
-        "re-run on a quiet machine before quoting it.",
+        "`toolkit.measure.LoadMonitor`). Throughput measured next to other work is not the machine's, and "
+        "the speed-up is biased upward there (two runnable processes get a larger share of contended CPUs "
+        "than one): re-run on a quiet machine before quoting it.",
         "",
     ]
     (out_dir / "DISTRIBUTED.md").write_text("\n".join(lines))
