@@ -22,7 +22,8 @@ every method below is the identity there) and on many:
   a rank that hangs is given up after `DistributedConfig.timeout_s`. `join` turns either into a
   `RankLostError` with one line, after tearing the process group down (exiting without that aborts).
 
-torch is imported inside the functions: the CLI imports this module only for `train-teacher`.
+torch is imported inside the functions: importing this module is light (the CLI reads
+`DistributedConfig` for its --help).
 """
 
 from __future__ import annotations
