@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {build,profiles,profile,calibrate,verify} ...`.
+"""Command line: `python -m toolkit {build,train-teacher,profiles,profile,calibrate,verify} ...`.
 
 The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
 and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import replace
 
+from toolkit.distributed import DistributedConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -70,6 +71,29 @@ def make_parser() -> argparse.ArgumentParser:
     short.add_argument("--teacher-members", type=positive_int, help="models in the teacher ensemble")
     short.add_argument("--teacher-dim", type=positive_int, help="teacher model dimension")
     short.add_argument("--student-dim", type=positive_int, help="student model dimension (the plan then chooses only the rest)")
+
+    t = sub.add_parser("train-teacher", help="train the build's teacher into the cache (torchrun: several processes)",
+                       description="Train the teacher `build` uses and leave it in the cache (TOOLKIT_CACHE_DIR): "
+                                   "`build` given the same data and teacher flags then loads it. "
+                                   "One process, or several under torchrun: torchrun --standalone --nproc_per_node=2 "
+                                   "-m toolkit train-teacher ... (gloo on CPU, NCCL on GPUs). Exit 0 trained or already "
+                                   "cached, 2 bad input, 3 a rank failed or an internal error.")
+    for flag, kind, what in (("--profile", str, "as for build: its max_history shapes the teacher"),
+                             ("--data", str, "interactions file, as for build (default MovieLens-100K)"),
+                             ("--user-col", str, "user id column of --data"),
+                             ("--item-col", str, "item id column of --data"),
+                             ("--time-col", str, "timestamp column of --data"),
+                             ("--encoding", str, "text encoding of a CSV/TSV --data file (default utf-8)"),
+                             ("--seed", non_negative_int, "random seed (default 0)"),
+                             ("--max-users", positive_int, "use only the first N users"),
+                             ("--epochs", positive_int, "at most N epochs"),
+                             ("--teacher-members", positive_int, "models in the teacher ensemble"),
+                             ("--teacher-dim", positive_int, "teacher model dimension")):
+        t.add_argument(flag, type=kind, help=what)
+    t.add_argument("--rank-timeout", type=positive_int, metavar="SECONDS",
+                   help="give up when another rank has not answered for this long "
+                        f"(default {DistributedConfig.timeout_s:.0f})")
+    t.set_defaults(out=None, student_dim=None)  # build_config reads them; the teacher does not depend on them
 
     sub.add_parser("profiles", help="list the device profiles and their budgets",
                    description="List the shipped device profiles with their budgets.")
@@ -153,6 +177,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"report: {result.out / 'report.md'}")
     if not result.fits:
         raise DoesNotFitError(f"{result.out}: {result.failures()}")
+    return EXIT_OK
+
+
+def _cmd_train_teacher(args: argparse.Namespace) -> int:
+    from toolkit.distributed import RankLostError, join
+    from toolkit.pipeline import train_teacher_only
+    from toolkit.teacher import teacher_path
+
+    cfg = build_config(args)
+    dist_cfg = DistributedConfig()
+    if args.rank_timeout is not None:
+        dist_cfg = replace(dist_cfg, timeout_s=float(args.rank_timeout))
+    try:
+        with join(dist_cfg) as world:
+            teacher = train_teacher_only(cfg, world, log=lambda msg: print(msg, flush=True) if world.is_main else None)
+    except RankLostError as e:  # not this rank's fault, nothing to trace back: one line
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
+    if world.is_main:
+        ranks = teacher.extra["trained_with"]
+        print(f"teacher {'already cached' if teacher.cached else 'trained'}: valid NDCG@10 "
+              f"{teacher.metrics['valid'].ndcg:.4f} on {teacher.metrics['valid'].users} users (trained on "
+              f"{ranks['world_size']} process(es), backend {ranks['backend'] or 'none'})\n"
+              f"cache: {teacher_path(teacher.cache_key)}\n"
+              "`python -m toolkit build` with the same data and teacher flags (and TOOLKIT_CACHE_DIR) loads it")
     return EXIT_OK
 
 
@@ -245,7 +294,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_profile, "calibrate": _cmd_calibrate,
-            "verify": _cmd_verify}
+            "verify": _cmd_verify, "train-teacher": _cmd_train_teacher}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -191,9 +191,10 @@ def soft_labels(teacher, split: Split, max_history: int, train_cfg: TrainConfig,
 
 
 def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_cfg: DistillConfig, init=None,
-            desc: str = "distill") -> TrainResult:
+            desc: str = "distill", world=None) -> TrainResult:
     """Train a student of `student_cfg` (a ModelConfig; or fine-tune `init`) against the frozen
-    teacher, or against `SoftLabels` already computed from it (`soft_labels`)."""
+    teacher, or against `SoftLabels` already computed from it (`soft_labels`); on the ranks of
+    `world` when given (the teacher's cached outputs stay outside DDP, see `fit`)."""
     import torch
 
     labels = soft_labels(teacher, split, student_cfg.max_history, train_cfg, distill_cfg)
@@ -202,7 +203,7 @@ def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_
         "soft labels computed for other windows or another temperature"
     loss_fn = (FullDistillation(labels, distill_cfg) if labels.full is not None
                else TopKDistillation(labels, split, train_cfg, distill_cfg))
-    return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc)
+    return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc, world=world)
 
 
 class FullDistillation:

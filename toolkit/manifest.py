@@ -30,7 +30,10 @@ class ModelRecord:
     train_seconds: float
     cached: bool = False
     epochs: int = 0
-    extra: dict = field(default_factory=dict)  # e.g. the teacher's cache key, the student's distillation config
+    # e.g. the teacher's cache key and `trained_with` ({"world_size": int, "backend": "gloo" | "nccl" |
+    # null}: the run that trained it, which may be an earlier `train-teacher` when `cached`), the
+    # student's distillation config
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "parameters": self.parameters, "metrics": metrics_dict(self.metrics),

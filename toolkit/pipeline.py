@@ -109,10 +109,12 @@ class TrainedModel:
     cached: bool = False
     epochs: int = 0
     cache_key: dict = field(default_factory=dict)  # the teacher's cache key (what it was trained from)
+    extra: dict = field(default_factory=dict)  # more for its manifest record (the teacher's trained_with)
 
     def record(self, **extra) -> ModelRecord:
         return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
-                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs, extra=extra)
+                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs,
+                           extra={**self.extra, **extra})
 
 
 @dataclass
@@ -183,16 +185,11 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
 
         torch.manual_seed(cfg.seed)
         with step("data", seconds):
-            dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding)
-            if cfg.max_users:
-                dataset = first_users(dataset, cfg.max_users)
-            check_catalogue(dataset, profile)
-            split = split_leave_one_out(dataset).evaluated_on(cfg.eval_users, cfg.seed)
+            dataset, split, data_key = load_split(cfg, profile)
             sealed = split.sealed()  # training, planning and selection never see a test target
         log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
             f"{dataset.num_interactions} interactions")
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
-        data_key = {**dataset.key(), "max_users": cfg.max_users}
 
         with step("teacher", seconds):
             teacher = train_teacher_for(cfg, sealed, data_key, max_history, log)
@@ -240,6 +237,17 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
     return BuildResult(out=output.path, manifest=manifest, seconds=time.perf_counter() - start)
 
 
+def load_split(cfg: BuildConfig, profile: DeviceProfile) -> tuple[Dataset, Split, dict]:
+    """The build's data (its first `max_users` users), its leave-one-out split, and the data key
+    that the cached teacher and priors are found by (`build` and `train-teacher` alike)."""
+    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding)
+    if cfg.max_users:
+        dataset = first_users(dataset, cfg.max_users)
+    check_catalogue(dataset, profile)
+    split = split_leave_one_out(dataset).evaluated_on(cfg.eval_users, cfg.seed)
+    return dataset, split, {**dataset.key(), "max_users": cfg.max_users}
+
+
 def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
     """The serving graph answers top_k items that are not in a full window: the catalogue must hold them."""
     need = profile.serving.top_k + profile.serving.max_history
@@ -250,16 +258,41 @@ def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
                            "serving.top_k / serving.max_history)")
 
 
-def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log) -> TrainedModel:
-    """The teacher ensemble (cached); `split` is sealed."""
+def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log,
+                      world=None) -> TrainedModel:
+    """The teacher ensemble (cached); `split` is sealed; `world`: the ranks that train it (default one process)."""
     from toolkit.models import count_parameters
     from toolkit.teacher import train_teacher
 
-    teacher = train_teacher(cfg.teacher, split, data_key, max_history, cfg.seed, log)
-    how = "loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s"
+    teacher = train_teacher(cfg.teacher, split, data_key, max_history, cfg.seed, log, world)
+    ranks = teacher.trained_with["world_size"]
+    how = ("loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s") + (
+        f", trained on {ranks} ranks ({teacher.trained_with['backend']})" if ranks > 1 else "")
     log(f"teacher ({cfg.teacher.members} × dim {cfg.teacher.dim}, {cfg.teacher.layers} block(s); {how})")
     return TrainedModel(model=teacher.model, config=cfg.teacher.to_dict(), parameters=count_parameters(teacher.model),
-                        metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key)
+                        metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key,
+                        extra={"trained_with": teacher.trained_with})
+
+
+def train_teacher_only(cfg: BuildConfig, world=None, log=print) -> TrainedModel:
+    """`build`'s teacher step alone (`python -m toolkit train-teacher`, on the ranks of `world`): it
+    leaves in the cache the teacher that `build` with the same settings then loads."""
+    from toolkit.distributed import SINGLE
+
+    world = world or SINGLE
+    profile = load_profile(cfg.profile)
+    data_path = check_data_path(cfg.data)
+    if data_path is not None and data_path.suffix.lower() != ".parquet":
+        check_encoding(cfg.encoding)
+    with world.main_first():  # a first download of the default data: one rank
+        dataset, split, data_key = load_split(cfg, profile)
+    log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
+        f"{dataset.num_interactions} interactions")
+    sealed = split.sealed()
+    teacher = train_teacher_for(cfg, sealed, data_key, profile.serving.max_history, log, world)
+    if world.is_main:  # validation only: test figures belong to the build, after every choice
+        teacher.metrics = {"valid": evaluate_model(teacher.model, sealed, "valid")}
+    return teacher
 
 
 def measure_priors_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, teacher: TrainedModel, log):

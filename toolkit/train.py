@@ -15,7 +15,9 @@ Rule (`TrainConfig.loss = "auto"`): full up to `FULL_SOFTMAX_MAX_ITEMS` items, s
 measured quality cost of sampling is in bench/scale.json.
 
 A loss function returns (sum over target positions, number of positions): the step divides, so
-the same code averages correctly when positions are spread over processes.
+the same code averages correctly when positions are spread over processes. On several processes
+(`world`, toolkit/distributed.py: torchrun + DistributedDataParallel) each rank takes its share of
+every batch, the step divides by the global number of positions, rank 0 evaluates and decides.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class TrainResult:
     valid: Metrics
     epochs: int
     seconds: float
+    step_seconds: float = 0.0  # in the optimisation steps only (validation excluded): what throughput is read from
 
 
 def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
@@ -146,6 +149,8 @@ class SampledSoftmax:
         import torch
 
         table, log_e = model.items, self.negatives.log_expected
+        log_e = log_e.to(hidden.device)  # the shared draw lives on the CPU (same on every rank); the model may not
+        negatives = negatives.to(hidden.device)
         positive = (hidden * table.lookup(target)).sum(-1) - log_e[target]  # (P,)
         negative = hidden @ table.lookup(negatives).T - log_e[negatives]  # (P, M)
         negative = negative.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
@@ -157,7 +162,8 @@ class SampledSoftmax:
 
         hidden, target = target_positions(model, inputs, targets)
         logits = self.logits(model, hidden, target, self.negatives.draw())
-        return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long), reduction="sum"), len(target)
+        zeros = torch.zeros(len(target), dtype=torch.long, device=logits.device)  # the target is column 0
+        return F.cross_entropy(logits, zeros, reduction="sum"), len(target)
 
 
 def next_item_loss(split: Split, train_cfg: TrainConfig) -> LossFn:
@@ -166,17 +172,25 @@ def next_item_loss(split: Split, train_cfg: TrainConfig) -> LossFn:
 
 
 def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None, init=None,
-        desc: str = "train") -> TrainResult:
+        desc: str = "train", world=None) -> TrainResult:
     """Train a model (fresh from `cfg`, or continuing `init`) and keep its best validation state.
 
     A fine-tune (`init` given) keeps its starting weights when no epoch beats them on validation.
     Selection reads validation only (NDCG@10 over the full catalogue).
+
+    `world` (toolkit.distributed.World; default one process): on several ranks each takes every
+    size-th window of each batch and DistributedDataParallel averages the gradients. The batch is
+    global (`train_cfg.batch_size` windows whatever the world size), so the result does not depend
+    on the world size, up to float summation order and dropout masks. Every rank returns the same
+    model, on the CPU.
     """
     import torch
     from tqdm import tqdm
 
+    from toolkit.distributed import SINGLE
     from toolkit.models import SASRec
 
+    world = world or SINGLE
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     if train_cfg.threads:
@@ -184,33 +198,47 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     model = init if init is not None else SASRec(cfg)
     for p in model.parameters():  # a model that served as a (frozen) teacher trains again
         p.requires_grad_(True)
+    if world.distributed:  # same initial weights everywhere; the ranks' rows differ, so must their dropout masks
+        model.to(world.device)
+        torch.manual_seed(world.rank_seed(train_cfg.seed))
     loss_fn = loss_fn or next_item_loss(split, train_cfg)
     windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
     selection = split.evaluated_on(train_cfg.eval_users, train_cfg.seed)  # what early stopping reads
+    step = world.data_parallel(model, loss_fn)  # (inputs, targets, rows) -> this rank's (loss sum, positions)
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+
+    def validate():  # rank 0 evaluates; every rank gets its figures, so all take the same decisions
+        return world.broadcast(evaluate_model(world.on_host(model), selection, "valid") if world.is_main else None)
+
     best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
-        best = evaluate_model(model, selection, "valid")
+        best = validate()
     steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
-    start = time.perf_counter()
-    bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=None)
+    start, step_seconds = time.perf_counter(), 0.0
+    bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
+               disable=None if world.is_main else True)
     for epoch in bar:
         model.train()
         order = torch.from_numpy(rng.permutation(len(windows)))
         total = 0.0
+        steps_start = time.perf_counter()
         for i in range(0, len(order), train_cfg.batch_size):
-            rows = order[i:i + train_cfg.batch_size]
-            batch = windows[rows]
+            chosen = order[i:i + train_cfg.batch_size]
+            rows = world.shard(chosen)  # this rank's share of the batch (all of it on one process)
+            batch = windows[rows].to(world.device)
             inputs, targets = batch[:, :-1], batch[:, 1:]
-            loss_sum, positions = loss_fn(model, inputs, targets, rows)
-            loss = loss_sum / max(positions, 1)
+            loss_sum, positions = step(inputs, targets, rows)
+            summed, positions = world.sum(loss_sum, positions)  # the global batch's, over the ranks
+            # the mean over the global batch's positions; DDP averages the ranks' gradients, hence x size
+            loss = loss_sum / (max(positions, 1) / world.size)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(batch)
-        valid = evaluate_model(model, selection, "valid")
+            total += (summed / max(positions, 1)).item() * len(chosen)
+        step_seconds += time.perf_counter() - steps_start
+        valid = validate()
         bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg:.4f}")
-        if bar.disable:  # no terminal (a log file, CI): one line per epoch instead of a bar
+        if bar.disable and world.is_main:  # no terminal (a log file, CI): one line per epoch instead of a bar
             print(f"  {desc} epoch {epoch}: loss {total / len(windows):.3f}, valid NDCG@10 {valid.ndcg:.4f} "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
         if best is None or valid.ndcg > best.ndcg:
@@ -220,4 +248,5 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model=model, valid=best, epochs=epoch, seconds=time.perf_counter() - start)
+    return TrainResult(model=model.cpu(), valid=best, epochs=epoch, seconds=time.perf_counter() - start,
+                       step_seconds=step_seconds)
