@@ -214,7 +214,7 @@ def permute_items_(model: nn.Module, order: np.ndarray | torch.Tensor) -> nn.Mod
     from toolkit.models import ItemTable
 
     table = getattr(model, "items", None)
-    idx = torch.as_tensor(np.asarray(order), dtype=torch.int64)
+    idx = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64))
     n = _table_rows(table)
     if idx.shape != (n,) or int(idx[0]) != 0 or not torch.equal(torch.sort(idx).values, torch.arange(n)):
         raise ToolkitError(f"permute_items_: order must be a permutation of 0..{n - 1} with order[0] = 0 (padding)")
@@ -243,6 +243,17 @@ def _table_rows(table) -> int:
         return table.codes.shape[0]
     raise ToolkitError(f"two-stage serving: item table {type(table).__name__} not supported; valid: ItemTable, "
                        "QuantizedItemTable, PQItemTable (a pruned table's kept rows are not contiguous)")
+
+
+def guaranteed_candidates(index: ClusterIndex, probe: int, max_history: int) -> int:
+    """The fewest real answers a request can have: the `probe` smallest clusters, less a full history
+    that lies entirely inside them. Below K the graph would have to return padding or history items."""
+    return int(np.sort(index.sizes)[:probe].sum()) - max_history
+
+
+def min_probe(index: ClusterIndex, candidates: int, max_history: int) -> int:
+    """The smallest probe that guarantees `candidates` real answers (C + 1 when no probe does)."""
+    return int(np.searchsorted(np.cumsum(np.sort(index.sizes)) - max_history, candidates)) + 1
 
 
 # --- the serving graph -----------------------------------------------------------------------
@@ -280,10 +291,11 @@ class TwoStageServing(nn.Module):
         if not 1 <= probe <= index.clusters:
             raise ToolkitError(f"TwoStageServing.probe: {probe} not valid; valid: 1..{index.clusters}")
         history = self.model.cfg.max_history
-        worst = int(np.sort(index.sizes)[:probe].sum()) - history  # fewest real candidates any request can have
+        worst = guaranteed_candidates(index, probe, history)
         if candidates < 1 or candidates > worst:
             raise ToolkitError(f"TwoStageServing.candidates: {candidates} not valid; valid: 1..{max(worst, 0)} (the "
-                               f"{probe} smallest clusters minus a full history of {history}); raise probe")
+                               f"{probe} smallest clusters minus a full history of {history}); raise probe to at "
+                               f"least {min_probe(index, max(candidates, 1), history)}")
         if getattr(table, "embedding", None) is not None:
             table.embedding.padding_idx = None  # as in ServingModel: a plain embedding lookup
         self.top_k = candidates
@@ -378,9 +390,7 @@ def choose_probe(model: nn.Module, index: ClusterIndex, histories, candidates: i
     if candidates < k:
         raise ToolkitError(f"choose_probe candidates: {candidates} < k = {k}; valid: >= k")
     reference = top_items(ServingModel(model, k).eval(), histories, k)
-    history = model.cfg.max_history
-    sizes = np.sort(index.sizes)
-    low = int(np.searchsorted(np.cumsum(sizes) - history, candidates)) + 1  # smallest probe that is valid
+    low = min_probe(index, candidates, model.cfg.max_history)
     if low > index.clusters:
         raise ToolkitError(f"choose_probe candidates: {candidates} more than the catalogue can return")
     high = index.clusters
