@@ -256,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         histories = v["relabel"](test) if v["relabel"] else test
         np.save(work / "histories.npy", histories)
-        torch_items = top_items(v["serving"], histories, cfg.top_k, batch=32)
+        torch_items = top_items(v["serving"], histories, cfg.top_k)
         row = {"variant": v["name"], "table": v["table"], "items_scored": cfg.items, "scored_fraction": 1.0}
         if v["index"] is not None:
-            exhaustive = top_items(v["reference"], histories, cfg.top_k, batch=32)
+            exhaustive = top_items(v["reference"], histories, cfg.top_k)
             index, choice = v["index"], v["choice"]
             row.update({"clusters": index.clusters, "capacity": index.capacity, "probe": choice.probe,
                         "min_cluster": int(index.sizes.min()), "max_cluster": int(index.sizes.max()),

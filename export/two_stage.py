@@ -42,6 +42,8 @@ DEFAULT_BALANCE = 1.25  # α: capacity S = ceil(α·N/C); 1.25 keeps most items 
 DEFAULT_NEIGHBOURS = 8  # nearest centroids tried per item before a wider search
 RECALL_TARGET = 0.95
 RECALL_K = 10
+EXHAUSTIVE_BATCH = 32  # histories per PyTorch batch when every item is scored: (B, N) fp32 scores
+CANDIDATE_ROWS_PER_BATCH = 1 << 20  # two-stage candidates decoded per PyTorch batch (128 MB at D = 32)
 
 
 @dataclass
@@ -126,6 +128,12 @@ class ClusterIndex:
 
     def scored_fraction(self, probe: int) -> float:
         return self.items_scored(probe) / (self.num_items - 1)
+
+    def graph_bytes(self, probe: int) -> int:
+        """What the two-stage graph adds to the model's weights (for the planner): the fp32 centroids
+        (C, D), int64 starts and sizes (C,), slot offsets (S,) and probed-cluster offsets (probe,)."""
+        c, d = self.centroids.shape
+        return c * d * 4 + 2 * c * 8 + self.capacity * 8 + probe * 8
 
     def summary(self) -> dict:
         """For a manifest: the index's shape, not its arrays."""
@@ -343,9 +351,18 @@ def _as_histories(histories) -> torch.Tensor:
     return torch.as_tensor(np.asarray(histories), dtype=torch.int64)
 
 
-def top_items(serving: nn.Module, histories, k: int, batch: int = 64) -> np.ndarray:
-    """The first k items a serving module returns for each history (B, L) -> (B, k), batched."""
+def _batch_for(serving: nn.Module) -> int:
+    """Histories per PyTorch batch: a two-stage graph decodes probe·S rows for each, so its batch is
+    bounded by CANDIDATE_ROWS_PER_BATCH (a large probe over 10^6 items would otherwise allocate
+    gigabytes); the exhaustive graph allocates (B, N) scores."""
+    scored = getattr(serving, "items_scored", None)
+    return EXHAUSTIVE_BATCH if scored is None else max(1, min(EXHAUSTIVE_BATCH, CANDIDATE_ROWS_PER_BATCH // scored))
+
+
+def top_items(serving: nn.Module, histories, k: int, batch: int | None = None) -> np.ndarray:
+    """The first k items a serving module returns for each history (B, L) -> (B, k), in batches."""
     h = _as_histories(histories)
+    batch = batch or _batch_for(serving)
     out = []
     with torch.no_grad():
         for i in range(0, len(h), batch):
@@ -380,8 +397,12 @@ class ProbeChoice:
 def choose_probe(model: nn.Module, index: ClusterIndex, histories, candidates: int = RECALL_K,
                  target: float = RECALL_TARGET, k: int = RECALL_K) -> ProbeChoice:
     """The smallest probe whose recall@k against exhaustive scoring reaches `target` on validation
-    histories (B, L) (relabelled). Recall never falls as probe grows (the probed clusters of a
-    smaller probe are a subset), so a binary search finds it; probe = C scores every item (recall 1).
+    histories (B, L) (relabelled).
+
+    Recall never falls as probe grows (the clusters probed by a smaller probe are a subset), so a
+    galloping search finds it: probes low, 2·low, 4·low, … until one reaches the target, then a
+    binary search below it. It tries O(log probe) probes, all of them small when the answer is
+    small (a large probe over 10^6 items is slow to evaluate); probe = C scores every item (recall 1).
     """
     from export.serving import ServingModel
 
@@ -393,7 +414,6 @@ def choose_probe(model: nn.Module, index: ClusterIndex, histories, candidates: i
     low = min_probe(index, candidates, model.cfg.max_history)
     if low > index.clusters:
         raise ToolkitError(f"choose_probe candidates: {candidates} more than the catalogue can return")
-    high = index.clusters
     recalls: dict[int, float] = {}
 
     def recall(probe: int) -> float:
@@ -402,11 +422,14 @@ def choose_probe(model: nn.Module, index: ClusterIndex, histories, candidates: i
             recalls[probe] = overlap_at_k(top_items(serving, histories, k), reference)
         return recalls[probe]
 
-    while low < high:  # smallest probe in [low, high] with recall >= target (recall(C) = 1)
-        mid = (low + high) // 2
+    below, high = low - 1, low  # invariant: recall(below) < target (or below is not servable)
+    while recall(high) < target and high < index.clusters:
+        below, high = high, min(index.clusters, high * 2)
+    while high - below > 1:  # recall(high) >= target
+        mid = (below + high) // 2
         if recall(mid) >= target:
             high = mid
         else:
-            low = mid + 1
-    return ProbeChoice(probe=low, recall=recall(low), items_scored=index.items_scored(low),
-                       scored_fraction=index.scored_fraction(low), recalls=dict(sorted(recalls.items())))
+            below = mid
+    return ProbeChoice(probe=high, recall=recall(high), items_scored=index.items_scored(high),
+                       scored_fraction=index.scored_fraction(high), recalls=dict(sorted(recalls.items())))

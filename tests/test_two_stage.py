@@ -30,7 +30,7 @@ from export.two_stage import (
     permute_items_,
     recall_at_k,
 )
-from toolkit.compress import PQConfig, PruneConfig, QuantConfig, pq_quantize_, prune_, quantize_
+from toolkit.compress import PQConfig, PruneConfig, QuantConfig, model_bytes, pq_quantize_, prune_, quantize_
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import pad_histories
 
@@ -128,6 +128,7 @@ def test_two_stage_contract_and_probing_everything_is_exhaustive(pq_model, index
     assert guaranteed_candidates(index, probe, HISTORY) >= K > guaranteed_candidates(index, probe - 1, HISTORY)
     few = TwoStageServing(pq_model, K, index, probe)
     assert few.items_scored == index.clusters + probe * index.capacity
+    assert model_bytes(few) - model_bytes(pq_model) == index.graph_bytes(probe)  # what the planner is told
     with torch.no_grad():
         for row in test:
             s, got = few(row[None])
