@@ -8,7 +8,12 @@ The trained model ties its item table (input lookup and output scores share one 
 int8 the two uses must be separate tensors: the lookup is a gather (quantized weight-only by
 torchao / ORT's Gather quantization) and the scores are a linear layer (quantized per channel by
 the XNNPACK quantizer / ORT's MatMul quantization). `split_table=True` builds that graph; fp32
-keeps the table tied (one tensor; ONNX stores it once, XNNPACK adds its packed copy).
+keeps the table tied (one tensor; ONNX stores it once, XNNPACK adds its packed copy). A table
+compressed inside the model (int8/int4 rows, or product-quantization codes from
+toolkit.compress.pq) has no float embedding and is used as it is, stored once.
+
+Large catalogues: `export.two_stage.TwoStageServing` keeps this contract while scoring only a few
+clusters' members instead of every item.
 """
 
 from __future__ import annotations

@@ -4,19 +4,23 @@ Each technique is a config dataclass and an in-place function on a trained SASRe
 
     prune_(model, PruneConfig(keep_heads, keep_ffn, min_item_count), split)   structured, really smaller
     low_rank_(model, LowRankConfig(table_rank, linear_rank, energy))          truncated SVD
+    pq_quantize_(model, PQConfig(subspaces, centroids))                       item table as PQ codes, stored once
     quantize_(model, QuantConfig(table_bits, linear_bits, qat))               int8/int4, table stored once
 
 `compress(model, teacher, split, CompressConfig)` runs them in one fixed order, fine-tuning with
 distillation after each step that changes the function, and measures every step:
 
-    prune -> distill -> low-rank -> distill -> quantize (PTQ; QAT + distill when PTQ loses more
-    than `qat_threshold` of validation NDCG@10, or when asked)
+    prune -> distill -> low-rank -> distill -> pq -> distill -> quantize (PTQ; QAT + distill when PTQ
+    loses more than `qat_threshold` of validation NDCG@10, or when asked)
 
 Pruning first removes whole units while the model is still float and can re-learn around them;
 factorizing the pruned matrices then costs less rank; quantization comes last because rounding
-is the step fine-tuning can least undo (that is what QAT is for). The compressed model is a
-plain torch module: `ServingModel` and both exporters take it as is, and the files hold its
-integer weights (no calibration needed: weights only, activations stay fp32).
+is the step fine-tuning can least undo (that is what QAT is for). Product quantization of the item
+table sits with quantization but is fine-tuned: its codes are fixed and its codebooks are trained
+parameters that the distillation adapts (RecJPQ); the integer quantization after it then leaves
+the table alone (`quant.table_bits` must be 32). The compressed model is a plain torch module:
+`ServingModel` and both exporters take it as is, and the files hold its integer weights (no
+calibration needed: weights only, activations stay fp32).
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from toolkit.compress.lowrank import LowRankConfig, LowRankLinear, low_rank_
+from toolkit.compress.pq import PQConfig, PQItemTable, pq_quantize_, pq_table_bytes
 from toolkit.compress.prune import PruneConfig, PrunedItemTable, prune_
 from toolkit.compress.quantize import QuantConfig, QuantizedItemTable, QuantizedLinear, prepare_qat_, quantize_
+from toolkit.errors import ToolkitError
 
 __all__ = [
-    "CompressConfig", "CompressResult", "LowRankConfig", "LowRankLinear", "PruneConfig", "PrunedItemTable",
-    "QuantConfig", "QuantizedItemTable", "QuantizedLinear", "StepReport", "compress", "low_rank_",
-    "model_bytes", "prepare_qat_", "prune_", "quantize_",
+    "CompressConfig", "CompressResult", "LowRankConfig", "LowRankLinear", "PQConfig", "PQItemTable", "PruneConfig",
+    "PrunedItemTable", "QuantConfig", "QuantizedItemTable", "QuantizedLinear", "StepReport", "compress",
+    "low_rank_", "model_bytes", "pq_quantize_", "pq_table_bytes", "prepare_qat_", "prune_", "quantize_",
 ]
 
 
@@ -46,10 +52,16 @@ class CompressConfig:
 
     prune: PruneConfig | None = None
     low_rank: LowRankConfig | None = None
+    pq: PQConfig | None = None
     quant: QuantConfig | None = None
     finetune_epochs: int = 15
     finetune_patience: int = 4
     qat_threshold: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.pq is not None and self.quant is not None and self.quant.table_bits < 32:
+            raise ToolkitError(f"CompressConfig.quant.table_bits: {self.quant.table_bits} with CompressConfig.pq set; "
+                               "both compress the item table, valid: table_bits=32 (PQ codes are the table)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +148,8 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
         step("prune", cfg.prune, lambda: prune_(model, cfg.prune, split), tune=True)
     if cfg.low_rank is not None:
         step("low_rank", cfg.low_rank, lambda: low_rank_(model, cfg.low_rank), tune=True)
+    if cfg.pq is not None:
+        step("pq", cfg.pq, lambda: pq_quantize_(model, cfg.pq), tune=True)
     if cfg.quant is not None:
         float_model, float_ndcg = copy.deepcopy(model), ndcg
         step("quantize", cfg.quant, lambda: quantize_(model, cfg.quant), tune=False)
