@@ -1,0 +1,124 @@
+"""A million-item catalogue trained, exported and served, through the build's own functions.
+
+Called by bench/scale.py (`serve_large_catalog`). A synthetic log (bench/synthetic.py) at 10^6
+items; a dim-32 student trained from labels with the sampled softmax; the plan's large-catalogue
+candidate (`toolkit.plan.train_candidate`: a product-quantized item table + int8 linears,
+fine-tuned); the two-stage index (`toolkit.pipeline.cluster_index_`, `choose_two_stage`: faiss
+k-means, capacity-balanced clusters, the smallest probe with recall@10 >= 0.95 on validation);
+then the same student exported exhaustive and two-stage in both formats (`export_artifacts`) and
+profiled in its runtime on one thread (`toolkit.profiler.profile_artifact`: a `.pte` in the native
+C++ client), judged against the `mobile-arm-catalog` profile (20 MB).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROFILE = "mobile-arm-catalog"
+EVAL_USERS = 2_000  # test users evaluated through each artifact (one request each)
+RECALL_HISTORIES = 500  # test histories on which two-stage and exhaustive artifacts are compared
+
+
+def serve_large_catalog(items: int, interactions: int, work: Path, log, epochs: int = 8) -> dict:
+    """A scale.json catalogue entry for a trained, exported and served `items`-item student."""
+    from synthetic import SyntheticConfig, write
+
+    from toolkit.data import read_interactions, split_leave_one_out
+    from toolkit.evaluate import cutoff_for, evaluate_model, evaluate_popularity, pad_histories
+    from toolkit.measure import memory_status
+    from toolkit.pipeline import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
+                                  export_jobs, serving_record)
+    from toolkit.plan import Candidate, ExportOptions, PlanConfig, PlanResult, train_candidate
+    from toolkit.profiles import load_profile
+
+    profile = load_profile(PROFILE)
+    k = cutoff_for(profile.serving.top_k)
+    start = time.perf_counter()
+    data = write(SyntheticConfig(items=items, interactions=interactions), work / f"log-{items}.parquet")
+    dataset = read_interactions(data)
+    split = split_leave_one_out(dataset).evaluated_on(EVAL_USERS)
+    log(f"{items:,} items: {len(dataset.user_ids):,} users, {dataset.num_interactions:,} interactions")
+    candidate = Candidate(32, pq_subspaces=8, linear_bits=8, two_stage=True)
+    t0 = time.perf_counter()
+    model, float_model, _, steps = train_candidate(candidate, None, split.sealed(), profile.serving.max_history, 0,
+                                                   PlanConfig(epochs=epochs, patience=2), log)
+    train_seconds = time.perf_counter() - t0
+    options = ExportOptions(precision=candidate.precision, table_bits=32, linear_bits=8)
+    plan = PlanResult(model=model, float_model=float_model, candidate=candidate,
+                      export={f: options for f in profile.serving.formats}, candidates=[], steps=steps)
+    popularity = evaluate_popularity(split, "test", k)
+    index, split, item_ids = cluster_index_(plan, split, dataset.item_ids, log)
+    serving = serving_record(plan.float_model, split.sealed(), profile, k)
+    serving.two_stage = choose_two_stage(plan, index, split.sealed(), serving.candidates, log)
+    student = evaluated(TrainedModel(plan.model, {}, 0, {}, 0.0), split, k, log, "student (PQ, exhaustive, PyTorch)")
+    compressed_jobs = [j for j in export_jobs(plan, profile, split.num_items) if j.source == "compressed"]
+    entry = {"items": items, "interactions": dataset.num_interactions, "build_seconds": None,
+             "train_seconds": train_seconds, "peak_rss_bytes": None, "ndcg10": None,
+             "popularity_ndcg10": popularity.ndcg, "full_softmax_ndcg10": None,
+             "student_pytorch_ndcg10": student.metrics["test"].ndcg, "artifacts": [], "two_stage": None,
+             "notes": ("trained, exported and served (not a whole build: a teacher ensemble at 10^6 items does not "
+                       "fit this benchmark's time); the artifacts are the plan's large-catalogue candidate "
+                       f"{candidate.name()}, judged against {PROFILE}; NDCG@10 on {EVAL_USERS:,} test users")}
+    results = {}
+    for kind, two_stage in (("exhaustive", None), ("two-stage", (index, serving.two_stage["probe"]))):
+        folder = work / f"serve-{items}-{kind}"
+        folder.mkdir(parents=True)
+        (folder / "items.json").write_text(__import__("json").dumps(item_ids))
+        artifacts = export_artifacts({"compressed": plan.model}, compressed_jobs, profile, split, folder,
+                                     serving.candidates, k, student.metrics["test"], log=log, two_stage=two_stage)
+        results[kind] = {a.format: (folder / a.path, a) for a in artifacts}
+    for kind, by_format in results.items():
+        for fmt, (path, a) in by_format.items():
+            timing = profile_one_thread(path, a, profile, popularity.ndcg, log)
+            entry["artifacts"].append({"format": fmt, "serving": kind, "bytes": a.bytes, "ndcg10": a.metrics.ndcg,
+                                       **timing})
+    entry["ndcg10"] = max(a["ndcg10"] for a in entry["artifacts"] if a["serving"] == "two-stage")
+    recall = artifact_recall(results, pad_histories(split.history("test")[:RECALL_HISTORIES], 50))
+    two = serving.two_stage
+    entry["two_stage"] = {"recall10": recall, "recall10_validation_pytorch": two["recall"],
+                          "items_scored_fraction": two["scored_fraction"], "probe": two["probe"],
+                          "clusters": two["clusters"], "capacity": two["capacity"],
+                          "p50_ms": {a["format"]: a["p50_ms"] for a in entry["artifacts"] if a["serving"] == "two-stage"}}
+    entry["peak_rss_bytes"] = memory_status().peak_bytes  # this process: training, export and checks
+    entry["seconds"] = time.perf_counter() - start
+    return entry
+
+
+def profile_one_thread(path: Path, a, profile, popularity_ndcg: float, log) -> dict:
+    """The profiler's one-thread figures for an artifact (a .pte in the native client)."""
+    from dataclasses import replace
+
+    from toolkit.calibrate import CalibrationCache
+    from toolkit.pipeline import _native_client
+    from toolkit.profiler import ProfileRequest, Quality, profile_artifact
+
+    one = replace(profile, hardware=replace(profile.hardware, threads=1))
+    quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, float_ndcg=a.float_metrics.ndcg,
+                      popularity_ndcg=popularity_ndcg)
+    known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality)
+    native = _native_client(log) if a.format == "executorch" else None
+    r = profile_artifact(path, one, CalibrationCache(), known=known, native=native)
+    t = r.latency.timings.get("native/1") or r.latency.timings["1"]
+    log(f"  {path.name} ({path.parent.name}): {a.bytes:,} B, p50 {t.p50_ms:.2f} ms, p95 {t.p95_ms:.2f} ms on one thread, "
+        f"memory {r.memory.verdict_bytes / 1e6 if r.memory.verdict_bytes else float('nan'):.1f} MB ({r.memory.basis})")
+    return {"p50_ms": t.p50_ms, "p95_ms": t.p95_ms, "quiet_p50_ms": t.quiet_p50_ms,
+            "memory_bytes": r.memory.verdict_bytes, "memory_basis": r.memory.basis,
+            "fits": r.fits, "failed": [c.budget for c in r.checks if not c.passed]}
+
+
+def artifact_recall(results: dict, histories: np.ndarray) -> float:
+    """Top-10 overlap of the two-stage artifacts with the exhaustive ones (same format, same model),
+    through the runtimes, on real test histories: recall@10 against exhaustive scoring."""
+    from export.runtime import Predictor
+
+    overlaps = []
+    for fmt, (path, _) in results["two-stage"].items():
+        two, full = Predictor(path), Predictor(results["exhaustive"][fmt][0])
+        for h in histories:
+            a = set(two.predict(h[None])[1][0, :10].tolist())
+            b = set(full.predict(h[None])[1][0, :10].tolist())
+            overlaps.append(len(a & b) / 10)
+    return float(np.mean(overlaps))
