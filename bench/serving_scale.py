@@ -2,6 +2,7 @@
 
     python bench/serving_scale.py                      # 1,000,000 items (about 25 min on 2 shared cores)
     python bench/serving_scale.py --items 50000 --out /tmp/s.json   # a smoke run (never committed)
+    python bench/serving_scale.py --render             # re-judge the goals in the results, print the table
 
 Writes bench/serving_scale.json (atomically) and prints a table. What it measures, in one run:
 
@@ -21,7 +22,7 @@ Writes bench/serving_scale.json (atomically) and prints a table. What it measure
                         done on floats (ExecuTorch delegates it to XNNPACK; see FloatUnpackInt4Table)
 - for the two-stage variants: items scored per request (C + probe·S) as a fraction of N, recall@10
   against exhaustive scoring of the same model on held-out histories, in PyTorch and through each
-  artifact;
+  artifact (the probe is chosen on separate validation histories for recall VALID_TARGET);
 - the goals: an artifact <= 20 MB; top-10 p50 <= 20 ms on one core in ONNX Runtime and ExecuTorch;
   two-stage scores >= 10x fewer items at recall@10 >= 0.95.
 """
@@ -46,6 +47,9 @@ GOAL_BYTES = 20_000_000
 GOAL_P50_MS = 20.0
 GOAL_FEWER = 10.0  # two-stage scores at least 10x fewer items...
 GOAL_RECALL = 0.95  # ...at recall@10 >= 0.95 against exhaustive scoring
+# the probe is chosen on validation histories for a little more than the goal, so it still holds on
+# held-out ones: at exactly 0.95 on 300 validation users, the int4 table's probe gave 0.942 on test
+VALID_TARGET = 0.96
 MEASURE_TIMEOUT_S = 900
 
 
@@ -204,7 +208,7 @@ def build_variants(cfg: ScaleConfig, model, valid: np.ndarray, log) -> list[dict
         relabelled = permute_items_(copy.deepcopy(table_model), index.order)
         build_s = time.perf_counter() - t
         t = time.perf_counter()
-        choice = choose_probe(relabelled, index, index.relabel(valid), candidates=cfg.top_k, target=GOAL_RECALL)
+        choice = choose_probe(relabelled, index, index.relabel(valid), candidates=cfg.top_k, target=VALID_TARGET)
         log(f"{name} index: C={index.clusters}, S={index.capacity}, sizes {index.sizes.min()}..{index.sizes.max()} "
             f"({build_s:.1f} s); probe {choice.probe} -> valid recall@10 {choice.recall:.3f}, "
             f"{choice.scored_fraction:.2%} of the items scored ({time.perf_counter() - t:.0f} s)")
@@ -227,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=ScaleConfig.items, help="real items in the catalogue")
     parser.add_argument("--out", default=str(ROOT / "bench" / "serving_scale.json"), help="the results file")
+    parser.add_argument("--render", action="store_true", help="only re-judge the goals in --out and print the table")
     args = parser.parse_args(argv)
+    if args.render:
+        from toolkit.cache import write_json_atomic
+
+        results = json.loads(Path(args.out).read_text())
+        derive(results)
+        write_json_atomic(Path(args.out), results)
+        print(render_table(results))
+        return 0
     cfg = ScaleConfig(items=args.items)
 
     import torch
@@ -300,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(quiet {entry['quiet_p50_ms']:.2f})  p95 {entry['p95_ms']:8.2f} ms  agree {entry['agreement_with_pytorch']:.3f}")
         rows.append(row)
     results["variants"] = rows
-    results["goals"] = goals(rows)
+    results["valid_target"] = VALID_TARGET
+    derive(results)
     results["seconds"] = time.perf_counter() - started
     write_json_atomic(Path(args.out), results)
     print(render_table(results))
@@ -308,9 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def goals(rows: list[dict]) -> list[dict]:
+def derive(results: dict) -> None:
+    """The figures derived from the measurements: the goals (with why a goal was missed) and how
+    much slower the int4 tables run in ExecuTorch than in ONNX Runtime."""
+    rows = results["variants"]
+    results["goals"] = goals(rows, ScaleConfig(**results["config"]))
+    results["int4_executorch_over_onnx_p50"] = {
+        row["variant"]: row["runtimes"]["executorch"]["quiet_p50_ms"] / row["runtimes"]["onnx"]["quiet_p50_ms"]
+        for row in rows if row["table"].startswith("int4")}
+
+
+def goals(rows: list[dict], cfg: ScaleConfig) -> list[dict]:
     """Each goal, judged per variant; p50 judged on the quiet figure (the profiler's rule), the
-    all-calls p50 next to it."""
+    all-calls p50 next to it. A missed goal says why (the mechanism, with this run's figures)."""
     out = []
     for row in rows:
         r = row["runtimes"]
@@ -326,8 +350,34 @@ def goals(rows: list[dict]) -> list[dict]:
             checks[">= 10x fewer items at recall@10 >= 0.95"] = {
                 "measured": {"fewer_items": row["fewer_items"], "recall_at_10_test": row["recall_at_10_test"]},
                 "met": row["fewer_items"] >= GOAL_FEWER and row["recall_at_10_test"] >= GOAL_RECALL}
+        for name, check in checks.items():
+            if not check["met"]:
+                check["why"] = why_missed(name, row, cfg)
         out.append({"variant": row["variant"], "checks": checks, "all_met": all(c["met"] for c in checks.values())})
     return out
+
+
+def why_missed(check: str, row: dict, cfg: ScaleConfig) -> str:
+    """The reason a goal was missed, from the variant's mechanism and this run's figures."""
+    r = row["runtimes"]
+    if check.startswith("bytes"):
+        return "the item table alone is larger than the budget"
+    if check.startswith(">="):
+        return (f"probe {row['probe']} reached recall@10 {row['recall_at_10_valid']:.3f} on the validation "
+                f"histories but {row['recall_at_10_test']:.3f} on the held-out ones")
+    slow = ", ".join(f"{fmt} {e['quiet_p50_ms']:.1f} ms" for fmt, e in r.items() if e["quiet_p50_ms"] > GOAL_P50_MS)
+    n, d, m = cfg.items, cfg.dim, cfg.subspaces
+    if "probe" not in row and row["table"] == "pq":
+        return (f"{slow}: every request scores all {n:,} items, {n * m:,} LUT gathers and adds plus a cast of "
+                f"as many codes; only two-stage serving removes that")
+    if "probe" not in row:
+        onnx_rss = r["onnx"]["model_rss_bytes"]
+        return (f"{slow}: every request unpacks {n * d:,} int4 values and multiplies them in ExecuTorch (the "
+                f"unpacked table is not a constant, so the matmul runs outside XNNPACK); ONNX Runtime folds "
+                f"the unpacking into an fp32 table at load, fast but {onnx_rss / 1e6:.0f} MB resident")
+    return (f"{slow}: the int4 unpacking of the {row['probe'] * row['capacity']:,} candidate rows runs in "
+            f"ExecuTorch's portable kernels (integer casts); unpacked on floats it runs in XNNPACK (the "
+            f"'float unpack' proposal)")
 
 
 def render_table(results: dict) -> str:
@@ -340,9 +390,12 @@ def render_table(results: dict) -> str:
             lines.append(f"{row['variant']:<38} {fmt:<10} {e['bytes'] / 1e6:6.2f} {e['p50_ms']:8.2f} {e['p95_ms']:8.2f} "
                          f"{e['quiet_p50_ms']:9.2f} {rss} {row['scored_fraction']:7.2%} {recall}")
     lines.append("")
+    for name, ratio in results["int4_executorch_over_onnx_p50"].items():
+        lines.append(f"{name:<38} ExecuTorch / ONNX Runtime quiet p50: {ratio:.1f}x")
+    lines.append("")
     for g in results["goals"]:
-        missed = [name for name, c in g["checks"].items() if not c["met"]]
-        lines.append(f"{g['variant']:<38} {'all goals met' if g['all_met'] else 'misses: ' + '; '.join(missed)}")
+        lines.append(f"{g['variant']:<38} {'all goals met' if g['all_met'] else 'misses:'}")
+        lines.extend(f"    {name}: {c['why']}" for name, c in g["checks"].items() if not c["met"])
     return "\n".join(lines)
 
 

@@ -31,23 +31,14 @@ from export.two_stage import (
     recall_at_k,
 )
 from toolkit.compress import PQConfig, PruneConfig, QuantConfig, model_bytes, pq_quantize_, prune_, quantize_
+from tests.test_pq import HISTORY, trained  # noqa: F401  (the same small trained model, a module fixture)
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import pad_histories
 
-DIM, HEADS, HISTORY, K = 16, 2, 50, 10
+K = 10
 # what may run outside XNNPACK in a two-stage .pte: gathers, topk, masks and small elementwise ops,
 # never a matmul (stage 1 and stage 2 must be XNNPACK's FullyConnected / BatchMatrixMultiply)
 MATMUL_OPS = ("mm", "bmm", "addmm", "linear", "matmul", "convolution")
-
-
-@pytest.fixture(scope="module")
-def trained(small_split):
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
-
-    torch.set_num_threads(1)
-    cfg = ModelConfig(num_items=small_split.num_items, dim=DIM, heads=HEADS, max_history=HISTORY, dropout=0.2)
-    return fit(cfg, small_split, TrainConfig(epochs=4, patience=4, seed=0)).model.eval()
 
 
 @pytest.fixture(scope="module")
