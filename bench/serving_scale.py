@@ -108,42 +108,6 @@ def synthetic_histories(topic: np.ndarray, users: int, max_history: int, seed: i
     return out
 
 
-# --- the proposal: int4 unpacking on floats --------------------------------------------------
-
-def unpack_int4_float(packed):
-    """(…, C/2) uint8 -> (…, C) float32 in [-8, 7], like quantize.unpack_int4 but on floats.
-
-    One uint8 -> fp32 cast, then floor/multiply/subtract/concatenate, which XNNPACK delegates;
-    quantize.unpack_int4 casts to int32 and divides integers, which ExecuTorch runs in its
-    portable kernels (~7 ns an element for the int cast). Exact: every value is an integer < 2^8.
-    """
-    import torch
-
-    p = packed.to(torch.float32)
-    high = torch.floor(p * (1.0 / 16))
-    low = p - high * 16
-    both = torch.stack([low, high], dim=-1)  # (…, C/2, 2)
-    return both.reshape(*packed.shape[:-1], packed.shape[-1] * 2) - 8
-
-
-def float_unpack_table(table):
-    """A QuantizedItemTable (int4) whose unpacking runs on floats (the proposal; same bytes, same numbers)."""
-    import torch
-    import torch.nn.functional as F
-
-    from toolkit.compress.quantize import QuantizedItemTable
-
-    class FloatUnpackInt4Table(QuantizedItemTable):
-        def _rows(self, q, scale):
-            return unpack_int4_float(q) * scale.to(torch.float32)
-
-        def scores(self, hidden):
-            return F.linear(hidden, unpack_int4_float(self.qweight)) * self.scale.to(torch.float32).reshape(-1)
-
-    assert table.bits == 4 and table.project is None
-    return FloatUnpackInt4Table(table.qweight, table.scale, 4)
-
-
 # --- measuring one artifact in a fresh process -----------------------------------------------
 
 def measure_artifact(request: dict) -> dict:
@@ -216,14 +180,6 @@ def build_variants(cfg: ScaleConfig, model, valid: np.ndarray, log) -> list[dict
                          "serving": TwoStageServing(relabelled, cfg.top_k, index, choice.probe),
                          "reference": ServingModel(relabelled, cfg.top_k), "index": index, "relabel": index.relabel,
                          "choice": choice, "index_seconds": build_s})
-    # the proposal: the same int4 tables, unpacked on floats
-    for base in [v for v in variants if v["table"] == "int4"]:
-        proposal = copy.deepcopy(base)
-        served = proposal["serving"].model
-        served.items = float_unpack_table(served.items)
-        proposal["name"] += ", float unpack"
-        proposal["table"] = "int4 float unpack (proposal)"
-        variants.append(proposal)
     return variants
 
 
@@ -375,9 +331,8 @@ def why_missed(check: str, row: dict, cfg: ScaleConfig) -> str:
         return (f"{slow}: every request unpacks {n * d:,} int4 values and multiplies them in ExecuTorch (the "
                 f"unpacked table is not a constant, so the matmul runs outside XNNPACK); ONNX Runtime folds "
                 f"the unpacking into an fp32 table at load, fast but {onnx_rss / 1e6:.0f} MB resident")
-    return (f"{slow}: the int4 unpacking of the {row['probe'] * row['capacity']:,} candidate rows runs in "
-            f"ExecuTorch's portable kernels (integer casts); unpacked on floats it runs in XNNPACK (the "
-            f"'float unpack' proposal)")
+    return (f"{slow}: the int4 unpacking of the {row['probe'] * row['capacity']:,} candidate rows (on floats, "
+            f"in XNNPACK) and the gathers around it")
 
 
 def render_table(results: dict) -> str:

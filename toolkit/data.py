@@ -120,6 +120,11 @@ class Split:
         return replace(self, train=[self.train[u] for u in users.tolist()], valid_target=self.valid_target[users],
                        test_target_=self.test_target_[users], eval_rows=None)
 
+    def relabelled(self, new_of_old: np.ndarray) -> Split:
+        """The same split with every item index mapped through `new_of_old` (N,) (0 stays 0)."""
+        return replace(self, train=[new_of_old[t] for t in self.train], valid_target=new_of_old[self.valid_target],
+                       test_target_=new_of_old[self.test_target_])
+
     def evaluated_on(self, n: int, seed: int = 0) -> Split:
         """The same split, evaluated on a fixed random sample of n users (all when n is 0 or at least
         their number): full ranking over a large catalogue for every user costs users x items."""

@@ -50,6 +50,7 @@ class ServingRecord:
     candidates: int
     k: int  # the cutoff every metric is measured at
     how: str
+    two_stage: dict | None = None  # the compressed artifacts score clusters first: index shape, probe, recall
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -204,10 +204,19 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             log(f"popularity baseline: test {popularity['test'].text()}")
             teacher_record = evaluated(teacher, split, k, log, "teacher").record(
                 cache_key=_short_hash(teacher.cache_key), kind="ensemble")
+        item_ids = dataset.item_ids
+        index = None
+        if plan.candidate.two_stage:  # items relabelled so every cluster is a contiguous range
+            with step("index", seconds):
+                index, split, item_ids = cluster_index_(plan, split, item_ids, log)
+                sealed = split.sealed()
+        with step("evaluate", seconds):
             student = planned_student(plan, split, k, log)
             serving = serving_record(plan.float_model, sealed, profile, k)
             log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
                 f"after the app drops what the user has seen ({serving.how})")
+            if index is not None:
+                serving.two_stage = choose_two_stage(plan, index, sealed, serving.candidates, log)
 
         staging = output.staging(toolkit.__version__, profile.name)
         with step("export", seconds):
@@ -217,8 +226,9 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             jobs = export_jobs(plan, profile, split.num_items)
             artifacts = export_artifacts(models, jobs, profile, split, staging, serving.candidates, k,
                                          float_metrics=student.metrics["test"], log=log,
-                                         analytic=analytic_latency(plan, profile, split.num_items))
-            (staging / ITEMS_FILE).write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
+                                         analytic=analytic_latency(plan, profile, split.num_items),
+                                         two_stage=(index, serving.two_stage["probe"]) if index is not None else None)
+            (staging / ITEMS_FILE).write_text(json.dumps(item_ids, ensure_ascii=False))
         manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=dataset.summary(),
                             seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
                             student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
@@ -305,7 +315,7 @@ def measure_priors_for(cfg: BuildConfig, split: Split, data_key: dict, max_histo
                    and replace(t.train, seed=0, threads=0) == replace(cfg.priors.train, seed=0, threads=0))
     reuse = {t.dim: teacher.model.members[0]} if same_recipe and t.dim in cfg.priors.dims else {}
     priors = measure_priors(split, max_history, replace(cfg.priors, dims=proxy_dims(cfg.priors.dims, cfg.plan.dims)),
-                            cfg.seed, data_key, reuse, log)
+                            cfg.seed, data_key, reuse, log, plan=cfg.plan)
     how = "loaded from cache" if priors.cached else f"measured in {priors.seconds:.0f} s on {priors.users} users"
     log("priors (valid NDCG@10 by width, from-scratch proxies; " + how + "): "
         + ", ".join(f"dim {d} {v:.4f}" for d, v in sorted(priors.by_dim.items()))
@@ -380,6 +390,37 @@ def serving_record(model, split: Split, profile: DeviceProfile, k: int) -> Servi
     return ServingRecord(max_history=max_history, top_k=top_k, candidates=candidates, k=k, how=how)
 
 
+def cluster_index_(plan: PlanResult, split: Split, item_ids: list[str], log) -> tuple:
+    """Cluster the compressed student's item vectors (faiss), relabel the items so each cluster is a
+    contiguous index range, in both students (in place), the split and items.json's order.
+    Returns (ClusterIndex, relabelled split, relabelled item ids)."""
+    from export.two_stage import build_index, permute_items_
+
+    index = build_index(plan.model.items.weight().detach())
+    for model in {id(plan.model): plan.model, id(plan.float_model): plan.float_model}.values():
+        permute_items_(model, index.order)
+    new_of_old = index.inverse()
+    log(f"two-stage index: {index.clusters} clusters of at most {index.capacity} items, the items relabelled so "
+        "each cluster is a contiguous range")
+    return index, split.relabelled(new_of_old), [item_ids[i] for i in index.order.tolist()]
+
+
+TWO_STAGE_TARGET = 0.96  # recall@10 the probe is chosen for on validation: held-out recall stays >= 0.95
+
+
+def choose_two_stage(plan: PlanResult, index, split: Split, candidates: int, log, histories: int = 1000) -> dict:
+    """The smallest probe reaching recall@10 `TWO_STAGE_TARGET` against exhaustive scoring of the same
+    model, on validation histories (0.95 chosen on 300 histories gave 0.942-0.949 held out)."""
+    from export.two_stage import choose_probe
+
+    sample = split.evaluated_on(histories)
+    padded = pad_histories(sample.history("valid"), plan.model.cfg.max_history)
+    choice = choose_probe(plan.model, index, padded, candidates=candidates, target=TWO_STAGE_TARGET)
+    log(f"two-stage: probe {choice.probe} of {index.clusters} clusters, {choice.scored_fraction:.1%} of the items "
+        f"scored, recall@10 {choice.recall:.3f} against exhaustive scoring on {len(padded)} validation histories")
+    return {**index.summary(), **choice.to_dict(), "validation_histories": len(padded)}
+
+
 def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, list[str]]:
     """Per format, which exports of the float student (full item table) fit the model budget by
     estimate: "fp32", and "int8" (PT2E static / ORT dynamic; it holds the table twice as int8:
@@ -403,9 +444,12 @@ def export_jobs(plan: PlanResult, profile: DeviceProfile, num_items: int) -> lis
     jobs = []
     c = plan.candidate
     rank = f"item table factorized at rank {c.embedding_rank} (SVD, fine-tuned)" if c.embedding_rank else ""
-    weights = (f"toolkit.compress weight-only: int{c.table_bits} table stored once" if c.table_bits < 32 else "") + (
-        ", int8 linears" if c.linear_bits < 32 else "")
-    compressed = "; ".join(x for x in (rank, weights.lstrip(", ")) if x) or "none"
+    table = (f"product-quantized item table: {c.pq_subspaces} uint8 codes an item + faiss codebooks, stored once"
+             if c.pq_subspaces else f"toolkit.compress weight-only: int{c.table_bits} table stored once"
+             if c.table_bits < 32 else "")
+    weights = table + (", int8 linears" if c.linear_bits < 32 else "")
+    serving = "two-stage serving (cluster centroids, then the probed clusters' members)" if c.two_stage else ""
+    compressed = "; ".join(x for x in (rank, weights.lstrip(", "), serving) if x) or "none"
     jobs = []
     for fmt in plan.formats:
         for p in precisions[fmt]:
@@ -430,11 +474,12 @@ def analytic_latency(plan: PlanResult, profile: DeviceProfile, num_items: int) -
 
 def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: DeviceProfile, split: Split, out: Path,
                      candidates: int, k: int, float_metrics: Metrics, log=print,
-                     analytic: dict[str, float] | None = None) -> list[ArtifactRecord]:
+                     analytic: dict[str, float] | None = None, two_stage: tuple | None = None) -> list[ArtifactRecord]:
     """Export every job's model into `out` and check each artifact in its runtime.
 
     models: source name ("float", "compressed") -> torch model. reference.npz gets each source's
     PyTorch outputs on real test histories: every artifact's parity is against its own source.
+    two_stage: (ClusterIndex, probe): the compressed model is served two-stage (export.two_stage).
     """
     import torch
 
@@ -444,15 +489,22 @@ def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: 
     from export.serving import ServingModel
     from toolkit.parity import write_reference
 
+    def serving_graph(source: str, split_table: bool = False):
+        if source == "compressed" and two_stage is not None:
+            from export.two_stage import TwoStageServing
+
+            return TwoStageServing(models[source], candidates, *two_stage)
+        return ServingModel(models[source], candidates, split_table=split_table)
+
     max_history = profile.serving.max_history
     calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
     history = pad_histories(split.history("test")[:PARITY_HISTORIES], max_history)
     write_reference(out / REFERENCE_FILE, history,
-                    {source: reference_outputs(ServingModel(m, candidates).eval(), history) for source, m in models.items()})
+                    {source: reference_outputs(serving_graph(source).eval(), history) for source in models})
     artifacts = []
     for job in jobs:
         int8 = job.method == "int8"
-        serving = ServingModel(models[job.source], candidates, split_table=int8)
+        serving = serving_graph(job.source, split_table=int8)
         path = out / job.name
         with quiet_exporters():
             if job.format == "executorch":

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from toolkit.errors import DoesNotFitError, ToolkitError
@@ -48,6 +48,15 @@ PACKED_TABLE_COPY = {"executorch": True, "onnx": False}
 RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 33_000_000}
 # Per-request time that does not scale with FLOPs (op dispatch, top-k, copies), host-measured.
 RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
+# Per scored item, host-measured ns (bench/serving_scale.json, 10^6 items, dim 32, one thread): what an
+# integer or PQ table costs a request beyond its matmul FLOPs (unpacking, LUT gathers outside the matmul
+# kernels; ONNX Runtime unpacks an int4 table once at load), scaled to a device by
+# REFERENCE_HOST_GFLOPS / the profile's GFLOP/s (`calibrate` on the host they were measured on).
+TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int": 155.0, "pq": 51.0},
+                 "onnx": {"float": 0.0, "int": 5.0, "pq": 23.0}}
+REFERENCE_HOST_GFLOPS = 120.0
+TWO_STAGE_SCORED = 0.05  # share of the catalogue a two-stage request scores at recall@10 0.96 (3.2-4.9 % at 10^6)
+PQ_DIMS_PER_CODE = 4  # a PQ sub-space spans 4 dimensions: 8 bytes an item at dim 32 (RecJPQ-style)
 SCALE_BYTES = 2  # fp16 per-row scales
 
 
@@ -61,28 +70,31 @@ class Candidate:
     embedding_rank: int = 0  # 0 = full item table
     table_bits: int = 32  # 32 | 8 | 4: the item table, stored once
     linear_bits: int = 32  # 32 | 8: block linears and positions
+    pq_subspaces: int = 0  # > 0: the item table as product-quantized codes (this many bytes an item)
+    two_stage: bool = False  # serve by scoring cluster centroids, then the best clusters' members
 
     @property
     def quantized(self) -> bool:
-        return self.table_bits < 32 or self.linear_bits < 32
+        return self.table_bits < 32 or self.linear_bits < 32 or bool(self.pq_subspaces)
 
     @property
     def compressed(self) -> bool:
         """The plan's model differs from the float student: factorized table and/or integer weights."""
-        return self.quantized or bool(self.embedding_rank)
+        return self.quantized or bool(self.embedding_rank) or self.two_stage
 
     @property
     def precision(self) -> str:
-        """How the artifact is labelled, e.g. "fp32", "int8", "int4-table+int8"."""
+        """How the artifact is labelled, e.g. "fp32", "int8", "int4-table+int8", "pq8-table+int8"."""
         if not self.quantized:
             return "fp32"
-        table = "fp32" if self.table_bits == 32 else f"int{self.table_bits}"
+        table = f"pq{self.pq_subspaces}" if self.pq_subspaces else "fp32" if self.table_bits == 32 else f"int{self.table_bits}"
         linear = "fp32" if self.linear_bits == 32 else "int8"
         return table if table == linear else f"{table}-table+{linear}"
 
     def name(self) -> str:
         rank = f" r{self.embedding_rank}" if self.embedding_rank else ""
-        return f"dim {self.dim}, {self.layers} block(s), {self.heads} head(s){rank}, {self.precision}"
+        serving = ", two-stage" if self.two_stage else ""
+        return f"dim {self.dim}, {self.layers} block(s), {self.heads} head(s){rank}, {self.precision}{serving}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "precision": self.precision}
@@ -146,6 +158,8 @@ class PlanConfig:
     max_trials: int = 1  # candidates trained (each: distil + compress + export); more only to step down
     max_trials_binding: int = 2  # ... when the budget binds: the best fitting prior is below the best overall
     max_candidates: int = 6  # at most this many tried in all when measured files miss (step-down)
+    pq_min_items: int = 20_000  # product-quantized tables are candidates from this catalogue size
+    two_stage_min_items: int = 100_000  # two-stage serving is a candidate from this size (below, scoring all is cheap)
     dropout: float = 0.2
     epochs: int = 200
     patience: int = 5
@@ -181,10 +195,19 @@ class PlanResult:
 # --- estimates -------------------------------------------------------------------------------
 
 def weight_bytes(c: Candidate, num_items: int, max_history: int) -> int:
-    """Bytes of the weights as stored: item table once (+ per-row scales), projection, positions, blocks."""
+    """Bytes of the weights as stored: item table once (+ per-row scales; or PQ codes + codebooks),
+    projection, positions, blocks, and a two-stage graph's cluster index."""
+    from toolkit.compress.pq import PQConfig, pq_table_bytes
+
     d, hidden = c.dim, 4 * c.dim
     width = c.embedding_rank or d
-    table = num_items * width * c.table_bits // 8 + (num_items * SCALE_BYTES if c.table_bits < 32 else 0)
+    if c.pq_subspaces:
+        table = pq_table_bytes(num_items, width, PQConfig(c.pq_subspaces))
+    else:
+        table = num_items * width * c.table_bits // 8 + (num_items * SCALE_BYTES if c.table_bits < 32 else 0)
+    if c.two_stage:
+        clusters = two_stage_clusters(num_items)
+        table += clusters * d * 4 + 2 * clusters * 8 + two_stage_capacity(num_items) * 8  # centroids, starts, sizes
     project = width * d * 4 if c.embedding_rank else 0
     wbytes = 1 if c.linear_bits == 8 else 4
     scale = SCALE_BYTES if c.linear_bits == 8 else 0
@@ -195,13 +218,32 @@ def weight_bytes(c: Candidate, num_items: int, max_history: int) -> int:
     return table + project + positions + c.layers * block + 2 * d * 4  # + final LayerNorm
 
 
+def two_stage_clusters(num_items: int) -> int:
+    """C: about sqrt(N) (export.two_stage's default), balancing stage 1 against stage 2."""
+    return max(1, round(math.sqrt(num_items)))
+
+
+def two_stage_capacity(num_items: int) -> int:
+    from export.two_stage import DEFAULT_BALANCE
+
+    return math.ceil(DEFAULT_BALANCE * num_items / two_stage_clusters(num_items))
+
+
+def items_scored(c: Candidate, num_items: int) -> int:
+    """Items whose scores a request computes: all of them, or C centroids + the probed clusters'
+    members (expected `TWO_STAGE_SCORED` of the catalogue at recall@10 0.95; the build measures it)."""
+    if not c.two_stage:
+        return num_items
+    return two_stage_clusters(num_items) + math.ceil(TWO_STAGE_SCORED * num_items)
+
+
 def flops(c: Candidate, num_items: int, max_history: int) -> int:
     """Multiply-adds × 2 of one request (last position only in the last block)."""
     t, d, hidden = max_history, c.dim, 4 * c.dim
     full_block = t * (4 * d * d + 2 * d * hidden) + 2 * t * t * d  # every position
     last_block = t * 2 * d * d + (2 * d * d + 2 * d * hidden) + 2 * t * d  # k, v for all; the rest once
     width = c.embedding_rank or d
-    scores = num_items * width + (width * d if c.embedding_rank else 0)
+    scores = items_scored(c, num_items) * width + (width * d if c.embedding_rank else 0)
     return 2 * ((c.layers - 1) * full_block + last_block + scores)
 
 
@@ -219,7 +261,10 @@ def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, form
         if PACKED_TABLE_COPY[fmt] and c.table_bits == 32:
             file_bytes[fmt] += num_items * width * 4
         memory[fmt] = RUNTIME_BASE_MEMORY[fmt] + file_bytes[fmt] + activations
-        latency[fmt] = f / (gflops * 1e9) * 1e3 + RUNTIME_OVERHEAD_MS[fmt]
+        # integer and PQ tables are unpacked or looked up item by item outside the matmul kernels
+        per_item = TABLE_ITEM_NS[fmt]["pq" if c.pq_subspaces else "int" if c.table_bits < 32 else "float"]
+        decode = items_scored(c, num_items) * per_item * 1e-6 * REFERENCE_HOST_GFLOPS / gflops
+        latency[fmt] = f / (gflops * 1e9) * 1e3 + RUNTIME_OVERHEAD_MS[fmt] + decode
     return Estimate(weight_bytes=w, file_bytes=file_bytes, memory_bytes=memory, latency_ms=latency, flops=f)
 
 
@@ -237,10 +282,13 @@ def misses(est: Estimate, profile, measured_bytes: dict[str, int] | None = None,
 def prior_ndcg(c: Candidate, priors) -> float:
     """Expected valid NDCG@10 of a candidate from the build's measured priors (toolkit.priors); a
     second block gets no credit (measured: no gain on MovieLens; it is tried when the first misses)."""
-    return priors.predict(c.dim, c.table_bits, c.linear_bits, factorized=bool(c.embedding_rank))
+    return priors.predict(c.dim, c.table_bits, c.linear_bits, factorized=bool(c.embedding_rank),
+                          pq=bool(c.pq_subspaces), two_stage=c.two_stage)
 
 
-def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
+def enumerate_candidates(cfg: PlanConfig, int8: bool, num_items: int = 0) -> list[Candidate]:
+    """Every architecture x compression; PQ tables and two-stage serving only for catalogues large
+    enough to need them (`cfg.pq_min_items`, `cfg.two_stage_min_items`)."""
     out = []
     for dim in cfg.dims:
         for layers in cfg.layers:
@@ -256,6 +304,11 @@ def enumerate_candidates(cfg: PlanConfig, int8: bool) -> list[Candidate]:
                         if tb == 4 and (rank or dim) % 2:
                             continue
                         out.append(Candidate(dim, layers, heads, rank, tb, lb))
+                if int8 and not frac and num_items >= cfg.pq_min_items and dim % PQ_DIMS_PER_CODE == 0:
+                    for lb in cfg.linear_bits:  # PQ codes: one byte per PQ_DIMS_PER_CODE dimensions
+                        out.append(Candidate(dim, layers, heads, 0, 32, lb, pq_subspaces=dim // PQ_DIMS_PER_CODE))
+    if num_items >= cfg.two_stage_min_items:
+        out += [replace(c, two_stage=True) for c in out if c.quantized]
     return out
 
 
@@ -275,7 +328,7 @@ def rank_candidates(profile, num_items: int, priors, cfg: PlanConfig | None = No
     """
     cfg = cfg or PlanConfig()
     max_history, formats, int8 = profile.serving.max_history, profile.serving.formats, profile.hardware.int8
-    candidates = enumerate_candidates(cfg, int8)
+    candidates = enumerate_candidates(cfg, int8, num_items)
     estimates = [estimate(c, num_items, max_history, profile.hardware.gflops, formats) for c in candidates]
     margin = [_scaled(e, 1 + cfg.margin) for e in estimates]
     fits_in = {f: [not any(misses(m, profile, formats=(f,)).values()) for m in margin] for f in formats}
@@ -313,7 +366,7 @@ def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, c
     fine-tuned (trained from scratch, a factorized table learns far worse: valid NDCG@10 0.035 vs
     0.092 for dim 16 in 4 epochs), then quantization. Returns (compressed model, float model, float
     model's valid NDCG@10, compression steps)."""
-    from toolkit.compress import CompressConfig, LowRankConfig, QuantConfig, compress
+    from toolkit.compress import CompressConfig, LowRankConfig, PQConfig, QuantConfig, compress
     from toolkit.distill import DistillConfig, distill
     from toolkit.models import ModelConfig
     from toolkit.train import TrainConfig
@@ -331,7 +384,9 @@ def train_candidate(c: Candidate, teacher, split, max_history: int, seed: int, c
         return result.model, result.model, result.valid.ndcg, []
     steps = CompressConfig(
         low_rank=LowRankConfig(table_rank=c.embedding_rank) if c.embedding_rank else None,
-        quant=QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits) if c.quantized else None)
+        pq=PQConfig(c.pq_subspaces) if c.pq_subspaces else None,
+        quant=(QuantConfig(table_bits=c.table_bits, linear_bits=c.linear_bits)
+               if c.table_bits < 32 or c.linear_bits < 32 else None))
     steps.finetune_epochs = min(steps.finetune_epochs, cfg.epochs)  # --epochs caps every training loop
     compressed = compress(result.model, teacher, split, steps, seed=seed, log=log)
     return compressed.model, result.model, result.valid.ndcg, compressed.steps
@@ -442,7 +497,8 @@ def _describe(miss: dict[str, float]) -> str:
 
 
 def candidate_from_dict(d: dict) -> Candidate:
-    fields = {k: d[k] for k in ("dim", "layers", "heads", "embedding_rank", "table_bits", "linear_bits") if k in d}
+    fields = {k: d[k] for k in ("dim", "layers", "heads", "embedding_rank", "table_bits", "linear_bits",
+                                "pq_subspaces", "two_stage") if k in d}
     if "dim" not in fields:
         raise ToolkitError("candidate: missing field 'dim'")
     return Candidate(**fields)

@@ -29,7 +29,8 @@ from toolkit.data import Split
 from toolkit.train import TrainConfig
 
 CACHE_FORMAT = 1
-_CODE = ("models.py", "train.py", "priors.py", "evaluate.py", "compress/quantize.py", "compress/lowrank.py")
+_CODE = ("models.py", "train.py", "priors.py", "evaluate.py", "compress/quantize.py", "compress/lowrank.py",
+         "compress/pq.py")
 
 
 @dataclass
@@ -52,17 +53,21 @@ class QualityPriors:
     linear_keep: float  # NDCG kept by int8 linears
     rank_keep: float  # NDCG kept by a table factorized at half its width
     users: int  # users the proxies trained on
+    pq_keep: float = 1.0  # NDCG kept by a product-quantized table (large catalogues only; else not measured)
+    two_stage_keep: float = 1.0  # two-stage serving: its recall@10 target (the build measures the real one)
     seconds: float = 0.0
     cached: bool = False
     reused: list[int] = field(default_factory=list)  # widths taken from the teacher's members
 
-    def predict(self, dim: int, table_bits: int = 32, linear_bits: int = 32, factorized: bool = False) -> float:
+    def predict(self, dim: int, table_bits: int = 32, linear_bits: int = 32, factorized: bool = False,
+                pq: bool = False, two_stage: bool = False) -> float:
         xs = sorted(self.by_dim)
         w = min(max(dim, xs[0]), xs[-1])
         lo, hi = max(x for x in xs if x <= w), min(x for x in xs if x >= w)
         q = self.by_dim[lo] if lo == hi else self.by_dim[lo] + (self.by_dim[hi] - self.by_dim[lo]) * (
             math.log(w / lo) / math.log(hi / lo))
         q *= self.table_keep.get(table_bits, 1.0) * (self.linear_keep if linear_bits < 32 else 1.0)
+        q *= (self.pq_keep if pq else 1.0) * (self.two_stage_keep if two_stage else 1.0)
         return q * (self.rank_keep if factorized else 1.0)
 
     def to_dict(self) -> dict:
@@ -72,15 +77,21 @@ class QualityPriors:
     def from_dict(cls, d: dict) -> QualityPriors:
         return cls(by_dim={int(k): v for k, v in d["by_dim"].items()},
                    table_keep={int(k): v for k, v in d["table_keep"].items()}, linear_keep=d["linear_keep"],
-                   rank_keep=d["rank_keep"], users=d["users"], seconds=d["seconds"], reused=d.get("reused", []))
+                   rank_keep=d["rank_keep"], users=d["users"], seconds=d["seconds"], reused=d.get("reused", []),
+                   pq_keep=d.get("pq_keep", 1.0), two_stage_keep=d.get("two_stage_keep", 1.0))
 
 
 def measure_priors(split: Split, max_history: int, cfg: PriorConfig, seed: int, data_key: dict,
-                   reuse: dict | None = None, log=print) -> QualityPriors:
+                   reuse: dict | None = None, log=print, plan=None) -> QualityPriors:
     """Train (or load) the proxies and measure the priors; `reuse`: width -> a trained model of the
-    proxy architecture (the teacher's members)."""
+    proxy architecture (the teacher's members); `plan` (a PlanConfig): which catalogue sizes get PQ
+    tables and two-stage serving, so their retention is measured only where they are candidates."""
+    from toolkit.plan import PlanConfig
+
+    plan = plan or PlanConfig()
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "max_history": max_history,
-           "config": cfg.to_dict(), "seed": seed}
+           "config": cfg.to_dict(), "seed": seed, "pq": split.num_items >= plan.pq_min_items,
+           "two_stage": split.num_items >= plan.two_stage_min_items}
     path = cache_path("priors", key, ".json")
     try:
         saved = json.loads(path.read_text())
@@ -91,13 +102,13 @@ def measure_priors(split: Split, max_history: int, cfg: PriorConfig, seed: int, 
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no cache yet, or an unreadable one: measure again
     start = time.perf_counter()
-    priors = _measure(split, max_history, cfg, seed, reuse or {}, log)
+    priors = _measure(split, max_history, cfg, seed, reuse or {}, log, plan)
     priors.seconds = time.perf_counter() - start
     write_json_atomic(path, {"key": key, "priors": priors.to_dict()})
     return priors
 
 
-def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse: dict, log) -> QualityPriors:
+def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse: dict, log, plan) -> QualityPriors:
     import copy
 
     from toolkit.compress.lowrank import LowRankConfig, low_rank_
@@ -106,8 +117,11 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
     from toolkit.models import ModelConfig
     from toolkit.train import fit
 
+    from toolkit.compress.pq import PQConfig, pq_quantize_
+    from toolkit.plan import PQ_DIMS_PER_CODE
+
     proxy_split = _sample_users(split, max_history, cfg.max_windows, seed)
-    by_dim, table_keep, linear_keep, rank_keep, reused = {}, {8: [], 4: []}, [], [], []
+    by_dim, table_keep, linear_keep, rank_keep, pq_keep, reused = {}, {8: [], 4: []}, [], [], [], []
     for dim in cfg.dims:
         model_cfg = ModelConfig(num_items=split.num_items, dim=dim, max_history=max_history, dropout=cfg.dropout)
         if dim in reuse and len(proxy_split.train) == len(split.train):
@@ -126,10 +140,16 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
             table_keep[bits].append(keep(lambda m, b=bits: quantize_(m, QuantConfig(table_bits=b, linear_bits=32))))
         linear_keep.append(keep(lambda m: quantize_(m, QuantConfig(table_bits=32, linear_bits=8))))
         rank_keep.append(keep(lambda m, d=dim: low_rank_(m, LowRankConfig(table_rank=d // 2))))
+        if split.num_items >= plan.pq_min_items and dim % PQ_DIMS_PER_CODE == 0:
+            pq_keep.append(keep(lambda m, d=dim: pq_quantize_(m, PQConfig(d // PQ_DIMS_PER_CODE))))
         log(f"  prior: dim {dim}: valid NDCG@10 {base:.4f}" + (" (a teacher member)" if dim in reused else ""))
+    from export.two_stage import RECALL_TARGET
+
     return QualityPriors(by_dim=by_dim, table_keep={32: 1.0, **{b: float(np.mean(v)) for b, v in table_keep.items()}},
                          linear_keep=float(np.mean(linear_keep)), rank_keep=float(np.mean(rank_keep)),
-                         users=len(proxy_split.train), reused=reused)
+                         users=len(proxy_split.train), reused=reused,
+                         pq_keep=float(np.mean(pq_keep)) if pq_keep else 1.0,
+                         two_stage_keep=RECALL_TARGET if split.num_items >= plan.two_stage_min_items else 1.0)
 
 
 def _sample_users(split: Split, max_history: int, max_windows: int, seed: int) -> Split:
