@@ -56,3 +56,17 @@ def tiny_build(cache_dir, tmp_path_factory) -> Path:
     result = run_cli("build", "--profile", "mobile-arm", "--out", str(out), *TINY_BUILD_ARGS)
     assert (out / "manifest.json").is_file(), f"build failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_small(small_split):
+    """A small SASRec (dim 16, 2 heads, window 50) trained 4 epochs on the 150-user slice, shared by the
+    compression, PQ and two-stage tests. Never changed: tests copy it before changing anything."""
+    import torch
+
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit
+
+    torch.set_num_threads(1)
+    cfg = ModelConfig(num_items=small_split.num_items, dim=16, heads=2, max_history=50, dropout=0.2)
+    return fit(cfg, small_split, TrainConfig(epochs=4, patience=4, seed=0)).model.eval()

@@ -30,13 +30,8 @@ def top10_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained(small_split):
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
-
-    torch.set_num_threads(1)
-    cfg = ModelConfig(num_items=small_split.num_items, dim=DIM, heads=HEADS, max_history=HISTORY, dropout=0.2)
-    return fit(cfg, small_split, TrainConfig(epochs=4, patience=4, seed=0)).model.eval()
+def trained(trained_small):
+    return trained_small  # tests/conftest.py: DIM, HEADS and HISTORY as here
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,8 @@ def plan_markdown(profile: DeviceProfile, plan: dict) -> str:
     shown = tried + sorted((r for r in fitting if not r["tried"]), key=lambda r: -r["prior_ndcg10"])[:15]
     for r in shown:
         c = r["candidate"]
-        name = (f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}, {c['precision']}")
+        name = (f"dim {c['dim']}, {c['layers']} block(s), rank {c['embedding_rank'] or 'full'}, {c['precision']}"
+                + (", two-stage" if c.get("two_stage") else ""))
         est = ", ".join(f"{f} {b:,}" for f, b in r["predicted"]["file_bytes"].items())
         meas = ", ".join(f"{f} {b:,}" for f, b in r["measured_bytes"].items()) or "-"
         nd = (f"{r['float_valid_ndcg10']:.4f} → {r['valid_ndcg10']:.4f}" if r["tried"] else "not trained")
