@@ -6,6 +6,11 @@ number of members, not its width: on MovieLens-100K a dim-64 member overfits and
 dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members together reach
 0.131.
 
+With a knowledge graph (`kg`, `toolkit.kg.KnowledgeGraph`) the members are knowledge-graph
+members (`toolkit.teachers`: SASRec whose item vectors also carry the graph, TransE-initialised)
+and the teacher is a `toolkit.teachers.KGTeacher`; the key then also holds the graph files'
+sha256, the graph settings and the code of toolkit/kg.py and toolkit/teachers.py.
+
 The trained teacher is cached under the user's cache dir. Its key covers everything that shapes
 it: the data (sha256, columns read, minimum interactions, split rule, users kept), every config
 field, the vocabulary and window, the seed and the code that trains it (a hash of the modules). The
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from toolkit.cache import cache_path, code_version, temporary_sibling
 from toolkit.data import Split
+from toolkit.kg import KGConfig
 from toolkit.train import TrainConfig
 
 CACHE_FORMAT = 2  # bump when the cached file layout changes
@@ -30,12 +36,18 @@ _CODE = ("models.py", "train.py", "teacher.py", "evaluate.py", "data.py")
 
 @dataclass
 class TeacherConfig:
+    kind: str = "ensemble"  # ensemble | kg | external (`module`) | scores (`scores`); see toolkit/pipeline.py
     members: int = 3
     dim: int = 32  # measured on ML-100K (valid NDCG@10, 3 seeds): dim 64 members 0.116, dim 32 members 0.125
     layers: int = 1
     heads: int = 1
     dropout: float = 0.2
     train: TrainConfig = field(default_factory=TrainConfig)
+    kg: KGConfig = field(default_factory=KGConfig)  # kind "kg": how the graph enters the items
+    kg_triples: str | None = None  # kind "kg": the graph's files (None: the dataset's own, MovieLens-100K)
+    kg_links: str | None = None
+    module: str | None = None  # kind "external": MODULE:FACTORY
+    scores: str | None = None  # kind "scores": a Parquet file of precomputed soft labels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,46 +69,88 @@ class Teacher:
     member_valid_ndcg10: list[float] = field(default_factory=list)  # each member's (selection) figure
 
 
-def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int) -> dict:
+def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int, kg=None) -> dict:
     teacher = cfg.to_dict()
     teacher["train"].pop("threads")  # how many threads trained it does not change what it is
-    return {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
-            "num_items": num_items, "max_history": max_history, "seed": seed}
+    for name in ("kind", "kg", "kg_triples", "kg_links", "module", "scores"):
+        teacher.pop(name)  # the graph enters below, by content; the other kinds are not trained here
+    key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
+           "num_items": num_items, "max_history": max_history, "seed": seed}
+    if kg is not None:
+        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("kg.py", "teachers.py")}
+    return key
 
 
 def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history: int, seed: int,
-                  log=print) -> Teacher:
-    """Train the ensemble (member i uses seed + i), or load it from the cache."""
+                  log=print, kg=None) -> Teacher:
+    """Train the ensemble (member i uses seed + i), or load it from the cache; with `kg` (a
+    `toolkit.kg.KnowledgeGraph` aligned with the split's items) a `KGTeacher`."""
     import torch
 
     from toolkit.models import Ensemble, SASRec
     from toolkit.train import fit
 
     member_cfg = cfg.member_config(split.num_items, max_history)
-    key = teacher_key(cfg, data_key, split.num_items, max_history, seed)
+    key = teacher_key(cfg, data_key, split.num_items, max_history, seed, kg)
     path = cache_path("teachers", key, ".pt")
+    make = _member_factory(cfg, member_cfg, kg, seed, log)
     if path.is_file():
-        members = _load(path, key, member_cfg, log)
+        members = _load(path, key, make, log)
         if members is not None:
-            return Teacher(model=Ensemble(members).eval(), seconds=0.0, cached=True, cache_path=path, key=key)
+            return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True, cache_path=path,
+                           key=key)
     start = time.perf_counter()
     members, scores = [], []
     for i in range(cfg.members):
-        result = fit(member_cfg, split, replace(cfg.train, seed=seed + i), desc=f"teacher {i + 1}/{cfg.members}")
+        torch.manual_seed(seed + i)
+        init = make(pretrained=True) if kg is not None else None
+        result = fit(member_cfg, split, replace(cfg.train, seed=seed + i), init=init,
+                     desc=f"teacher {i + 1}/{cfg.members}")
         members.append(result.model)
         scores.append(result.valid.ndcg)
     tmp = temporary_sibling(path)
     torch.save({"key": key, "states": [m.state_dict() for m in members], "member_valid_ndcg10": scores}, tmp)
     tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
-    return Teacher(model=Ensemble(members).eval(), seconds=time.perf_counter() - start, cached=False,
+    return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start, cached=False,
                    cache_path=path, key=key, member_valid_ndcg10=scores)
 
 
-def _load(path: Path, key: dict, member_cfg, log) -> list | None:
+def _member_factory(cfg: TeacherConfig, member_cfg, kg, seed: int, log):
+    """make(pretrained) -> a fresh member: SASRec, or a knowledge-graph member (TransE pretrained once,
+    when asked and `cfg.kg.transe`)."""
+    from toolkit.models import SASRec
+
+    if kg is None:
+        return lambda pretrained=False: SASRec(member_cfg)
+    from toolkit.kg import pretrain_transe
+    from toolkit.teachers import kg_member
+
+    transe = {}
+
+    def make(pretrained: bool = False):
+        if pretrained and cfg.kg.transe and "vectors" not in transe:
+            start = time.perf_counter()
+            transe["vectors"] = pretrain_transe(kg, replace(cfg.kg.transe_config, dim=cfg.dim, seed=seed))
+            log(f"TransE on {len(kg.heads):,} triples in {time.perf_counter() - start:.0f} s")
+        return kg_member(member_cfg, kg, cfg.kg, transe.get("vectors") if pretrained else None)
+
+    return make
+
+
+def _teacher_model(members: list, kg, cfg: TeacherConfig):
+    from toolkit.models import Ensemble
+
+    if kg is None:
+        return Ensemble(members)
+    from toolkit.kg import kg_item_neighbours
+    from toolkit.teachers import KGTeacher
+
+    return KGTeacher(members, kg_item_neighbours(kg, cfg.kg.item_neighbours))
+
+
+def _load(path: Path, key: dict, make, log) -> list | None:
     """The cached members, or None (logged) when the file is unreadable or was made for something else."""
     import torch
-
-    from toolkit.models import SASRec
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -105,7 +159,7 @@ def _load(path: Path, key: dict, member_cfg, log) -> list | None:
             return None
         members = []
         for state in saved["states"]:
-            member = SASRec(member_cfg)
+            member = make()
             member.load_state_dict(state)
             members.append(member.eval())
         return members
