@@ -47,7 +47,7 @@ def kg_item_table(num_items: int, dim: int, kg: KnowledgeGraph, cfg: KGConfig, p
             table.entities.weight[1:] = ent[torch.from_numpy(used)] * scale
             # inverse relation: t - r ≈ h, so the item (tail side) sees its neighbour through -r
             table.relations.weight[:r_count] = rel * scale
-            table.relations.weight[r_count:] = -rel * scale
+            table.relations.weight[r_count:2 * r_count] = -rel * scale
             table.relations.weight[0] = 0.0
     return table
 

@@ -1,0 +1,212 @@
+"""Benchmark: is a knowledge-graph teacher worth distilling? (issue 13)
+
+    python bench/teachers.py                  # MovieLens-100K, 3 seeds; writes bench/teachers.json + TEACHERS.md
+    python bench/teachers.py --seeds 1        # one seed (a preliminary figure)
+    python bench/teachers.py --render         # only rewrite TEACHERS.md from teachers.json
+
+`run_teachers(split, seeds, work, log)` is what bench/run.py calls; it returns the issue's two JSON
+parts:
+
+- "teachers": {"id_only": {"ndcg10": [per seed]}, "kg": {"ndcg10": [per seed]}}: the default
+  teacher (3 x dim-32 SASRec) and the same ensemble with the knowledge graph in its item vectors
+  (`toolkit.teachers`), test NDCG@10 in PyTorch; teacher seed s trains members s, s+1, s+2.
+- "kg_students": per budget (60 KB: the smartwatch plan's student; the mobile-arm plan's) and per
+  teacher ("kg", "id_only", and "scratch", the same candidate without a teacher, as the control),
+  the student distilled with seed s from the teacher of seed s, compressed as the plan says,
+  exported to ONNX and measured through ONNX Runtime on test: NDCG@10 overall and HR@10 on the
+  users whose test item is a tail item (<= TAIL_MAX training interactions), mean and std over seeds.
+
+Every choice (graph, fusion, relational weight, alpha/T) was made on validation (`--choose`, whose
+figures are in teachers.json); test is read here only for the final figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TAIL_MAX = 5  # a tail item has at most this many training interactions
+MAX_HISTORY = 50
+# the plan's students on MovieLens-100K (bench/results.json, chosen on validation by plan_student):
+# smartwatch (60 KB): dim 16, int4 table + int8 linears; mobile-arm (4 MB): dim 32, fp32
+BUDGETS = {"smartwatch": {"dim": 16, "table_bits": 4, "linear_bits": 8}, "mobile-arm": {"dim": 32}}
+
+
+def tail_users(split, max_count: int = TAIL_MAX) -> np.ndarray:
+    """Rows of the users whose test item has at most `max_count` training interactions (final figures only)."""
+    from toolkit.evaluate import popularity_scores
+
+    counts = popularity_scores(split)
+    return np.flatnonzero(counts[split.test_target] <= max_count)
+
+
+def through_onnx(model, split, profile, path: Path, tail: np.ndarray) -> dict:
+    """Export the model as the build does (ONNX, its weights as they are) and measure it through ONNX
+    Runtime on test: NDCG@10/HR@10 overall, HR@10 on the tail users; bytes of the file."""
+    from export import quiet_exporters
+    from export.onnx import export_onnx
+    from export.runtime import Predictor
+    from export.serving import ServingModel
+    from toolkit.evaluate import cutoff_for, evaluate_topk
+    from toolkit.pipeline import serving_record
+
+    k = cutoff_for(profile.serving.top_k)
+    serving = serving_record(model, split.sealed(), profile, k)
+    with quiet_exporters():
+        export_onnx(ServingModel(model, serving.candidates), path, MAX_HISTORY)
+    predictor = Predictor(path, threads=1)
+    overall = evaluate_topk(predictor.predict, split, "test", MAX_HISTORY, k)
+    on_tail = evaluate_topk(predictor.predict, split.subset(tail), "test", MAX_HISTORY, k)
+    return {"bytes": path.stat().st_size, "ndcg10": overall.ndcg, "hr10": overall.hr, "tail_hr10": on_tail.hr,
+            "tail_hits": int(round(on_tail.hr * on_tail.users)), "tail_users": on_tail.users}
+
+
+def movielens_graph(dataset, split, log):
+    """MovieLens-100K's graph as the kg teacher gets it in a build (`toolkit.pipeline.knowledge_graph_for`)."""
+    from toolkit.pipeline import knowledge_graph_for
+    from toolkit.teacher import TeacherConfig
+
+    return knowledge_graph_for(TeacherConfig(kind="kg"), dataset, split, log)
+
+
+def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict | None = None,
+                 on_seed=None) -> dict:
+    """The issue's "teachers" and "kg_students" parts on MovieLens-100K (`split`: its leave-one-out
+    split, unsealed; training and every choice see it sealed). `on_seed(partial result)` is called
+    after each seed (a long run can be written as it goes)."""
+    import torch
+
+    from toolkit.data import load_dataset
+    from toolkit.evaluate import evaluate_model
+    from toolkit.plan import Candidate, PlanConfig, train_candidate
+    from toolkit.profiles import load_profile
+    from toolkit.teacher import TeacherConfig, train_teacher
+
+    budgets = budgets or BUDGETS
+    dataset = load_dataset()
+    assert dataset.num_items == split.num_items, "run_teachers measures MovieLens-100K"
+    data_key = {**dataset.key(), "max_users": 0}
+    sealed = split.sealed()
+    tail = tail_users(split)
+    kg, graph = movielens_graph(dataset, sealed, log)
+    teachers = {"id_only": {"ndcg10": [], "valid_ndcg10": []}, "kg": {"ndcg10": [], "valid_ndcg10": [], "graph": graph}}
+    runs = {(name, kind): [] for name in budgets for kind in ("kg", "id_only", "scratch")}
+    work.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        models = {}
+        for kind, cfg, graph_arg in (("id_only", TeacherConfig(), None), ("kg", TeacherConfig(kind="kg"), kg)):
+            start = time.perf_counter()
+            teacher = train_teacher(cfg, sealed, data_key, MAX_HISTORY, seed, log, kg=graph_arg)
+            models[kind] = teacher.model
+            teachers[kind]["ndcg10"].append(evaluate_model(teacher.model, split, "test").ndcg)
+            teachers[kind]["valid_ndcg10"].append(evaluate_model(teacher.model, sealed, "valid").ndcg)
+            log(f"teacher {kind} seed {seed}: test NDCG@10 {teachers[kind]['ndcg10'][-1]:.4f} (valid "
+                f"{teachers[kind]['valid_ndcg10'][-1]:.4f}; {time.perf_counter() - start:.0f} s)")
+        for name, fields in budgets.items():
+            profile = load_profile(name)
+            c = Candidate(**fields)
+            for kind in ("kg", "id_only", "scratch"):
+                start = time.perf_counter()
+                torch.manual_seed(seed)
+                model, _, valid, _ = train_candidate(c, models.get(kind), sealed, MAX_HISTORY, seed, PlanConfig())
+                figures = through_onnx(model, split, profile, work / f"{name}-{kind}-{seed}.onnx", tail)
+                runs[(name, kind)].append({"seed": seed, "float_valid_ndcg10": valid, **figures})
+                log(f"student {name} ({c.name()}) from {kind} seed {seed}: {figures['bytes']:,} B, test NDCG@10 "
+                    f"{figures['ndcg10']:.4f}, tail HR@10 {figures['tail_hr10']:.4f} ({figures['tail_hits']}/"
+                    f"{figures['tail_users']}); {time.perf_counter() - start:.0f} s")
+        if on_seed is not None:
+            on_seed(_result(teachers, runs, budgets))
+    return _result(teachers, runs, budgets)
+
+
+def _result(teachers: dict, runs: dict, budgets: dict) -> dict:
+    from toolkit.profiles import load_profile
+
+    students = []
+    for (name, kind), seeds in runs.items():
+        if not seeds:
+            continue
+        nd, tail = [r["ndcg10"] for r in seeds], [r["tail_hr10"] for r in seeds]
+        students.append({"budget_bytes": load_profile(name).budget.model_bytes, "profile": name,
+                         "candidate": budgets[name], "teacher": kind, "bytes": max(r["bytes"] for r in seeds),
+                         "ndcg10": float(np.mean(nd)), "ndcg10_std": float(np.std(nd, ddof=1)) if len(nd) > 1 else 0.0,
+                         "tail_hr10": float(np.mean(tail)), "ndcg10_per_seed": nd, "tail_hr10_per_seed": tail,
+                         "tail_hits_per_seed": [r["tail_hits"] for r in seeds], "tail_users": seeds[0]["tail_users"],
+                         "float_valid_ndcg10_per_seed": [r["float_valid_ndcg10"] for r in seeds]})
+    return {"teachers": teachers, "kg_students": students}
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def render(result: dict) -> str:
+    t = result["teachers"]
+    lines = ["# Teachers worth distilling: measured (MovieLens-100K)", "",
+             f"Written by `python bench/teachers.py` ({result.get('started', '?')}, {result.get('seeds', '?')} seed(s); "
+             "test figures; every choice made on validation).", "",
+             "## Teachers (test NDCG@10 in PyTorch, per seed)", "",
+             "| teacher | per seed | mean |", "|---|---|---:|"]
+    for kind in ("id_only", "kg"):
+        v = t[kind]["ndcg10"]
+        lines.append(f"| {kind} | {', '.join(f'{x:.4f}' for x in v)} | {np.mean(v):.4f} |" if v else f"| {kind} | - | - |")
+    g = t["kg"].get("graph", {})
+    if g:
+        lines += ["", f"Graph: {g.get('triples', 0):,} triples, {g.get('items_linked', 0):,} of {g.get('items', 0):,} "
+                      f"items linked; graph-near items share {g.get('alignment_lift', 0):.2f}x the users of random pairs."]
+    lines += ["", "## Students through ONNX Runtime (test; mean ± std over seeds)", "",
+              "| budget | teacher | bytes | NDCG@10 | per seed | tail HR@10 (hits / users per seed) |",
+              "|---|---|---:|---:|---|---|"]
+    for s in result["kg_students"]:
+        hits = ", ".join(f"{h}/{s['tail_users']}" for h in s["tail_hits_per_seed"])
+        lines.append(f"| {s['profile']} ({s['budget_bytes']:,} B) | {s['teacher']} | {s['bytes']:,} | "
+                     f"{s['ndcg10']:.4f} ± {s['ndcg10_std']:.4f} | {', '.join(f'{x:.4f}' for x in s['ndcg10_per_seed'])} | "
+                     f"{s['tail_hr10']:.4f} ({hits}) |")
+    if result.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench"))
+    parser.add_argument("--render", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        result = json.loads((out / "teachers.json").read_text())
+        (out / "TEACHERS.md").write_text(render(result))
+        return 0
+    import torch
+
+    from toolkit.cache import write_json_atomic
+    from toolkit.data import load_dataset, split_leave_one_out
+
+    torch.set_num_threads(1)  # a shared 2-core machine
+    split = split_leave_one_out(load_dataset())
+    extra = {"started": time.strftime("%Y-%m-%d %H:%M"), "seeds": args.seeds}
+    previous = json.loads((out / "teachers.json").read_text()) if (out / "teachers.json").is_file() else {}
+
+    def write(result: dict) -> None:
+        merged = {**previous, **result, **extra}
+        write_json_atomic(out / "teachers.json", merged)
+        (out / "TEACHERS.md").write_text(render(merged))
+
+    result = run_teachers(split, list(range(args.seeds)), Path(tempfile.mkdtemp(prefix="teachers.")),
+                          log=lambda m: print(m, flush=True), on_seed=write)
+    write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
