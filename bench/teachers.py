@@ -146,6 +146,112 @@ def _result(teachers: dict, runs: dict, budgets: dict) -> dict:
     return {"teachers": teachers, "kg_students": students}
 
 
+# --- the choices, on validation -----------------------------------------------------------------
+
+
+def graph_variants(dataset, split) -> dict:
+    """MovieLens-100K's knowledge, every way it can enter: the Freebase graph as linked, the item
+    features as triples, both (features hung on the Freebase entities)."""
+    from toolkit.data import movielens_100k_files
+    from toolkit.kg import feature_triples, graph_from_triples, load_kg, movielens_kg_files
+
+    fb = load_kg(*movielens_kg_files(), dataset.item_ids)
+    fb_triples = ([fb.entities[i] for i in fb.heads], [fb.relations[i] for i in fb.rels],
+                  [fb.entities[i] for i in fb.tails])
+    fb_links = {dataset.item_ids[i]: fb.entities[e] for i, e in enumerate(fb.item_entity) if e}
+    fh, fr, ft = feature_triples(movielens_100k_files() / "ml-100k.item", dataset.item_ids)
+    own = {i: f"item:{i}" for i in dataset.item_ids[1:]}
+    both_heads = [fb_links.get(h[len("item:"):], h) for h in fh]
+    return {"freebase": fb,
+            "features": graph_from_triples(fh, fr, ft, own, dataset.item_ids, {"features": "-"}, {}),
+            "freebase+features": graph_from_triples(fb_triples[0] + both_heads, fb_triples[1] + fr, fb_triples[2] + ft,
+                                                    {**own, **fb_links}, dataset.item_ids, {"both": "-"}, {})}
+
+
+def choose(log=print, seed: int = 0) -> dict:
+    """The validation runs that chose the design (seed 0): one-member teachers (dim 32) without the
+    graph and with each graph variant, TransE-initialised or not; then dim-16 students distilled from
+    the 3-member teachers with the relational term off and on."""
+    import torch
+
+    from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.distill import DistillConfig, distill
+    from toolkit.evaluate import evaluate_model
+    from toolkit.kg import KGConfig, kg_alignment
+    from toolkit.models import ModelConfig
+    from toolkit.teacher import TeacherConfig, train_teacher
+    from toolkit.train import TrainConfig
+
+    dataset = load_dataset()
+    split = split_leave_one_out(dataset).sealed()
+    data_key = {**dataset.key(), "max_users": 0}
+    out = {"members": {}, "alignment_lift": {}, "students": {}}
+    one = TeacherConfig(members=1)
+    runs = [("id_only", None, one)] + [(f"{name}{' + TransE' if transe else ''}", kg,
+                                        replace(one, kind="kg", kg=KGConfig(transe=transe)))
+                                       for name, kg in graph_variants(dataset, split).items() for transe in (False, True)]
+    for name, kg, cfg in runs:
+        if kg is not None and name.split(" ")[0] not in out["alignment_lift"]:
+            out["alignment_lift"][name.split(" ")[0]] = kg_alignment(kg, split.train)
+        teacher = train_teacher(cfg, split, data_key, MAX_HISTORY, seed, log, kg=kg)
+        out["members"][name] = evaluate_model(teacher.model, split, "valid").ndcg
+        log(f"choose: one member {name}: valid NDCG@10 {out['members'][name]:.4f}")
+    kg, _ = movielens_graph(dataset, split, log)
+    for kind, cfg, graph in (("kg", TeacherConfig(kind="kg"), kg), ("id_only", TeacherConfig(), None)):
+        teacher = train_teacher(cfg, split, data_key, MAX_HISTORY, seed, log, kg=graph).model
+        out["students"][f"teacher {kind}"] = evaluate_model(teacher, split, "valid").ndcg
+        for beta in (0.0, 1.0):
+            torch.manual_seed(seed)
+            r = distill(teacher, ModelConfig(num_items=split.num_items, dim=16, max_history=MAX_HISTORY), split,
+                        TrainConfig(seed=seed), DistillConfig(relational=beta))
+            out["students"][f"dim 16 from {kind}, relational {beta}"] = r.valid.ndcg
+            log(f"choose: dim-16 student from {kind}, relational β {beta}: valid NDCG@10 {r.valid.ndcg:.4f}")
+    return out
+
+
+# --- the same machinery on a graph that is right: synthetic data ----------------------------------
+
+
+def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int = 80_000, seed: int = 0) -> dict:
+    """Does the kg teacher help when the graph names the right items? bench/synthetic.py's log (topics,
+    Zipf popularity, series) with its true topic of each item as the graph (item, in_topic, topic):
+    one-member id-only vs kg teachers, validation (every choice) and test NDCG@10 and tail HR@10."""
+    import torch
+
+    from bench.synthetic import SyntheticConfig, write
+    from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.evaluate import evaluate_model
+    from toolkit.kg import load_kg
+    from toolkit.teacher import TeacherConfig, train_teacher
+
+    cfg = SyntheticConfig(items=items, interactions=interactions, seed=seed)
+    work.mkdir(parents=True, exist_ok=True)
+    path = write(cfg, work / "synthetic.parquet")
+    # the generator's first draw is each item's topic; its item names come from _hashes (bench/synthetic.py)
+    from bench.synthetic import _hashes
+
+    topics = cfg.topics or max(2, int(np.sqrt(cfg.items)))
+    topic_of = np.random.default_rng(cfg.seed).integers(0, topics, size=cfg.items)
+    names = [f"item-{h:08x}" for h in _hashes(cfg.items, cfg.seed)]
+    (work / "synthetic.kg").write_text("head_id\trelation_id\ttail_id\n" + "".join(
+        f"{n}\tin_topic\ttopic-{t}\n" for n, t in zip(names, topic_of)))
+    (work / "synthetic.link").write_text("item_id\tentity_id\n" + "".join(f"{n}\t{n}\n" for n in names))
+    dataset = load_dataset(str(path))
+    split = split_leave_one_out(dataset)
+    sealed = split.sealed()
+    kg = load_kg(work / "synthetic.kg", work / "synthetic.link", dataset.item_ids)
+    tail = tail_users(split)
+    out = {"config": cfg.to_dict(), "users": len(split.train), "tail_users": int(len(tail))}
+    for kind, graph in (("id_only", None), ("kg", kg)):
+        teacher = train_teacher(TeacherConfig(kind="kg" if graph is not None else "ensemble", members=1), sealed,
+                                {**dataset.key(), "max_users": 0}, MAX_HISTORY, seed, log, kg=graph).model
+        out[kind] = {"valid_ndcg10": evaluate_model(teacher, sealed, "valid").ndcg,
+                     "test_ndcg10": evaluate_model(teacher, split, "test").ndcg,
+                     "tail_hr10": evaluate_model(teacher, split.subset(tail), "test").hr}
+        log(f"synthetic {kind}: {out[kind]}")
+    return out
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -171,6 +277,21 @@ def render(result: dict) -> str:
         lines.append(f"| {s['profile']} ({s['budget_bytes']:,} B) | {s['teacher']} | {s['bytes']:,} | "
                      f"{s['ndcg10']:.4f} ± {s['ndcg10_std']:.4f} | {', '.join(f'{x:.4f}' for x in s['ndcg10_per_seed'])} | "
                      f"{s['tail_hr10']:.4f} ({hits}) |")
+    c = result.get("choices")
+    if c:
+        lines += ["", "## Choices (validation NDCG@10, seed 0)", "", "| one dim-32 member | valid NDCG@10 |", "|---|---:|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in c["members"].items()]
+        lines += ["", "Alignment (graph-near items' shared users over random pairs'): "
+                  + ", ".join(f"{k} {v:.2f}x" for k, v in c["alignment_lift"].items()), "",
+                  "| 3-member teachers and dim-16 students | valid NDCG@10 |", "|---|---:|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in c["students"].items()]
+    y = result.get("synthetic")
+    if y:
+        lines += ["", f"## The same machinery on a graph that is right (synthetic: {y['config']['items']:,} items, "
+                      f"{y['users']:,} users, one-member teachers, seed 0)", "",
+                  f"| teacher | valid NDCG@10 | test NDCG@10 | tail HR@10 ({y['tail_users']} users) |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {y[k]['valid_ndcg10']:.4f} | {y[k]['test_ndcg10']:.4f} | {y[k]['tail_hr10']:.4f} |"
+                  for k in ("id_only", "kg")]
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
@@ -181,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--render", action="store_true")
+    parser.add_argument("--choose", action="store_true", help="only the validation runs that chose the design")
+    parser.add_argument("--synthetic", action="store_true", help="only the synthetic check (a graph that is right)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.render:
@@ -197,10 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"started": time.strftime("%Y-%m-%d %H:%M"), "seeds": args.seeds}
     previous = json.loads((out / "teachers.json").read_text()) if (out / "teachers.json").is_file() else {}
 
-    def write(result: dict) -> None:
-        merged = {**previous, **result, **extra}
+    def write(result: dict, stamp: bool = True) -> None:
+        merged = {**previous, **result, **(extra if stamp else {})}
         write_json_atomic(out / "teachers.json", merged)
         (out / "TEACHERS.md").write_text(render(merged))
+
+    if args.choose:
+        write({"choices": choose(log=lambda m: print(m, flush=True))}, stamp=False)
+        return 0
+    if args.synthetic:
+        write({"synthetic": synthetic_check(Path(tempfile.mkdtemp(prefix="synthetic.")),
+                                            log=lambda m: print(m, flush=True))}, stamp=False)
+        return 0
 
     result = run_teachers(split, list(range(args.seeds)), Path(tempfile.mkdtemp(prefix="teachers.")),
                           log=lambda m: print(m, flush=True), on_seed=write)

@@ -53,6 +53,7 @@ class KnowledgeGraph:
     sha256: dict[str, str] = field(default_factory=dict)  # "triples", "links" -> sha256 of the file
     paths: dict[str, str] = field(default_factory=dict)
     ignored_links: int = 0  # links to items the data does not have
+    freebase_lift: float | None = None  # MovieLens-100K: the alignment of the Freebase graph left out or in
 
     @property
     def num_entities(self) -> int:
@@ -74,7 +75,8 @@ class KnowledgeGraph:
         return {"paths": dict(self.paths), "sha256": dict(self.sha256), "triples": int(len(self.heads)),
                 "entities": self.num_entities - 1, "relations": self.num_relations - 1,
                 "items_linked": int(self.linked().sum()), "items": int(len(self.item_entity) - 1),
-                "links_ignored": self.ignored_links}
+                "links_ignored": self.ignored_links,
+                **({"freebase_alignment_lift": self.freebase_lift} if self.freebase_lift is not None else {})}
 
 
 def movielens_kg_files() -> tuple[Path, Path]:
@@ -83,6 +85,42 @@ def movielens_kg_files() -> tuple[Path, Path]:
 
     folder = movielens_100k_files()
     return folder / "ml-100k.kg", folder / "ml-100k.link"
+
+
+def movielens_kg(item_ids: list[str], train: list[np.ndarray], log=print) -> KnowledgeGraph:
+    """MovieLens-100K's knowledge: its item features (genres, release year and decade, from
+    ml-100k.item) as triples, plus the Freebase graph (ml-100k.kg + ml-100k.link) when its links
+    match the interactions (`kg_alignment` >= ALIGNED_LIFT on the training data). They do not: the
+    wheel's links use MovieLens-1M/20M movie ids (Star Wars is 260 there, Event Horizon here), so
+    graph-near items share no more users than random pairs (1.02x) and the graph is left out, said
+    in the log."""
+    from toolkit.data import movielens_100k_files
+
+    triples, links = movielens_kg_files()
+    freebase = load_kg(triples, links, item_ids)
+    lift = kg_alignment(freebase, train)
+    heads, rels, tails = feature_triples(movielens_100k_files() / "ml-100k.item", item_ids)
+    item_links = {item: f"item:{item}" for item in item_ids[1:]}
+    sha = {"features": hashlib.sha256((movielens_100k_files() / "ml-100k.item").read_bytes()).hexdigest()}
+    paths = {"features": str(movielens_100k_files() / "ml-100k.item")}
+    if lift >= ALIGNED_LIFT:
+        entity_of = {item_ids[i]: freebase.entities[e] for i, e in enumerate(freebase.item_entity) if e}
+        heads = [entity_of.get(h[len("item:"):], h) for h in heads]
+        heads += [freebase.entities[i] for i in freebase.heads]
+        rels += [freebase.relations[i] for i in freebase.rels]
+        tails += [freebase.entities[i] for i in freebase.tails]
+        item_links.update(entity_of)
+        sha.update(freebase.sha256)
+        paths.update(freebase.paths)
+    else:
+        log(f"MovieLens-100K's Freebase graph left out: its graph-near items share {lift:.2f}x the users of random "
+            f"pairs (below {ALIGNED_LIFT}; its links use MovieLens-1M ids); the item features are used")
+    kg = graph_from_triples(heads, rels, tails, item_links, item_ids, sha, paths)
+    kg.freebase_lift = lift
+    return kg
+
+
+ALIGNED_LIFT = 1.1  # a graph whose near items share fewer users than this x random pairs: links look wrong
 
 
 def load_kg(triples: str | Path, links: str | Path, item_ids: list[str], flags: tuple[str, str] = ("--kg", "--kg-links")

@@ -283,23 +283,22 @@ def teacher_phases(t: TeacherConfig) -> tuple[str, ...]:
 
 def knowledge_graph_for(t: TeacherConfig, dataset: Dataset, split: Split, log):
     """The graph of a kg teacher, aligned with the data's items (the user's files, or MovieLens-100K's
-    own), with how well its links match the interactions (`toolkit.kg.kg_alignment`)."""
-    from toolkit.kg import kg_alignment, load_kg, movielens_kg_files
+    own: `toolkit.kg.movielens_kg`), with how well its links match the interactions (`toolkit.kg.kg_alignment`)."""
+    from toolkit.kg import ALIGNED_LIFT, kg_alignment, load_kg, movielens_kg
 
-    files = (t.kg_triples, t.kg_links) if t.kg_triples is not None else movielens_kg_files()
-    kg = load_kg(*files, dataset.item_ids)
+    if t.kg_triples is not None:
+        kg = load_kg(t.kg_triples, t.kg_links, dataset.item_ids)
+    else:
+        kg = movielens_kg(dataset.item_ids, split.train, log)
     lift = kg_alignment(kg, split.train)
     s = kg.summary()
     log(f"knowledge graph: {s['triples']:,} triples, {s['entities']:,} entities, {s['relations']} relations; "
         f"{s['items_linked']:,} of {s['items']:,} items linked ({s['links_ignored']} links to unknown items ignored); "
         f"graph-near items share {lift:.2f}x the users of random pairs")
-    if lift < KG_ALIGNMENT_WARN:
+    if lift < ALIGNED_LIFT:
         log(f"warning: the graph's near items share no more users than random pairs ({lift:.2f}x): its links may "
             "name items of another id space")
     return kg, {**s, "alignment_lift": lift}
-
-
-KG_ALIGNMENT_WARN = 1.1  # graph-near items sharing fewer users than this x random pairs: the links look wrong
 
 
 def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log,
