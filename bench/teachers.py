@@ -80,10 +80,11 @@ def movielens_graph(dataset, split, log):
 
 
 def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict | None = None,
-                 on_seed=None) -> dict:
+                 on_seed=None, teacher=None, plan=None) -> dict:
     """The issue's "teachers" and "kg_students" parts on MovieLens-100K (`split`: its leave-one-out
     split, unsealed; training and every choice see it sealed). `on_seed(partial result)` is called
-    after each seed (a long run can be written as it goes)."""
+    after each seed (a long run can be written as it goes); `teacher` (TeacherConfig) and `plan`
+    (PlanConfig) shorten a smoke run."""
     import torch
 
     from toolkit.data import load_dataset
@@ -93,6 +94,7 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
     from toolkit.teacher import TeacherConfig, train_teacher
 
     budgets = budgets or BUDGETS
+    teacher_cfg, plan_cfg = teacher or TeacherConfig(), plan or PlanConfig()
     dataset = load_dataset()
     assert dataset.num_items == split.num_items, "run_teachers measures MovieLens-100K"
     data_key = {**dataset.key(), "max_users": 0}
@@ -104,7 +106,7 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
     work.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         models = {}
-        for kind, cfg, graph_arg in (("id_only", TeacherConfig(), None), ("kg", TeacherConfig(kind="kg"), kg)):
+        for kind, cfg, graph_arg in (("id_only", teacher_cfg, None), ("kg", replace(teacher_cfg, kind="kg"), kg)):
             start = time.perf_counter()
             teacher = train_teacher(cfg, sealed, data_key, MAX_HISTORY, seed, log, kg=graph_arg)
             models[kind] = teacher.model
@@ -118,7 +120,7 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
             for kind in ("kg", "id_only", "scratch"):
                 start = time.perf_counter()
                 torch.manual_seed(seed)
-                model, _, valid, _ = train_candidate(c, models.get(kind), sealed, MAX_HISTORY, seed, PlanConfig())
+                model, _, valid, _ = train_candidate(c, models.get(kind), sealed, MAX_HISTORY, seed, plan_cfg)
                 figures = through_onnx(model, split, profile, work / f"{name}-{kind}-{seed}.onnx", tail)
                 runs[(name, kind)].append({"seed": seed, "float_valid_ndcg10": valid, **figures})
                 log(f"student {name} ({c.name()}) from {kind} seed {seed}: {figures['bytes']:,} B, test NDCG@10 "

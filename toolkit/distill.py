@@ -21,9 +21,10 @@ positions it covers) answers itself; any other module is run on the windows. Pos
 does not cover keep the hard label only (α = 0 there). A top-K teacher on a small catalogue is
 distilled against the student's full softmax (exact KL for a teacher supported on its K items).
 
-Relational term (when the teacher has item vectors, `toolkit.teachers.item_embeddings`): the
-student's item table learns the teacher's item-item similarities, what a knowledge-graph teacher
-knows about items that the interactions barely show (tail items):
+Relational term (when the teacher has item vectors, `toolkit.teachers.item_embeddings`, and graph
+neighbours: the knowledge-graph teacher): the student's item table learns the teacher's item-item
+similarities, what a knowledge-graph teacher knows about items that the interactions barely show
+(tail items):
 
     L_rel = β · mean over anchors a of KL(softmax(cos_T(a, C_a) / τ) ‖ softmax(cos_S(a, C_a) / τ))
 
@@ -47,7 +48,10 @@ class DistillConfig:
     alpha: float = 0.5  # weight of the teacher term
     temperature: float = 1.0  # measured, dim-16 student, 2 seeds: T=1 valid NDCG@10 0.124, T=2 0.123, scratch 0.117
     top_k: int = 64  # top-K form: the teacher's items kept per position
-    relational: float = 0.0  # β, weight of the relational term (0: off); applies when the teacher has item vectors
+    # β, weight of the relational term (0: off), for teachers with item vectors and graph neighbours (the kg
+    # teacher). Measured on validation (MovieLens-100K, seed 0, dim-16 students, NDCG@10): from the kg
+    # teacher 0.1290 with β = 1 vs 0.1148 without; from the ID-only ensemble 0.1206 vs 0.1238 (so it stays off there)
+    relational: float = 1.0
     relational_anchors: int = 256  # anchor items per step
     relational_neighbours: int = 8  # graph neighbours per anchor (over-sampled)
     relational_random: int = 24  # random items per anchor
@@ -185,10 +189,11 @@ def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_
 
 
 def relational_term(teacher, split: Split, cfg: DistillConfig, seed: int):
-    """The relational term for this teacher, or None (β = 0, or a teacher without item vectors)."""
+    """The relational term for this teacher, or None (β = 0, or a teacher without item vectors or
+    graph neighbours: measured, it does not help the ID-only ensemble's students; see DistillConfig)."""
     from toolkit.teachers import item_embeddings
 
-    if not cfg.relational:
+    if not cfg.relational or getattr(teacher, "item_neighbours", None) is None:
         return None
     vectors = item_embeddings(teacher)
     if vectors is None or vectors.shape[0] != split.num_items:
