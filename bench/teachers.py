@@ -148,6 +148,38 @@ def _result(teachers: dict, runs: dict, budgets: dict) -> dict:
     return {"teachers": teachers, "kg_students": students}
 
 
+def teacher_tail(split, seeds: list[int], log=print) -> dict:
+    """The teachers' ranks of the tail users' test items (full ranking in PyTorch, from the cache):
+    HR@10 is 0 or 1 hit of 16 users, so wider cutoffs say more. Per teacher and seed: HR@10, @50, @100."""
+    import torch
+
+    from toolkit.data import load_dataset
+    from toolkit.evaluate import evaluate_scores
+    from toolkit.teacher import TeacherConfig, train_teacher
+
+    dataset = load_dataset()
+    sealed = split.sealed()
+    kg, _ = movielens_graph(dataset, sealed, lambda *_: None)
+    tail = tail_users(split)
+    on_tail = split.subset(tail)
+    out = {"tail_users": int(len(tail))}
+    for kind, cfg, graph in (("id_only", TeacherConfig(), None), ("kg", TeacherConfig(kind="kg"), kg)):
+        rows = []
+        for seed in seeds:
+            model = train_teacher(cfg, sealed, {**dataset.key(), "max_users": 0}, MAX_HISTORY, seed, log, kg=graph).model
+
+            def score(batch):
+                with torch.no_grad():
+                    return model.score_last(torch.from_numpy(batch)).numpy()
+
+            rows.append({"seed": seed, **{f"hr{k}": evaluate_scores(score, on_tail, "test", MAX_HISTORY, k).hr
+                                          for k in (10, 50, 100)}})
+        out[kind] = rows
+        log(f"tail ({len(tail)} users), teacher {kind}: " + "; ".join(
+            f"HR@10 {r['hr10']:.3f} HR@50 {r['hr50']:.3f} HR@100 {r['hr100']:.3f}" for r in rows))
+    return out
+
+
 # --- the choices, on validation -----------------------------------------------------------------
 
 
@@ -208,6 +240,37 @@ def choose(log=print, seed: int = 0) -> dict:
                         TrainConfig(seed=seed), DistillConfig(relational=beta))
             out["students"][f"dim 16 from {kind}, relational {beta}"] = r.valid.ndcg
             log(f"choose: dim-16 student from {kind}, relational β {beta}: valid NDCG@10 {r.valid.ndcg:.4f}")
+    return out
+
+
+def choose_relational(seeds: list[int], log=print) -> dict:
+    """The relational weight over seeds, on validation: dim-16 float students distilled from the kg
+    teacher of each seed (cached) with β = 0 and β = 1 (the plan's training recipe)."""
+    import torch
+
+    from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.distill import DistillConfig, distill
+    from toolkit.models import ModelConfig
+    from toolkit.plan import PlanConfig
+    from toolkit.teacher import TeacherConfig, train_teacher
+    from toolkit.train import TrainConfig
+
+    dataset = load_dataset()
+    split = split_leave_one_out(dataset).sealed()
+    kg, _ = movielens_graph(dataset, split, lambda *_: None)
+    plan = PlanConfig()
+    out = {}
+    for beta in (0.0, 1.0):
+        out[f"relational {beta}"] = []
+        for seed in seeds:
+            teacher = train_teacher(TeacherConfig(kind="kg"), split, {**dataset.key(), "max_users": 0}, MAX_HISTORY,
+                                    seed, log, kg=kg).model
+            torch.manual_seed(seed)
+            r = distill(teacher, ModelConfig(num_items=split.num_items, dim=16, max_history=MAX_HISTORY,
+                                             dropout=plan.dropout), split,
+                        TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed), DistillConfig(relational=beta))
+            out[f"relational {beta}"].append(r.valid.ndcg)
+            log(f"choose: dim-16 student from kg seed {seed}, β {beta}: valid NDCG@10 {r.valid.ndcg:.4f}")
     return out
 
 
@@ -287,6 +350,17 @@ def render(result: dict) -> str:
                   + ", ".join(f"{k} {v:.2f}x" for k, v in c["alignment_lift"].items()), "",
                   "| 3-member teachers and dim-16 students | valid NDCG@10 |", "|---|---:|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in c["students"].items()]
+        for k, v in c.get("relational_dim16_valid", {}).items():
+            lines.append(f"| dim 16 from kg, {k}, seeds 0..{len(v) - 1} | {', '.join(f'{x:.4f}' for x in v)} "
+                         f"(mean {np.mean(v):.4f}) |")
+    tt = result.get("teacher_tail")
+    if tt:
+        lines += ["", f"## Teachers on the {tt['tail_users']} tail users (test item with <= {TAIL_MAX} training "
+                      "interactions; full ranking in PyTorch)", "", "| teacher | HR@10 | HR@50 | HR@100 (per seed) |",
+                  "|---|---|---|---|"]
+        for kind in ("id_only", "kg"):
+            lines.append(f"| {kind} | " + " | ".join(", ".join(f"{r[f'hr{k}']:.3f}" for r in tt[kind])
+                                                       for k in (10, 50, 100)) + " |")
     y = result.get("synthetic")
     if y:
         lines += ["", f"## The same machinery on a graph that is right (synthetic: {y['config']['items']:,} items, "
@@ -306,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--choose", action="store_true", help="only the validation runs that chose the design")
     parser.add_argument("--synthetic", action="store_true", help="only the synthetic check (a graph that is right)")
+    parser.add_argument("--relational", action="store_true", help="only the relational weight's validation runs")
+    parser.add_argument("--tail", action="store_true", help="only the cached teachers' tail ranks (HR@10/50/100)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.render:
@@ -329,6 +405,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.choose:
         write({"choices": choose(log=lambda m: print(m, flush=True))}, stamp=False)
+        return 0
+    if args.relational:
+        choices = {**previous.get("choices", {}), "relational_dim16_valid": choose_relational(
+            list(range(args.seeds)), log=lambda m: print(m, flush=True))}
+        write({"choices": choices}, stamp=False)
+        return 0
+    if args.tail:
+        write({"teacher_tail": teacher_tail(split, list(range(args.seeds)), log=lambda m: print(m, flush=True))},
+              stamp=False)
         return 0
     if args.synthetic:
         write({"synthetic": synthetic_check(Path(tempfile.mkdtemp(prefix="synthetic.")),

@@ -87,7 +87,6 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
     `toolkit.kg.KnowledgeGraph` aligned with the split's items) a `KGTeacher`."""
     import torch
 
-    from toolkit.models import Ensemble, SASRec
     from toolkit.train import fit
 
     member_cfg = cfg.member_config(split.num_items, max_history)
