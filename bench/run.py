@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.evaluate import evaluate_model, evaluate_popularity, pad_histories
     from toolkit.measure import TimingConfig, time_calls
-    from toolkit.pipeline import first_users, measure_priors_for, train_teacher_for
+    from toolkit.data import first_users
+    from toolkit.pipeline import measure_priors_for, train_teacher_for
 
     cfg = bench_config(args.quick)
     build_args = ["--max-users", "300", "--epochs", "3", "--teacher-members", "1"] if args.quick else []

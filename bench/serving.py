@@ -27,7 +27,7 @@ def serve_large_catalog(items: int, interactions: int, work: Path, log, epochs: 
     from synthetic import SyntheticConfig, write
 
     from toolkit.data import read_interactions, split_leave_one_out
-    from toolkit.evaluate import cutoff_for, evaluate_model, evaluate_popularity, pad_histories
+    from toolkit.evaluate import cutoff_for, evaluate_popularity, pad_histories
     from toolkit.measure import memory_status
     from toolkit.pipeline import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
                                   export_jobs, serving_record)

@@ -44,7 +44,7 @@ def movielens(cache_dir):
 def small_split(movielens):
     """Leave-one-out split of the first 150 MovieLens users (real data, small)."""
     from toolkit.data import split_leave_one_out
-    from toolkit.pipeline import first_users
+    from toolkit.data import first_users
 
     return split_leave_one_out(first_users(movielens, 150))
 

@@ -69,7 +69,7 @@ def _exactness_rank(rank: int, port: int, out: str) -> None:
     """One rank of the exactness run (torch.multiprocessing.spawn): every case, rank 0 saves."""
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.distributed import DistributedConfig, join
-    from toolkit.pipeline import first_users
+    from toolkit.data import first_users
 
     os.environ.update(_launch_env(rank, port))
     split = split_leave_one_out(first_users(load_dataset(), 150))

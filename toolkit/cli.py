@@ -1,4 +1,4 @@
-"""Command line: `python -m toolkit {build,train-teacher,profiles,profile,calibrate,verify} ...`.
+"""Command line: `python -m toolkit {build,train-teacher,teacher-scores,profiles,profile,calibrate,verify} ...`.
 
 The CLI only overrides dataclass fields; defaults live in the dataclasses (pipeline.BuildConfig
 and the configs it holds). Exit codes: 0 success and fits, 1 built but does not fit, 2 bad input
@@ -65,6 +65,14 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8), e.g. latin-1")
     b.add_argument("--out", help="build directory (default builds/<profile>)")
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
+    t = b.add_argument_group("teacher (README: Teachers)")
+    t.add_argument("--teacher", metavar="KIND", help="ensemble (the default), kg (knowledge-graph teacher), or "
+                   "MODULE:FACTORY: your own torch module (MODULE a dotted module name or a path to a .py file)")
+    t.add_argument("--teacher-scores", metavar="FILE.parquet", help="precomputed soft labels from any framework "
+                   "(columns user, position, items, scores) instead of a teacher model")
+    t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph: head/relation/tail triples file "
+                   "(default: MovieLens-100K's own)")
+    t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file (item_id, entity_id)")
     short = b.add_argument_group("shorter runs (tests, smoke checks)")
     short.add_argument("--max-users", type=positive_int, help="use only the first N users")
     short.add_argument("--epochs", type=positive_int, help="at most N epochs for teacher and student")
@@ -93,7 +101,11 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--rank-timeout", type=positive_int, metavar="SECONDS",
                    help="give up when another rank has not answered for this long "
                         f"(default {DistributedConfig.timeout_s:.0f})")
-    t.set_defaults(out=None, student_dim=None)  # build_config reads them; the teacher does not depend on them
+    t.add_argument("--teacher", choices=("ensemble", "kg"), help="ensemble (the default) or kg (knowledge-graph teacher)")
+    t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph, as for build")
+    t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file, as for build")
+    # build_config reads them; the teacher does not depend on them
+    t.set_defaults(out=None, student_dim=None, teacher_scores=None)
 
     sub.add_parser("profiles", help="list the device profiles and their budgets",
                    description="List the shipped device profiles with their budgets.")
@@ -119,6 +131,21 @@ def make_parser() -> argparse.ArgumentParser:
                    help="qemu CPU model, repeatable (default: the profile's hardware.cpu and max, the core with SVE2/SME)")
     v.add_argument("--qemu", metavar="PATH", help="the qemu-aarch64 to use (default: $TOOLKIT_QEMU_AARCH64, then PATH)")
     v.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+
+    s = sub.add_parser("teacher-scores", help="write a module teacher's soft labels as a --teacher-scores file",
+                       description="Run a teacher module (MODULE:FACTORY) on every position of every user's training "
+                                   "items and write its top-K per position as Parquet (user, position, items, "
+                                   "scores): the file `build --teacher-scores` reads.")
+    s.add_argument("--teacher", required=True, metavar="MODULE:FACTORY", help="the teacher module's factory")
+    s.add_argument("--out", required=True, metavar="FILE.parquet", help="where to write the scores")
+    s.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter); default MovieLens-100K")
+    s.add_argument("--user-col", help="user id column of --data")
+    s.add_argument("--item-col", help="item id column of --data")
+    s.add_argument("--time-col", help="timestamp column of --data")
+    s.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8)")
+    s.add_argument("--profile", help="take max_history from this profile (default mobile-arm)")
+    s.add_argument("--top-k", type=positive_int, help="items kept per position (default 64)")
+    s.add_argument("--max-users", type=positive_int, help="use only the first N users")
 
     c = sub.add_parser("calibrate", help="measure this machine's fp32 GFLOP/s (the `gflops` of a profile)",
                        description="Measure the sustained fp32 matrix-multiply rate of this machine at a thread "
@@ -150,7 +177,25 @@ def build_config(args: argparse.Namespace):
     if args.student_dim is not None:
         student = replace(student, dim=args.student_dim)
         plan = replace(plan, dims=(args.student_dim,))
+    teacher = teacher_config(args, teacher)
     return replace(cfg, teacher=teacher, student=student, plan=plan)
+
+
+def teacher_config(args: argparse.Namespace, teacher):
+    """--teacher / --teacher-scores / --kg / --kg-links onto the TeacherConfig."""
+    if args.teacher is not None and args.teacher_scores is not None:
+        raise ToolkitError("--teacher and --teacher-scores: give one teacher")
+    if args.teacher in ("kg", "ensemble"):
+        teacher = replace(teacher, kind=args.teacher)
+    elif args.teacher is not None:
+        teacher = replace(teacher, kind="external", module=args.teacher)
+    if args.teacher_scores is not None:
+        teacher = replace(teacher, kind="scores", scores=args.teacher_scores)
+    if args.kg is not None or args.kg_links is not None:
+        if args.teacher is None and args.teacher_scores is None:
+            teacher = replace(teacher, kind="kg")  # a graph given means the graph's teacher
+        teacher = replace(teacher, kg_triples=args.kg, kg_links=args.kg_links)
+    return teacher
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -202,6 +247,17 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
               f"{ranks['world_size']} process(es), backend {ranks['backend'] or 'none'})\n"
               f"cache: {teacher_path(teacher.cache_key)}\n"
               "`python -m toolkit build` with the same data and teacher flags (and TOOLKIT_CACHE_DIR) loads it")
+    return EXIT_OK
+
+
+def _cmd_teacher_scores(args: argparse.Namespace) -> int:
+    from toolkit.external import TeacherScoresConfig, teacher_scores_command
+
+    cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
+    overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "profile",
+                                               "top_k", "max_users") if getattr(args, k) is not None}
+    rows = teacher_scores_command(replace(cfg, **overrides), log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(f"wrote {rows} rows to {args.out}")
     return EXIT_OK
 
 
@@ -294,7 +350,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"build": _cmd_build, "profiles": _cmd_profiles, "profile": _cmd_profile, "calibrate": _cmd_calibrate,
-            "verify": _cmd_verify, "train-teacher": _cmd_train_teacher}
+            "verify": _cmd_verify, "train-teacher": _cmd_train_teacher, "teacher-scores": _cmd_teacher_scores}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -477,3 +477,9 @@ def _build_dataset(path: Path, sha256: str, users: tuple[np.ndarray, list[str]],
         dropped_users=int((~kept_users).sum()),
         path=str(path),
     )
+
+
+def first_users(dataset: Dataset, n: int) -> Dataset:
+    """The first n users (quick runs): items keep their indices so the vocabulary is unchanged."""
+    return replace(dataset, user_ids=dataset.user_ids[:n], sequences=dataset.sequences[:n],
+                   num_interactions=sum(len(s) for s in dataset.sequences[:n]))

@@ -178,7 +178,6 @@ class Contender:
 def time_calls(contenders: dict[str, Contender | Callable], inputs: Sequence, cfg: TimingConfig | None = None
                ) -> dict[str, Timing]:
     """Time every contender on the same inputs (cycled), blocks interleaved round by round."""
-    import numpy as np
 
     cfg = cfg or TimingConfig()
     named = {k: c if isinstance(c, Contender) else Contender(c) for k, c in contenders.items()}

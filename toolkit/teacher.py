@@ -6,6 +6,11 @@ number of members, not its width: on MovieLens-100K a dim-64 member overfits and
 dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members together reach
 0.131.
 
+With a knowledge graph (`kg`, `toolkit.kg.KnowledgeGraph`) the members are knowledge-graph
+members (`toolkit.teachers`: SASRec whose item vectors also carry the graph, TransE-initialised)
+and the teacher is a `toolkit.teachers.KGTeacher`; the key then also holds the graph files'
+sha256, the graph settings and the code of toolkit/kg.py and toolkit/teachers.py.
+
 The trained teacher is cached under the user's cache dir. Its key covers everything that shapes
 it: the data (sha256, columns read, minimum interactions, split rule, users kept), every config
 field, the vocabulary and window, the seed and the code that trains it (a hash of the modules). The
@@ -23,6 +28,8 @@ from pathlib import Path
 
 from toolkit.cache import cache_path, code_version, temporary_sibling
 from toolkit.data import Split
+from toolkit.errors import ToolkitError
+from toolkit.kg import KGConfig
 from toolkit.train import TrainConfig
 
 CACHE_FORMAT = 3  # bump when the cached file layout changes (3: trained_with)
@@ -32,12 +39,18 @@ _CODE = ("models.py", "train.py", "teacher.py", "evaluate.py", "data.py", "distr
 
 @dataclass
 class TeacherConfig:
+    kind: str = "ensemble"  # ensemble | kg | external (`module`) | scores (`scores`); see toolkit/pipeline.py
     members: int = 3
     dim: int = 32  # measured on ML-100K (valid NDCG@10, 3 seeds): dim 64 members 0.116, dim 32 members 0.125
     layers: int = 1
     heads: int = 1
     dropout: float = 0.2
     train: TrainConfig = field(default_factory=TrainConfig)
+    kg: KGConfig = field(default_factory=KGConfig)  # kind "kg": how the graph enters the items
+    kg_triples: str | None = None  # kind "kg": the graph's files (None: the dataset's own, MovieLens-100K)
+    kg_links: str | None = None
+    module: str | None = None  # kind "external": MODULE:FACTORY
+    scores: str | None = None  # kind "scores": a Parquet file of precomputed soft labels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,11 +73,25 @@ class Teacher:
     trained_with: dict = field(default_factory=dict)  # {"world_size", "backend"} of the run that trained it
 
 
-def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int) -> dict:
+def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
+    """`MODULE:FACTORY` -> (module, factory); MODULE is a dotted name or a path to a .py file."""
+    module, sep, factory = spec.rpartition(":")
+    if not sep or not module or not factory.isidentifier():
+        raise ToolkitError(f"{flag} {spec!r}: expected MODULE:FACTORY (a dotted module name or a path to a .py file, "
+                           "then the factory function's name), or one of kg, ensemble")
+    return module, factory
+
+
+def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int, kg=None) -> dict:
     teacher = cfg.to_dict()
     teacher["train"].pop("threads")  # how many threads trained it does not change what it is
-    return {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
-            "num_items": num_items, "max_history": max_history, "seed": seed}
+    for name in ("kind", "kg", "kg_triples", "kg_links", "module", "scores"):
+        teacher.pop(name)  # the graph enters below, by content; the other kinds are not trained here
+    key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
+           "num_items": num_items, "max_history": max_history, "seed": seed}
+    if kg is not None:
+        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("kg.py", "teachers.py")}
+    return key
 
 
 def teacher_path(key: dict) -> Path:
@@ -73,8 +100,9 @@ def teacher_path(key: dict) -> Path:
 
 
 def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history: int, seed: int,
-                  log=print, world=None) -> Teacher:
-    """Train the ensemble (member i uses seed + i), or load it from the cache.
+                  log=print, world=None, kg=None) -> Teacher:
+    """Train the ensemble (member i uses seed + i), or load it from the cache; with `kg` (a
+    `toolkit.kg.KnowledgeGraph` aligned with the split's items) a `KGTeacher`.
 
     On the ranks of `world` (toolkit.distributed) all ranks train each member together; rank 0's
     cache decides for all (its members are broadcast on a hit) and rank 0 alone writes the file.
@@ -82,24 +110,26 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
     import torch
 
     from toolkit.distributed import SINGLE
-    from toolkit.models import Ensemble, SASRec
     from toolkit.train import fit
 
     world = world or SINGLE
     member_cfg = cfg.member_config(split.num_items, max_history)
-    key = teacher_key(cfg, data_key, split.num_items, max_history, seed)
+    key = teacher_key(cfg, data_key, split.num_items, max_history, seed, kg)
     world.check_same(key, "teacher key (data, settings, code)")
     path = teacher_path(key)
-    cached = world.broadcast(_load(path, key, member_cfg, log) if world.is_main and path.is_file() else None)
+    make = _member_factory(cfg, member_cfg, kg, seed, log)
+    cached = world.broadcast(_load(path, key, make, log) if world.is_main and path.is_file() else None)
     if cached is not None:
         members, trained_with = cached
-        return Teacher(model=Ensemble(members).eval(), seconds=0.0, cached=True, cache_path=path, key=key,
-                       trained_with=trained_with)
+        return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True, cache_path=path,
+                       key=key, trained_with=trained_with)
     start = time.perf_counter()
     members, scores = [], []
     for i in range(cfg.members):
-        result = fit(member_cfg, split, replace(cfg.train, seed=seed + i), desc=f"teacher {i + 1}/{cfg.members}",
-                     world=world)
+        torch.manual_seed(seed + i)
+        init = make(pretrained=True) if kg is not None else None
+        result = fit(member_cfg, split, replace(cfg.train, seed=seed + i), init=init,
+                     desc=f"teacher {i + 1}/{cfg.members}", world=world)
         members.append(result.model)
         scores.append(result.valid.ndcg)
     trained_with = world.trained_with()
@@ -108,16 +138,47 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
         torch.save({"key": key, "states": [m.state_dict() for m in members], "member_valid_ndcg10": scores,
                     "trained_with": trained_with}, tmp)
         tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
-    return Teacher(model=Ensemble(members).eval(), seconds=time.perf_counter() - start, cached=False,
+    return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start, cached=False,
                    cache_path=path, key=key, member_valid_ndcg10=scores, trained_with=trained_with)
 
 
-def _load(path: Path, key: dict, member_cfg, log) -> tuple[list, dict] | None:
+def _member_factory(cfg: TeacherConfig, member_cfg, kg, seed: int, log):
+    """make(pretrained) -> a fresh member: SASRec, or a knowledge-graph member (TransE pretrained once,
+    when asked and `cfg.kg.transe`)."""
+    from toolkit.models import SASRec
+
+    if kg is None:
+        return lambda pretrained=False: SASRec(member_cfg)
+    from toolkit.kg import pretrain_transe
+    from toolkit.teachers import kg_member
+
+    transe = {}
+
+    def make(pretrained: bool = False):
+        if pretrained and cfg.kg.transe and "vectors" not in transe:
+            start = time.perf_counter()
+            transe["vectors"] = pretrain_transe(kg, replace(cfg.kg.transe_config, dim=cfg.dim, seed=seed))
+            log(f"TransE on {len(kg.heads):,} triples in {time.perf_counter() - start:.0f} s")
+        return kg_member(member_cfg, kg, cfg.kg, transe.get("vectors") if pretrained else None)
+
+    return make
+
+
+def _teacher_model(members: list, kg, cfg: TeacherConfig):
+    from toolkit.models import Ensemble
+
+    if kg is None:
+        return Ensemble(members)
+    from toolkit.kg import kg_item_neighbours
+    from toolkit.teachers import KGTeacher
+
+    return KGTeacher(members, kg_item_neighbours(kg, cfg.kg.item_neighbours))
+
+
+def _load(path: Path, key: dict, make, log) -> tuple[list, dict] | None:
     """The cached members and how they were trained, or None (logged) when the file is unreadable or
     was made for something else."""
     import torch
-
-    from toolkit.models import SASRec
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -126,7 +187,7 @@ def _load(path: Path, key: dict, member_cfg, log) -> tuple[list, dict] | None:
             return None
         members = []
         for state in saved["states"]:
-            member = SASRec(member_cfg)
+            member = make()
             member.load_state_dict(state)
             members.append(member.eval())
         return members, dict(saved["trained_with"])
