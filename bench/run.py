@@ -319,6 +319,11 @@ def write_results(results: dict, out_dir: Path) -> None:
     from toolkit.cache import write_json_atomic
 
     results.update(frontier(results["students"]))
+    teachers = out_dir / "teachers.json"  # the teachers' comparison is its own run: bench/teachers.py
+    if teachers.is_file():
+        t = json.loads(teachers.read_text())
+        results["teachers"], results["kg_students"] = t["teachers"], t["kg_students"]
+        results["teachers_source"] = f"bench/teachers.py, run started {t['started']}, {t['seeds']} seeds"
     results["ratios"] = ratios(results)
     results["goals"] = [{"goal": g, "measured": m, "met": ok} for g, m, ok in goals(results)]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -135,19 +135,23 @@ def main(argv: list[str] | None = None) -> int:
                      "started": time.strftime("%Y-%m-%d %H:%M"), "catalogs": []}
     builds = QUICK_BUILDS if args.quick else BUILDS
     if "builds" in sections:
-        results["catalogs"] = [run_build(items, n, work, log) for items, n in builds]
+        for items, n in builds:
+            results["catalogs"].append(run_build(items, n, work, log))
+            write_results({**results, "complete": False}, out_dir)  # a section at a time: a later crash loses less
     if "loss" in sections:
         items, n = builds[0]
         results["loss_comparison"] = full_vs_sampled(items, n, work, 2 if args.quick else LOSS_SEEDS, log)
         for entry in results["catalogs"]:
             if entry["items"] == items:
                 entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
+        write_results({**results, "complete": False}, out_dir)
     if "serve" in sections:
         from serving import serve_large_catalog
 
         items, n = QUICK_SERVE if args.quick else SERVE
         results["catalogs"].append(serve_large_catalog(items, n, work, log))
-    write_results(results, out_dir)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    write_results({**results, "complete": sections == {"builds", "loss", "serve"}}, out_dir)
     log(f"wrote {out_dir / 'scale.json'}")
     return 0
 
