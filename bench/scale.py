@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--only", choices=("builds", "loss", "serve"), action="append",
-                        help="run only these sections (a partial run is never committed)")
+                        help="run only these sections")
+    parser.add_argument("--items", type=int, action="append", help="only the builds of these catalogue sizes")
+    parser.add_argument("--merge", action="store_true", help="add to the scale.json in --out (each entry says "
+                        "when it was measured) instead of starting a new one")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     if args.render:
@@ -133,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     log = print
     results: dict = {"machine": machine(), "mode": "quick" if args.quick else "full",
                      "started": time.strftime("%Y-%m-%d %H:%M"), "catalogs": []}
+    if args.merge and (out_dir / "scale.json").is_file():
+        results = json.loads((out_dir / "scale.json").read_text())
     builds = QUICK_BUILDS if args.quick else BUILDS
     if "builds" in sections:
         for items, n in builds:
-            results["catalogs"].append(run_build(items, n, work, log))
+            if args.items and items not in args.items:
+                continue
+            entry = {**run_build(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M")}
+            results["catalogs"] = [c for c in results["catalogs"] if c["items"] != items] + [entry]
+            results["catalogs"].sort(key=lambda c: c["items"])
             write_results({**results, "complete": False}, out_dir)  # a section at a time: a later crash loses less
     if "loss" in sections:
         items, n = builds[0]
@@ -149,9 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         from serving import serve_large_catalog
 
         items, n = QUICK_SERVE if args.quick else SERVE
-        results["catalogs"].append(serve_large_catalog(items, n, work, log))
+        entry = {**serve_large_catalog(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        results["catalogs"] = sorted([c for c in results["catalogs"] if c["items"] != items] + [entry],
+                                     key=lambda c: c["items"])
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
-    write_results({**results, "complete": sections == {"builds", "loss", "serve"}}, out_dir)
+    have = {c["items"] for c in results["catalogs"]}
+    results["complete"] = all(i in have for i, _ in builds) and "loss_comparison" in results and (
+        (QUICK_SERVE if args.quick else SERVE)[0] in have)
+    write_results(results, out_dir)
     log(f"wrote {out_dir / 'scale.json'}")
     return 0
 
