@@ -92,6 +92,7 @@ def measure_priors(split: Split, max_history: int, cfg: PriorConfig, seed: int, 
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "max_history": max_history,
            "config": cfg.to_dict(), "seed": seed, "pq": split.num_items >= plan.pq_min_items,
            "two_stage": split.num_items >= plan.two_stage_min_items}
+    key = json.loads(json.dumps(key))  # as it reads back from the file (tuples become lists)
     path = cache_path("priors", key, ".json")
     try:
         saved = json.loads(path.read_text())
