@@ -152,9 +152,13 @@ def write(out_dir: Path, cfg: BenchConfig, runs: list[dict], summary: dict) -> N
         "",
         "Host load while measuring: other processes used up to "
         + ("an unknown share" if busy is None else f"{busy:.0%}") + " of the CPUs (per run in distributed.json, "
-        "`toolkit.measure.LoadMonitor`). Throughput measured next to other work is not the machine's, and "
-        "the speed-up is biased upward there (two runnable processes get a larger share of contended CPUs "
-        "than one): re-run on a quiet machine before quoting it.",
+        "`toolkit.measure.LoadMonitor`)."
+        + (" Throughput measured next to other work is not the machine's, and the speed-up is biased upward "
+           "there (two runnable processes get a larger share of contended CPUs than one): re-run on a quiet "
+           "machine before quoting it." if busy is None or busy > 0.05 else " The machine was quiet.")
+        + (" A speed-up above 2x on 2 cores says one process with one thread uses its core less efficiently "
+           "than two half-batch processes use theirs (not investigated; smaller per-rank batches are one "
+           "candidate)." if summary["speedup_2x1_over_1x1"] > 2 else ""),
         "",
     ]
     (out_dir / "DISTRIBUTED.md").write_text("\n".join(lines))
