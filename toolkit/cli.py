@@ -49,6 +49,15 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that name the interactions, shared by every command that reads them."""
+    p.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter); default MovieLens-100K")
+    p.add_argument("--user-col", help="user id column of --data")
+    p.add_argument("--item-col", help="item id column of --data")
+    p.add_argument("--time-col", help="timestamp column of --data")
+    p.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8), e.g. latin-1")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m toolkit",
                      description="Distil a recommender into a small model that fits an edge device.")
@@ -58,11 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Train a teacher, distil a student sized for the profile, export it "
                                    "through ExecuTorch and ONNX and check every artifact.")
     b.add_argument("--profile", help="a name from device_profiles/ or a path to a .toml file (default mobile-arm)")
-    b.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter); default MovieLens-100K")
-    b.add_argument("--user-col", help="user id column of --data")
-    b.add_argument("--item-col", help="item id column of --data")
-    b.add_argument("--time-col", help="timestamp column of --data")
-    b.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8), e.g. latin-1")
+    add_data_flags(b)
     b.add_argument("--out", help="build directory (default builds/<profile>)")
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     t = b.add_argument_group("teacher (README: Teachers)")
@@ -87,17 +92,13 @@ def make_parser() -> argparse.ArgumentParser:
                                    "-m toolkit train-teacher ... (gloo on CPU, NCCL on GPUs). Exit 0 trained or already "
                                    "cached, 2 bad input, 3 a rank failed or an internal error.")
     for flag, kind, what in (("--profile", str, "as for build: its max_history shapes the teacher"),
-                             ("--data", str, "interactions file, as for build (default MovieLens-100K)"),
-                             ("--user-col", str, "user id column of --data"),
-                             ("--item-col", str, "item id column of --data"),
-                             ("--time-col", str, "timestamp column of --data"),
-                             ("--encoding", str, "text encoding of a CSV/TSV --data file (default utf-8)"),
                              ("--seed", non_negative_int, "random seed (default 0)"),
                              ("--max-users", positive_int, "use only the first N users"),
                              ("--epochs", positive_int, "at most N epochs"),
                              ("--teacher-members", positive_int, "models in the teacher ensemble"),
                              ("--teacher-dim", positive_int, "teacher model dimension")):
         t.add_argument(flag, type=kind, help=what)
+    add_data_flags(t)
     t.add_argument("--rank-timeout", type=positive_int, metavar="SECONDS",
                    help="give up when another rank has not answered for this long "
                         f"(default {DistributedConfig.timeout_s:.0f})")
@@ -138,11 +139,7 @@ def make_parser() -> argparse.ArgumentParser:
                                    "scores): the file `build --teacher-scores` reads.")
     s.add_argument("--teacher", required=True, metavar="MODULE:FACTORY", help="the teacher module's factory")
     s.add_argument("--out", required=True, metavar="FILE.parquet", help="where to write the scores")
-    s.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter); default MovieLens-100K")
-    s.add_argument("--user-col", help="user id column of --data")
-    s.add_argument("--item-col", help="item id column of --data")
-    s.add_argument("--time-col", help="timestamp column of --data")
-    s.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8)")
+    add_data_flags(s)
     s.add_argument("--profile", help="take max_history from this profile (default mobile-arm)")
     s.add_argument("--top-k", type=positive_int, help="items kept per position (default 64)")
     s.add_argument("--max-users", type=positive_int, help="use only the first N users")
