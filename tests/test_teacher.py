@@ -45,3 +45,18 @@ def test_a_damaged_cache_is_retrained_and_said(cache_dir, small_split):
     lines.clear()
     assert not train_teacher(CFG, split, DATA, 50, 0, log=lines.append).cached
     assert any("other data, settings or code" in x for x in lines)
+
+
+def test_the_ensemble_stops_adding_members_at_its_step_budget(cache_dir, small_split):
+    """Each member is capped at `train.max_steps` (it stops at the end of the epoch that reaches
+    them); the ensemble adds a member only while its spent steps plus the last member's fit the
+    budget, and says so."""
+    split = small_split.sealed()
+    lines: list[str] = []
+    capped = TeacherConfig(members=3, dim=8, max_steps=5, train=TrainConfig(epochs=50, batch_size=64, min_steps=0,
+                                                                           max_steps=3, patience=50))
+    teacher = train_teacher(capped, split, {**DATA, "sha256": "budget"}, 50, 0, log=lines.append)
+    assert len(teacher.model.members) == 1  # one member spends >= 3 steps; two would pass 5
+    assert any("1 of 3 members" in line and "budget" in line for line in lines)
+    roomy = replace(capped, max_steps=10_000)
+    assert len(train_teacher(roomy, split, {**DATA, "sha256": "budget"}, 50, 0, log=lines.append).model.members) == 3

@@ -133,3 +133,14 @@ def test_no_training_pairs_is_a_clear_error():
                   test_target_=np.arange(11, 16), num_items=20)
     with pytest.raises(ToolkitError, match="nothing to train on"):
         training_windows(split, max_history=10, stride=10)
+
+
+def test_max_steps_stops_at_the_end_of_the_epoch_that_reaches_them(small_split):
+    cfg = ModelConfig(num_items=small_split.num_items, dim=8, max_history=20)
+    windows = len(training_windows(small_split, 20, 20))
+    per_epoch = -(-windows // 64)
+    result = fit(cfg, small_split.sealed(), TrainConfig(epochs=50, batch_size=64, min_steps=0, patience=50,
+                                                        max_steps=per_epoch + 1))
+    assert result.capped and result.epochs == 2 and result.steps == 2 * per_epoch
+    free = fit(cfg, small_split.sealed(), TrainConfig(epochs=2, batch_size=64, min_steps=0, max_steps=0))
+    assert not free.capped and free.epochs == 2

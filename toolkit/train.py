@@ -51,6 +51,10 @@ class TrainConfig:
     # never stop before this many optimizer steps: 15 epochs of MovieLens-100K (2,412 windows, 19 steps an
     # epoch), where early quality plateaus; a large log reaches it within an epoch or two
     min_steps: int = 270
+    # stop at the end of the epoch that reaches this many optimizer steps (the best validation state is
+    # kept): a budget that binds only on large logs (MovieLens-100K: 19 steps an epoch, early stopping
+    # ends at ~30-60 epochs; 50,000 items / 1M interactions: ~290 steps an epoch, ~14 epochs); 0 = none
+    max_steps: int = 4_000
     window_stride: int = 0  # 0 means max_history: windows do not overlap, each target is seen once an epoch
     seed: int = 0
     threads: int = 0  # 0 = torch default
@@ -69,6 +73,8 @@ class TrainResult:
     epochs: int
     seconds: float
     step_seconds: float = 0.0  # in the optimisation steps only (validation excluded): what throughput is read from
+    steps: int = 0  # optimizer steps taken
+    capped: bool = False  # stopped by `TrainConfig.max_steps`, not by early stopping
 
 
 def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
@@ -210,7 +216,7 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     def validate():  # rank 0 evaluates; every rank gets its figures, so all take the same decisions
         return world.broadcast(evaluate_model(world.on_host(model), selection, "valid") if world.is_main else None)
 
-    best, best_state, best_epoch, epoch = None, copy.deepcopy(model.state_dict()), 0, 0
+    best, best_state, best_epoch, epoch, capped = None, copy.deepcopy(model.state_dict()), 0, 0, False
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
         best = validate()
     steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
@@ -245,8 +251,11 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
             best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
         elif epoch - best_epoch >= train_cfg.patience and epoch * steps_per_epoch >= train_cfg.min_steps:
             break
+        if train_cfg.max_steps and epoch * steps_per_epoch >= train_cfg.max_steps:
+            capped = True
+            break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model=model.cpu(), valid=best, epochs=epoch, seconds=time.perf_counter() - start,
-                       step_seconds=step_seconds)
+                       step_seconds=step_seconds, steps=epoch * steps_per_epoch, capped=capped)
