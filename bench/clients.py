@@ -142,8 +142,8 @@ def timings(host: NativeClient, build: Path, reference: np.ndarray, requests: in
             memory.append({"artifact": a["path"], "bytes": a["bytes"], "native_peak_rss_bytes": bench.peak_rss_bytes,
                            "native_rss_before_load_bytes": bench.rss_before_load_bytes,
                            "native_rss_after_load_bytes": bench.rss_after_load_bytes,
-                           "python_measured_bytes": python_memory.get("measured_bytes"),
-                           "python_process_peak_bytes": python_memory.get("process_peak_bytes")})
+                           "python_measured_bytes": python_memory.get("python_model_bytes"),
+                           "python_process_peak_bytes": python_memory.get("python_bytes")})
     return rows, memory
 
 
@@ -174,7 +174,7 @@ def markdown(r: dict) -> str:
     lines += [f"| {x['client']} | {x['artifact']} | {x['what']} | {x['p50_ms']:.3f} | {x['p95_ms']:.3f} | {x['n']} |"
               for x in r["timing"]]
     lines += ["", "## Memory of a .pte in the C++ client (whole process) and in Python", "",
-              "| artifact | bytes | C++ peak RSS | C++ RSS before load | C++ after load | Python figure (profiler) | Python process peak |",
+              "| artifact | bytes | C++ peak RSS | C++ RSS before load | C++ after load | Python, the model's share (profiler) | Python process peak |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {x['artifact']} | {x['bytes']:,} | {mb(x['native_peak_rss_bytes'])} | {mb(x['native_rss_before_load_bytes'])} | "
               f"{mb(x['native_rss_after_load_bytes'])} | {mb(x['python_measured_bytes'])} | {mb(x['python_process_peak_bytes'])} |"
