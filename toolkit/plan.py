@@ -46,14 +46,22 @@ PACKED_TABLE_COPY = {"executorch": True, "onnx": False}
 # ONNX Runtime its CPU library's pages and a session (the profiler's Python figure above the bare
 # interpreter); for ExecuTorch the native runtime.
 RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 33_000_000}
+# the profiler's quality check (toolkit/profiler.py): an artifact's NDCG@K may be at most this far below
+# its float model's (relative); the plan applies it on validation, so it never ships a student that
+# compression broke (a 50,000-item build shipped a table rank 8 that lost 27 % and failed it)
+QUALITY_MARGIN = 0.05
 # Per-request time that does not scale with FLOPs (op dispatch, top-k, copies), host-measured.
 RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
-# Per scored item, host-measured ns (bench/serving_scale.json, 10^6 items, dim 32, one thread): what an
-# integer or PQ table costs a request beyond its matmul FLOPs (unpacking, LUT gathers outside the matmul
-# kernels; ONNX Runtime unpacks an int4 table once at load), scaled to a device by
-# REFERENCE_HOST_GFLOPS / the profile's GFLOP/s (`calibrate` on the host they were measured on).
-TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int": 155.0, "pq": 51.0},
-                 "onnx": {"float": 0.0, "int": 5.0, "pq": 23.0}}
+# Per scored item, host-measured ns (one thread): what an integer or PQ table costs a request beyond its
+# matmul FLOPs (unpacking, LUT gathers outside the matmul kernels; ONNX Runtime unpacks an int4 table once
+# at load), scaled to a device by REFERENCE_HOST_GFLOPS / the profile's GFLOP/s (`calibrate` on the host
+# they were measured on). int4 and PQ: bench/serving_scale.json (10^6 items, dim 32). int8: a whole
+# request of the 50,000-item build's int8 artifacts (bench/scale.json, p50 0.20 ms .pte / 0.19 ms .onnx)
+# over its items, an upper bound: an int8 table costs no more than a float one there (0.09 ms fp32 .pte
+# at 20,000 items, 0.07 ms int8), so the int4 figure must not stand for it (it did: 31 ms estimated
+# for a 0.2 ms request, which ruled every int8 table out of a 50,000-item plan).
+TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int8": 4.0, "int4": 155.0, "pq": 51.0},
+                 "onnx": {"float": 0.0, "int8": 4.0, "int4": 5.0, "pq": 23.0}}
 REFERENCE_HOST_GFLOPS = 120.0
 TWO_STAGE_SCORED = 0.05  # share of the catalogue a two-stage request scores at recall@10 0.96 (3.2-4.9 % at 10^6)
 PQ_DIMS_PER_CODE = 4  # a PQ sub-space spans 4 dimensions: 8 bytes an item at dim 32 (RecJPQ-style)
@@ -126,6 +134,7 @@ class CandidateRecord:
     valid_ndcg10: float | None = None  # of the compressed model
     float_valid_ndcg10: float | None = None  # of the distilled float student, before compression
     fits_measured: bool | None = None
+    keeps_quality: bool | None = None  # compressed valid NDCG within QUALITY_MARGIN of the float student's
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -262,7 +271,8 @@ def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, form
             file_bytes[fmt] += num_items * width * 4
         memory[fmt] = RUNTIME_BASE_MEMORY[fmt] + file_bytes[fmt] + activations
         # integer and PQ tables are unpacked or looked up item by item outside the matmul kernels
-        per_item = TABLE_ITEM_NS[fmt]["pq" if c.pq_subspaces else "int" if c.table_bits < 32 else "float"]
+        per_item = TABLE_ITEM_NS[fmt]["pq" if c.pq_subspaces else f"int{c.table_bits}" if c.table_bits < 32
+                                      else "float"]
         decode = items_scored(c, num_items) * per_item * 1e-6 * REFERENCE_HOST_GFLOPS / gflops
         latency[fmt] = f / (gflops * 1e9) * 1e3 + RUNTIME_OVERHEAD_MS[fmt] + decode
     return Estimate(weight_bytes=w, file_bytes=file_bytes, memory_bytes=memory, latency_ms=latency, flops=f)
@@ -449,8 +459,8 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     fits: list = []
     tried = 0
     for c, est, rec in fitting:
-        if tried >= cfg.max_candidates or (fits and tried >= max_trials):
-            break
+        if tried >= cfg.max_candidates or (any(f[2].keeps_quality for f in fits) and tried >= max_trials):
+            break  # (a candidate that fits but lost quality to compression makes the plan step down)
         tried += 1
         start = time.perf_counter()
         model, float_model, float_ndcg, steps = train_candidate(c, teacher, split, max_history, seed, cfg, log)
@@ -458,17 +468,23 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
         rec.valid_ndcg10 = evaluate_model(model, split, "valid").ndcg
         rec.measured_bytes = measure_files(model, formats, max_history, profile.serving.top_k)
         rec.misses = misses(est, profile, rec.measured_bytes, formats)
+        # compression must keep the float student's quality as the profiler will require (validation here)
+        rec.keeps_quality = rec.valid_ndcg10 >= float_ndcg * (1 - QUALITY_MARGIN)
         rec.fits_measured = not any(rec.misses.values())
         rec.seconds = time.perf_counter() - start
         records.remove(rec)
         records.insert(tried - 1, rec)  # tried candidates first, in the order tried
         sizes = ", ".join(f"{f} {b / 1000:.1f} KB" for f, b in rec.measured_bytes.items())
         log(f"plan: {c.name()}: valid NDCG@10 {rec.valid_ndcg10:.4f} (float {float_ndcg:.4f}); {sizes}; "
-            f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}")
+            f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}"
+            + ("" if rec.keeps_quality else f"; compression lost more than {QUALITY_MARGIN:.0%} of the float "
+               "student's quality (the profiler would fail it): stepping down"))
         if rec.fits_measured:
             fits.append((c, (model, float_model), rec, steps))
     best = None
     if fits:
+        # those that kept their quality through compression (all that fit when none did: the profiler says it)
+        fits = [f for f in fits if f[2].keeps_quality] or fits
         # the smallest file whose validation NDCG@10 is within `quality_tolerance` of the best tried
         top = max(r.valid_ndcg10 for _, _, r, _ in fits)
         best = min((f for f in fits if f[2].valid_ndcg10 >= top - cfg.quality_tolerance),

@@ -42,13 +42,13 @@ from toolkit.calibrate import CalibrationCache
 from toolkit.contract import MANIFEST_FILE, REFERENCE_FILE
 from toolkit.errors import ToolkitError
 from toolkit.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
+from toolkit.plan import QUALITY_MARGIN  # an artifact's NDCG@K may be at most 5 % below its float model's
 from toolkit.profiles import DeviceProfile
 
 # top-10 agreement an artifact must reach with the model it was exported from: the same weights
 # (fp32 export, or a model whose weights were already quantized by toolkit.compress) differ only
 # by float rounding; int8 PT2E / ONNX Runtime dynamic quantization also rounds every activation
 PARITY_MIN_AGREEMENT = {"same weights": 0.98, "quantized at export": 0.85}
-QUALITY_MARGIN = 0.05  # an artifact's NDCG@K may be at most 5 % below its float model's (relative)
 THREADS_GAIN = 0.9  # more threads are recommended only when they cut the quiet p50 by >= 10 %
 PROFILE_TIMEOUT_S = 600
 WARMUP_AFTER_LOAD = 10  # untimed calls after a (re)load, before a block is timed
