@@ -56,6 +56,19 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.platform()}"
 
 
+def commit() -> str | None:
+    """The code's git commit (entries measured by separate runs say which code measured them)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() + ("+dirty" if subprocess.run(
+                                  ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                  capture_output=True, text=True).stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def run_build(items: int, interactions: int, work: Path, log) -> dict:
     """One cold `build --profile mobile-arm --data FILE` of a synthetic log, in a fresh process tree."""
     from synthetic import SyntheticConfig, write
@@ -149,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         for items, n in builds:
             if args.items and items not in args.items:
                 continue
-            entry = {**run_build(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M")}
+            entry = {**run_build(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit()}
+            if results.get("loss_comparison", {}).get("items") == items:  # measured by the loss section
+                entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
             results["catalogs"] = [c for c in results["catalogs"] if c["items"] != items] + [entry]
             results["catalogs"].sort(key=lambda c: c["items"])
             write_results({**results, "complete": False}, out_dir)  # a section at a time: a later crash loses less
     if "loss" in sections:
         items, n = builds[0]
-        results["loss_comparison"] = full_vs_sampled(items, n, work, 2 if args.quick else LOSS_SEEDS, log)
+        results["loss_comparison"] = {**full_vs_sampled(items, n, work, 2 if args.quick else LOSS_SEEDS, log),
+                                      "measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit()}
         for entry in results["catalogs"]:
             if entry["items"] == items:
                 entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
@@ -164,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         from serving import serve_large_catalog
 
         items, n = QUICK_SERVE if args.quick else SERVE
-        entry = {**serve_large_catalog(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        entry = {**serve_large_catalog(items, n, work, log), "measured": time.strftime("%Y-%m-%d %H:%M"),
+                 "commit": commit()}
         results["catalogs"] = sorted([c for c in results["catalogs"] if c["items"] != items] + [entry],
                                      key=lambda c: c["items"])
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
@@ -210,6 +227,11 @@ def render(r: dict) -> str:
                   f"({', '.join(f'{v:.4f}' for v in lc['full'])}), sampled {np.mean(lc['sampled']):.4f} "
                   f"({', '.join(f'{v:.4f}' for v in lc['sampled'])}): sampled loses {lc['relative_loss']:.1%}; "
                   f"training time {np.mean(lc['full_seconds']):.0f} s vs {np.mean(lc['sampled_seconds']):.0f} s."]
+    lines += ["", "Measured (each entry, and the loss comparison, by which code): " + "; ".join(
+        f"{c['items']:,} items {c.get('measured', '?')} ({c.get('commit') or 'commit not recorded'})"
+        for c in r["catalogs"]) + (f"; loss comparison {r['loss_comparison'].get('measured', '?')} "
+                                   f"({r['loss_comparison'].get('commit') or 'commit not recorded'})"
+                                   if r.get("loss_comparison") else "") + "."]
     for c in r["catalogs"]:
         if c.get("steps_seconds"):
             lines += ["", f"{c['items']:,} items, build time by step (s): "
