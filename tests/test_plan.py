@@ -94,13 +94,14 @@ def test_a_format_that_cannot_fit_is_reported_and_the_others_are_planned():
         rank_candidates(profile(2_000, formats=("executorch", "onnx")), NUM_ITEMS, PRIORS)
 
 
-def test_an_int8_table_is_not_estimated_as_slow_as_an_int4_one():
-    """The per-item decode cost is per table width: at 50,000 items an int8 table is a sub-ms request
-    (measured 0.20 ms, bench/scale.json) and fits mobile-arm's 8 ms, where the int4 cost (unpacking
-    outside XNNPACK) does not; before, the int4 cost stood for both and ruled every int8 table out."""
+def test_an_int8_table_has_its_own_decode_cost():
+    """The per-item decode cost is per table width (measured: an int8 table at 50,000 items costs
+    3.07 ms a request in ExecuTorch, 0.145 ms in ONNX Runtime, bench/scale.json): in ONNX Runtime
+    it fits mobile-arm's 8 ms, in ExecuTorch it does not (unpacking outside XNNPACK), and int4 stays
+    the slowest."""
     est = {bits: estimate(Candidate(32, table_bits=bits, linear_bits=8), 50_000, HISTORY, 30.0, ("executorch", "onnx"))
-           for bits in (8, 4)}
-    assert est[8].latency_ms["executorch"] < 8.0 < est[4].latency_ms["executorch"]
+           for bits in (32, 8, 4)}
+    assert est[32].latency_ms["executorch"] < 8.0 < est[8].latency_ms["executorch"] < est[4].latency_ms["executorch"]
     assert est[8].latency_ms["onnx"] < 8.0
 
 
