@@ -63,7 +63,7 @@ def commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip() + ("+dirty" if subprocess.run(
-                                  ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                  ["git", "status", "--porcelain", "--untracked-files=no", "--", "toolkit", "export", "bench/*.py"], cwd=ROOT,
                                   capture_output=True, text=True).stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -204,7 +204,9 @@ def write_results(results: dict, out_dir: Path) -> None:
 
 def render(r: dict) -> str:
     lines = [f"# Scaling benchmark ({r['mode']} mode)", "",
-             f"Machine: {r['machine']}. Written by `python bench/scale.py` (started {r['started']}), one run of the code.",
+             f"Machine: {r['machine']}. Written by `python bench/scale.py` (started {r['started']}); "
+             + ("one run of the code." if not any(c.get("commit") for c in r["catalogs"]) else
+                "sections measured by separate `--merge` runs, each with its commit (below)."),
              "Synthetic logs (bench/synthetic.py: Zipf popularity, topics, item successors; string ids).", "",
              "| items | interactions | build s | peak RSS GB | exit | NDCG@10 (best artifact) | popularity | full softmax | "
              "artifacts (bytes, 1-thread p50/p95 ms) | two-stage |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -226,7 +228,11 @@ def render(r: dict) -> str:
                   f"the best validation state kept; test NDCG@10): full {np.mean(lc['full']):.4f} "
                   f"({', '.join(f'{v:.4f}' for v in lc['full'])}), sampled {np.mean(lc['sampled']):.4f} "
                   f"({', '.join(f'{v:.4f}' for v in lc['sampled'])}): sampled loses {lc['relative_loss']:.1%}; "
-                  f"training time {np.mean(lc['full_seconds']):.0f} s vs {np.mean(lc['sampled_seconds']):.0f} s."]
+                  f"training time {np.mean(lc['full_seconds']):.0f} s vs {np.mean(lc['sampled_seconds']):.0f} s."
+                  + (f" Note: {lc['notes']}." if lc.get("notes") else "")]
+    if not r.get("complete", True) and not any(c["items"] >= SERVE[0] for c in r["catalogs"]):
+        lines += ["", f"Not measured in this file: the {SERVE[0]:,}-item section (trained, exported and served). "
+                  "Serving at that size is measured on a synthetic model in bench/serving_scale.json."]
     lines += ["", "Measured (each entry, and the loss comparison, by which code): " + "; ".join(
         f"{c['items']:,} items {c.get('measured', '?')} ({c.get('commit') or 'commit not recorded'})"
         for c in r["catalogs"]) + (f"; loss comparison {r['loss_comparison'].get('measured', '?')} "
