@@ -259,6 +259,10 @@ def plot(r: dict, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [c["items"] for c in built]
     a.plot(xs, [c["build_seconds"] / 60 for c in built], "o-")
+    for c in built:  # which code measured it, and how it ended
+        a.annotate(f"exit {c.get('exit_code')}" + (f", {c['commit']}" if c.get("commit") else ""),
+                   (c["items"], c["build_seconds"] / 60), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    a.set_ylim(0, max(c["build_seconds"] for c in built) / 60 * 1.3)
     a.set_xlabel("items")
     a.set_ylabel("cold build, minutes")
     a.set_title("Build time against catalogue size", fontsize=10)
@@ -267,9 +271,11 @@ def plot(r: dict, path: Path) -> None:
     if len(mem) >= 2:  # a line through the origin and the smallest point: linear growth would follow it
         x0, y0 = mem[0]["items"], mem[0]["peak_rss_bytes"] / 1e9
         xm = max(c["items"] for c in mem)
-        b.plot([0, xm], [0, y0 / x0 * xm], "--", color="grey", label="linear from the smallest")
+        line = np.geomspace(x0, xm, 20)
+        b.plot(line, y0 / x0 * line, "--", color="grey", label="linear from the smallest")
         b.legend(fontsize=8)
     b.set_xscale("log")
+    b.set_ylim(bottom=0)
     b.set_xlabel("items (log)")
     b.set_ylabel("peak RSS, GB")
     b.set_title("Peak memory against catalogue size", fontsize=10)
