@@ -339,12 +339,10 @@ def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_histor
     how = ("loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s") + (
         f", trained on {ranks} ranks ({teacher.trained_with['backend']})" if ranks > 1 else "")
     what = "knowledge-graph teacher" if kg is not None else "teacher"
-    ensemble = getattr(teacher.model, "ensemble", teacher.model)  # a KGTeacher wraps its members' Ensemble
-    members = len(ensemble.members)  # fewer than asked when the ensemble's step budget binds
-    log(f"{what} ({members} × dim {t.dim}, {t.layers} block(s); {how})")
+    log(f"{what} ({teacher.members} × dim {t.dim}, {t.layers} block(s); {how})")
     return TrainedModel(model=teacher.model, config=t.to_dict(), parameters=count_parameters(teacher.model),
                         metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key,
-                        extra={"trained_with": teacher.trained_with, "members": members,
+                        extra={"trained_with": teacher.trained_with, "members": teacher.members,
                                **({"knowledge_graph": extra} if kg is not None else {})})
 
 

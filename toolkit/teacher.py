@@ -75,6 +75,7 @@ class Teacher:
     key: dict
     member_valid_ndcg10: list[float] = field(default_factory=list)  # each member's (selection) figure
     trained_with: dict = field(default_factory=dict)  # {"world_size", "backend"} of the run that trained it
+    members: int = 0  # models in the ensemble: fewer than asked when TeacherConfig.max_steps binds
 
 
 def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
@@ -126,7 +127,7 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
     if cached is not None:
         members, trained_with = cached
         return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True, cache_path=path,
-                       key=key, trained_with=trained_with)
+                       key=key, trained_with=trained_with, members=len(members))
     start = time.perf_counter()
     members, scores, spent = [], [], 0
     for i in range(cfg.members):
@@ -148,7 +149,8 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
                     "trained_with": trained_with}, tmp)
         tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
     return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start, cached=False,
-                   cache_path=path, key=key, member_valid_ndcg10=scores, trained_with=trained_with)
+                   cache_path=path, key=key, member_valid_ndcg10=scores, trained_with=trained_with,
+                   members=len(members))
 
 
 def _member_factory(cfg: TeacherConfig, member_cfg, kg, seed: int, log):
