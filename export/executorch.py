@@ -5,7 +5,9 @@ own pre-packed copy for the scores (a fully connected layer), so an fp32 .pte ho
 the price of running the scores inside XNNPACK (≈ 2× faster than a portable matmul).
 A model compressed by `toolkit.compress` already holds its integer weights (table stored once
 as int8/int4 with per-row scales, int8 linears): it is lowered as is, without constant
-propagation, which would otherwise fold the integer table's dequantization into an fp32 copy.
+propagation, which would otherwise fold the integer table's dequantization into an fp32 copy;
+an int8 table's scores become XNNPACK's dynamically quantized linear on the same int8 rows
+(`quantize_scores_int8_`: 0.22 ms instead of 3 ms a request at 50,000 items on the host).
 int8: the item lookup becomes an int8 weight-only embedding (torchao `quantize_` with
 `IntxWeightOnlyConfig`, per row), then PT2E quantization with the `XNNPACKQuantizer` for the
 linear layers, the output item scores included: int8 per-channel weights, activations quantized
@@ -74,6 +76,26 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
     return convert_pt2e(prepared)
 
 
+def quantize_scores_int8_(serving: ServingModel, max_history: int) -> torch.nn.Module:
+    """A compressed model's int8 table (`serving.int8_scores`): only the scores linear becomes
+    XNNPACK's dynamically quantized linear (per-row int8 weights: its rows are already on the int8
+    grid, so they quantize back to the same integers). Everything else stays as compressed."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = example_input(max_history)
+    graph = torch.export.export(serving, (example,), strict=False).module()
+    quantizer = XNNPACKQuantizer().set_module_name(
+        "output", get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        prepared(example)  # dynamic ranges: one pass only prepares the graph
+    return convert_pt2e(prepared)
+
+
 def stored_once(serving: ServingModel) -> bool:
     """True when the model's item table is already integer, stored once (toolkit.compress)."""
     table = getattr(serving.model, "items", None)  # None: an ensemble teacher, float tables
@@ -88,6 +110,9 @@ def export_executorch(serving: ServingModel, path: Path, max_history: int,
     its weights are already quantized, `calibration` is not needed and is ignored.
     """
     once = stored_once(serving)
-    module = serving if calibration is None or once else quantize_int8_(serving, calibration)
+    if once:
+        module = quantize_scores_int8_(serving, max_history) if getattr(serving, "int8_scores", False) else serving
+    else:
+        module = serving if calibration is None else quantize_int8_(serving, calibration)
     path.write_bytes(_lower_to_pte(module, max_history, const_prop=not once))
     return path

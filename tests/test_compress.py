@@ -235,3 +235,42 @@ def test_compressed_model_exports_with_parity_and_table_once(compressed, histori
     fp32_table = compressed.model.items.inner.qweight.shape[0] * 12 * 4
     assert FORMAT_OVERHEAD[fmt] < fp32_table
     assert path.stat().st_size < model_bytes(compressed.model) + FORMAT_OVERHEAD[fmt]
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "onnx"])
+def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fmt, tmp_path):
+    """An int8 table stored once is scored by XNNPACK's / ORT's int8 matmul on the same int8 rows,
+    not unpacked to fp32 on every request (60 ns an item in ExecuTorch, outside XNNPACK); only the
+    scores are quantized at export, the fp32 block linears stay fp32."""
+    from export import quiet_exporters
+    from export.executorch import export_executorch
+    from export.onnx import export_onnx
+    from export.runtime import Predictor
+    from export.serving import ServingModel
+    from toolkit.profiler import _inspect_ops
+
+    model = quantize_(copy.deepcopy(trained), QuantConfig(table_bits=8, linear_bits=32))
+    serving = ServingModel(model, top_k=20)
+    assert serving.int8_scores
+    path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")
+    with quiet_exporters():
+        if fmt == "executorch":
+            export_executorch(serving, path, HISTORY)
+        else:
+            export_onnx(serving, path, HISTORY, int8=True)
+    predictor = Predictor(path)
+    agree = []
+    for h in histories[:30]:
+        with torch.no_grad():
+            ref_items = serving(h[None])[1]
+        agree.append(float(np.mean(predictor.predict(h[None].numpy())[1][0, :10] == ref_items[0, :10].numpy())))
+    assert np.mean(agree) >= 0.85  # PARITY_MIN_AGREEMENT["quantized at export"]
+    n, width = model.items.qweight.shape
+    ops = _inspect_ops(path, fmt)
+    if fmt == "onnx":
+        assert ops["op_types"].get("MatMulInteger") == 1  # the scores only
+    else:
+        assert ops["xnnpack_quantized_values"] > 0
+        assert sum(ops["planned_buffers"]) < n * width * 4  # no fp32 table unpacked per request
+    # the table twice as int8 (lookup + matmul weight), never as fp32
+    assert path.stat().st_size < model_bytes(model) + n * (width + 4) + FORMAT_OVERHEAD[fmt]

@@ -95,14 +95,18 @@ def test_a_format_that_cannot_fit_is_reported_and_the_others_are_planned():
 
 
 def test_an_int8_table_has_its_own_decode_cost():
-    """The per-item decode cost is per table width (measured: an int8 table at 50,000 items costs
-    3.07 ms a request in ExecuTorch, 0.145 ms in ONNX Runtime, bench/scale.json): in ONNX Runtime
-    it fits mobile-arm's 8 ms, in ExecuTorch it does not (unpacking outside XNNPACK), and int4 stays
-    the slowest."""
+    """The per-item decode cost is per table width: an int8 table scores in the runtimes' int8 matmul
+    (a 50,000-item model serves in 0.22 ms in ExecuTorch, 0.16 ms in ONNX Runtime on the host), so it
+    fits mobile-arm's 8 ms in both; int4 is unpacked on every request in ExecuTorch and does not. The
+    int8 table is in both files twice (lookup + matmul weight), as int8."""
     est = {bits: estimate(Candidate(32, table_bits=bits, linear_bits=8), 50_000, HISTORY, 30.0, ("executorch", "onnx"))
            for bits in (32, 8, 4)}
-    assert est[32].latency_ms["executorch"] < 8.0 < est[8].latency_ms["executorch"] < est[4].latency_ms["executorch"]
-    assert est[8].latency_ms["onnx"] < 8.0
+    for fmt in ("executorch", "onnx"):
+        assert est[8].latency_ms[fmt] < 8.0
+        assert est[8].latency_ms[fmt] <= est[4].latency_ms[fmt]
+        assert est[8].file_bytes[fmt] - est[8].weight_bytes >= 50_000 * 32  # the second int8 copy
+    assert est[4].latency_ms["executorch"] > 8.0
+    assert est[8].file_bytes["executorch"] < est[32].file_bytes["executorch"]
 
 
 def test_a_student_that_compression_broke_is_not_chosen(small_split, monkeypatch):

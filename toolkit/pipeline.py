@@ -609,7 +609,9 @@ def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: 
                 export_executorch(serving, path, max_history, calibration if int8 else None)
             else:
                 export_onnx(serving, path, max_history, int8=int8)
-        parity_min = PARITY_MIN_AGREEMENT["quantized at export" if int8 else "same weights"]
+        # an int8 table's scores get activations quantized at run time too (ServingModel.int8_scores)
+        quantized_at_export = int8 or getattr(serving, "int8_scores", False)
+        parity_min = PARITY_MIN_AGREEMENT["quantized at export" if quantized_at_export else "same weights"]
         artifact = check_artifact(path, job, split, profile.hardware.threads, k, float_metrics, parity_min)
         artifact.analytic_ms = (analytic or {}).get(f"{job.format}/{job.source}")
         log(f"  {job.name}: {artifact.bytes / 1000:.1f} KB, test {artifact.metrics.text()} through {job.format}, "
