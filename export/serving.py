@@ -10,8 +10,8 @@ torchao / ORT's Gather quantization) and the scores are a linear layer (quantize
 the XNNPACK quantizer / ORT's MatMul quantization). `split_table=True` builds that graph; fp32
 keeps the table tied (one tensor; ONNX stores it once, XNNPACK adds its packed copy). A table
 compressed inside the model (int4 rows, or product-quantization codes from toolkit.compress.pq)
-has no float embedding and is used as it is, stored once; an int8 table is looked up as it is and
-scored by the runtime's int8 matmul (`int8_scores`).
+has no float embedding and is used as it is, stored once; a large int8 table is looked up as it is
+and scored by the runtime's int8 matmul (`int8_scores`).
 
 Large catalogues: `export.two_stage.TwoStageServing` keeps this contract while scoring only a few
 clusters' members instead of every item.
@@ -24,6 +24,7 @@ import copy
 import torch
 from torch import nn
 
+from toolkit.compress.quantize import INT8_SCORES_MIN_ITEMS
 from toolkit.models import Ensemble, SASRec
 
 HISTORY_NAME = "history"
@@ -44,12 +45,14 @@ class ServingModel(nn.Module):
         # and has no float embedding: both uses read those integers, there is nothing to split
         stored_once = getattr(table, "embedding", None) is None
         self.split_table = split_table and not stored_once
-        # an int8 table stored once scores through each runtime's int8 matmul (XNNPACK's dynamically
-        # quantized linear, ORT's MatMulInteger): its rows, dequantized, become `output`, which the
-        # exporter quantizes back to the same int8 rows (per-row scales). The lookup keeps reading
-        # the model's int8 rows, so the file holds the table twice, as int8. Unpacking the table on
-        # every request instead cost ExecuTorch 60 ns an item (3 ms at 50,000 items) outside XNNPACK.
-        self.int8_scores = stored_once and getattr(table, "bits", 0) == 8
+        # a large int8 table stored once scores through each runtime's int8 matmul (XNNPACK's
+        # dynamically quantized linear, ORT's MatMulInteger): its rows, dequantized, become `output`,
+        # which the exporter quantizes back to the same int8 rows (per-row scales). The lookup keeps
+        # reading the model's int8 rows, so the file holds the table twice, as int8. Unpacking the
+        # table on every request instead cost ExecuTorch 60 ns an item (3 ms at 50,000 items) outside
+        # XNNPACK; below INT8_SCORES_MIN_ITEMS that is cheaper than the copy.
+        self.int8_scores = (stored_once and getattr(table, "bits", 0) == 8
+                            and table.qweight.shape[0] >= INT8_SCORES_MIN_ITEMS)
         if self.int8_scores:
             rows = table.qweight.to(torch.float32) * table.scale.to(torch.float32)  # (N, width)
             self.output = nn.Linear(rows.shape[1], rows.shape[0], bias=False)

@@ -238,10 +238,12 @@ def test_compressed_model_exports_with_parity_and_table_once(compressed, histori
 
 
 @pytest.mark.parametrize("fmt", ["executorch", "onnx"])
-def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fmt, tmp_path):
-    """An int8 table stored once is scored by XNNPACK's / ORT's int8 matmul on the same int8 rows,
+def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fmt, tmp_path, monkeypatch):
+    """A large int8 table stored once is scored by XNNPACK's / ORT's int8 matmul on the same int8 rows,
     not unpacked to fp32 on every request (60 ns an item in ExecuTorch, outside XNNPACK); only the
-    scores are quantized at export, the fp32 block linears stay fp32."""
+    scores are quantized at export, the fp32 block linears stay fp32. (This small table counts as
+    large here; at its real size it is unpacked, as the next assertion says.)"""
+    import export.serving
     from export import quiet_exporters
     from export.executorch import export_executorch
     from export.onnx import export_onnx
@@ -250,6 +252,8 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
     from toolkit.profiler import _inspect_ops
 
     model = quantize_(copy.deepcopy(trained), QuantConfig(table_bits=8, linear_bits=32))
+    assert not ServingModel(model, top_k=20).int8_scores
+    monkeypatch.setattr(export.serving, "INT8_SCORES_MIN_ITEMS", 0)
     serving = ServingModel(model, top_k=20)
     assert serving.int8_scores
     path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")

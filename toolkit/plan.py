@@ -40,8 +40,8 @@ FORMAT_OVERHEAD_BYTES = {"executorch": {"fp32": 17_000, "quantized": 31_500},
                          "onnx": {"fp32": 4_000, "quantized": 7_000}}
 EXTRA_BLOCK_OVERHEAD_BYTES = {"executorch": 27_000, "onnx": 7_500}  # each block after the first
 # fp32 .pte: XNNPACK runs the scores as a fully connected layer on its own packed copy of the
-# (float) item table, so the table is in the file twice. An int8 table is in both files twice, as
-# int8: once for the lookup, once as the int8 matmul's weight (export.serving: `int8_scores`).
+# (float) item table, so the table is in the file twice. A large int8 table is in both files twice,
+# as int8: once for the lookup, once as the int8 matmul's weight (export.serving: `int8_scores`).
 PACKED_TABLE_COPY = {"executorch": True, "onnx": False}
 # What the runtime itself holds resident while serving a tiny model (measured on the host): for
 # ONNX Runtime its CPU library's pages and a session (the profiler's Python figure above the bare
@@ -56,12 +56,14 @@ RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
 # Per scored item, host-measured ns (one thread): what an integer or PQ table costs a request beyond its
 # matmul FLOPs (unpacking, LUT gathers outside the matmul kernels; ONNX Runtime unpacks an int4 table once
 # at load), scaled to a device by REFERENCE_HOST_GFLOPS / the profile's GFLOP/s (`calibrate` on the host
-# they were measured on). int4 and PQ: bench/serving_scale.json (10^6 items, dim 32). int8: the scores
-# run in each runtime's int8 matmul (export.serving `int8_scores`); a 50,000-item dim-32 int8-table
-# model serves in 0.22 ms (.pte) / 0.16 ms (.onnx) a request on the host, ~3 ns an item above its FLOPs.
-# (Unpacked on every request outside XNNPACK, as before, the .pte cost 60 ns an item: 3.07 ms.)
-TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int8": 3.0, "int4": 155.0, "pq": 51.0},
-                 "onnx": {"float": 0.0, "int8": 3.0, "int4": 5.0, "pq": 23.0}}
+# they were measured on). int4 and PQ: bench/serving_scale.json (10^6 items, dim 32). int8: unpacked on
+# every request (below INT8_SCORES_MIN_ITEMS), the 50,000-item build's compressed .pte cost 60 ns an item
+# (3.07 ms; ExecuTorch unpacks outside XNNPACK), its .onnx 3 ns (ORT folds the unpacking at load);
+# "int8-matmul": from INT8_SCORES_MIN_ITEMS the scores run in each runtime's int8 matmul
+# (export.serving `int8_scores`): a 50,000-item dim-32 int8-table model serves in 0.22 ms (.pte) /
+# 0.16 ms (.onnx) a request on the host, ~3 ns an item above its FLOPs.
+TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int8": 60.0, "int8-matmul": 3.0, "int4": 155.0, "pq": 51.0},
+                 "onnx": {"float": 0.0, "int8": 3.0, "int8-matmul": 3.0, "int4": 5.0, "pq": 23.0}}
 REFERENCE_HOST_GFLOPS = 120.0
 TWO_STAGE_SCORED = 0.05  # share of the catalogue a two-stage request scores at recall@10 0.96 (3.2-4.9 % at 10^6)
 PQ_DIMS_PER_CODE = 4  # a PQ sub-space spans 4 dimensions: 8 bytes an item at dim 32 (RecJPQ-style)
@@ -257,25 +259,30 @@ def flops(c: Candidate, num_items: int, max_history: int) -> int:
 
 
 def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, formats: tuple[str, ...]) -> Estimate:
+    from toolkit.compress.quantize import INT8_SCORES_MIN_ITEMS
+
     w = weight_bytes(c, num_items, max_history)
     f = flops(c, num_items, max_history)
     kind = "quantized" if c.quantized else "fp32"
     width = c.embedding_rank or c.dim
     # planned activations: hidden states of every position (a few per block), the scores (N),
-    # and an int4 or PQ table dequantized for the score matmul (N × width fp32; int8 scores in int8)
-    unpacked = c.quantized and c.table_bits != 8
+    # and a quantized table dequantized for the score matmul (N × width fp32), unless its scores run
+    # in the runtime's int8 matmul (on a second int8 copy of the table in the file)
+    int8_matmul = (c.table_bits == 8 and not (c.pq_subspaces or c.two_stage)
+                   and num_items >= INT8_SCORES_MIN_ITEMS)
+    unpacked = c.quantized and not int8_matmul
     activations = 4 * (8 * max_history * 4 * c.dim * c.layers + 4 * num_items + (num_items * width if unpacked else 0))
     file_bytes, memory, latency = {}, {}, {}
     for fmt in formats:
         file_bytes[fmt] = w + FORMAT_OVERHEAD_BYTES[fmt][kind] + EXTRA_BLOCK_OVERHEAD_BYTES[fmt] * (c.layers - 1)
         if PACKED_TABLE_COPY[fmt] and c.table_bits == 32:
             file_bytes[fmt] += num_items * width * 4
-        if c.table_bits == 8 and not (c.pq_subspaces or c.two_stage):
+        if int8_matmul:
             file_bytes[fmt] += num_items * (width + 4)  # the int8 matmul's copy, fp32 scales
         memory[fmt] = RUNTIME_BASE_MEMORY[fmt] + file_bytes[fmt] + activations
         # integer and PQ tables are unpacked or looked up item by item outside the matmul kernels
-        per_item = TABLE_ITEM_NS[fmt]["pq" if c.pq_subspaces else f"int{c.table_bits}" if c.table_bits < 32
-                                      else "float"]
+        per_item = TABLE_ITEM_NS[fmt]["pq" if c.pq_subspaces else "int8-matmul" if int8_matmul
+                                      else f"int{c.table_bits}" if c.table_bits < 32 else "float"]
         decode = items_scored(c, num_items) * per_item * 1e-6 * REFERENCE_HOST_GFLOPS / gflops
         latency[fmt] = f / (gflops * 1e9) * 1e3 + RUNTIME_OVERHEAD_MS[fmt] + decode
     return Estimate(weight_bytes=w, file_bytes=file_bytes, memory_bytes=memory, latency_ms=latency, flops=f)
