@@ -137,3 +137,20 @@ def test_a_student_that_compression_broke_is_not_chosen(small_split, monkeypatch
     tried = [r for r in result.candidates if r.tried]
     assert len(calls) == 2 and not tried[0].keeps_quality and tried[1].keeps_quality
     assert result.candidate == calls[1] != calls[0]
+
+
+def test_the_float_students_int8_export_counts_its_table_twice_once():
+    """The float student's int8 export holds the table twice as int8 (lookup + scores) at any size;
+    at 50,000 items the estimate already counts that copy and must not add a third (the dim-32 int8
+    exports, 3.4-3.6 MB measured, fit mobile-arm's 4 MB)."""
+    from toolkit.pipeline import float_precisions
+    from toolkit.plan import ExportOptions, PlanResult
+    from toolkit.profiles import load_profile
+
+    profile = load_profile("mobile-arm")
+    plan = PlanResult(model=None, float_model=None, candidate=Candidate(32, table_bits=8, linear_bits=8),
+                      export={f: ExportOptions("int8", 8, 8) for f in ("executorch", "onnx")}, candidates=[], steps=[])
+    for items in (50_000, 1_683):
+        est = estimate(Candidate(32, table_bits=8, linear_bits=8), items, 50, 30.0, ("executorch",))
+        assert est.file_bytes["executorch"] - est.weight_bytes < items * 32 * 2  # at most one extra copy
+    assert float_precisions(plan, profile, 50_000) == {"executorch": ["int8"], "onnx": ["int8"]}

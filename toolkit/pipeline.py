@@ -31,7 +31,7 @@ from toolkit.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_mo
 from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
 from toolkit.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecord
 from toolkit.output import OutputDir, prepare_output
-from toolkit.plan import PlanConfig, PlanResult, estimate
+from toolkit.plan import PlanConfig, PlanResult, estimate, int8_scores
 from toolkit.priors import PriorConfig
 from toolkit.profiler import PARITY_MIN_AGREEMENT, ArtifactProfile
 from toolkit.profiles import DeviceProfile, load_profile
@@ -529,8 +529,10 @@ def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -
     for fmt in plan.formats:
         fp32 = estimate(replace(c, table_bits=32, linear_bits=32), num_items, profile.serving.max_history,
                         profile.hardware.gflops, (fmt,)).file_bytes[fmt]
-        int8 = estimate(replace(c, table_bits=8, linear_bits=8), num_items, profile.serving.max_history,
-                        profile.hardware.gflops, (fmt,)).file_bytes[fmt] + num_items * width
+        as_int8 = replace(c, table_bits=8, linear_bits=8)
+        int8 = estimate(as_int8, num_items, profile.serving.max_history, profile.hardware.gflops, (fmt,)).file_bytes[fmt]
+        if not int8_scores(as_int8, num_items):  # the estimate counts the second copy itself when it has one
+            int8 += num_items * width
         out[fmt] = [p for p, size in (("fp32", fp32), ("int8", int8))
                     if size <= b.model_bytes and (p == "fp32" or profile.hardware.int8)]
     return out

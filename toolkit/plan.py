@@ -258,9 +258,15 @@ def flops(c: Candidate, num_items: int, max_history: int) -> int:
     return 2 * ((c.layers - 1) * full_block + last_block + scores)
 
 
-def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, formats: tuple[str, ...]) -> Estimate:
+def int8_scores(c: Candidate, num_items: int) -> bool:
+    """Whether the candidate's int8 table is scored by the runtime's int8 matmul, on a second int8
+    copy of the table in the file (export.serving `int8_scores`: large catalogues)."""
     from toolkit.compress.quantize import INT8_SCORES_MIN_ITEMS
 
+    return c.table_bits == 8 and not (c.pq_subspaces or c.two_stage) and num_items >= INT8_SCORES_MIN_ITEMS
+
+
+def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, formats: tuple[str, ...]) -> Estimate:
     w = weight_bytes(c, num_items, max_history)
     f = flops(c, num_items, max_history)
     kind = "quantized" if c.quantized else "fp32"
@@ -268,8 +274,7 @@ def estimate(c: Candidate, num_items: int, max_history: int, gflops: float, form
     # planned activations: hidden states of every position (a few per block), the scores (N),
     # and a quantized table dequantized for the score matmul (N × width fp32), unless its scores run
     # in the runtime's int8 matmul (on a second int8 copy of the table in the file)
-    int8_matmul = (c.table_bits == 8 and not (c.pq_subspaces or c.two_stage)
-                   and num_items >= INT8_SCORES_MIN_ITEMS)
+    int8_matmul = int8_scores(c, num_items)
     unpacked = c.quantized and not int8_matmul
     activations = 4 * (8 * max_history * 4 * c.dim * c.layers + 4 * num_items + (num_items * width if unpacked else 0))
     file_bytes, memory, latency = {}, {}, {}
