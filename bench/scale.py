@@ -10,7 +10,9 @@ What it measures:
   and one-thread latency (the profiler's figures), NDCG@10 through the best shipped artifact and
   the popularity baseline (test, the build's user sample);
 - at 20,000 items, where full softmax is still affordable: the same student trained with the full
-  and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference);
+  and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference),
+  for the same optimizer steps; and the sampled softmax as a build trains it (its step budget and
+  early stopping; section `sampled-as-built`);
 - at 1,000,000 items: a student trained with the sampled softmax, compressed to a product-quantized
   table, exported exhaustive and two-stage (bench/serving.py's measurement), served in ONNX Runtime
   and ExecuTorch on one thread, recall@10 of two-stage against exhaustive scoring of the same model.
@@ -119,25 +121,47 @@ def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) 
     if not data.is_file():
         write(SyntheticConfig(items=items, interactions=interactions), data)
     split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
-    # "sampled_budget": the sampled softmax as a build trains it (TrainConfig's own step budget and
-    # early stopping), which still costs less time than the full softmax's LOSS_STEPS
-    arms = {"full": ("full", LOSS_STEPS), "sampled": ("sampled", LOSS_STEPS),
-            "sampled_budget": ("sampled", TrainConfig().max_steps)}
-    out: dict = {"items": items, "max_steps": LOSS_STEPS, "budget_max_steps": TrainConfig().max_steps}
-    for arm in arms:
-        out.update({arm: [], f"{arm}_seconds": [], f"{arm}_steps": []})
+    out = {"items": items, "max_steps": LOSS_STEPS, "full": [], "sampled": [], "full_seconds": [],
+           "sampled_seconds": [], "full_steps": [], "sampled_steps": []}
     for seed in range(seeds):
-        for arm, (loss, max_steps) in arms.items():
-            log(f"  {items:,} items, {arm} softmax ({max_steps} steps at most), seed {seed}…")
+        for loss in ("full", "sampled"):
+            log(f"  {items:,} items, {loss} softmax, seed {seed}…")
             start = time.perf_counter()
             result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
-                         TrainConfig(seed=seed, loss=loss, max_steps=max_steps), desc=f"{arm} {seed}")
-            out[f"{arm}_seconds"].append(time.perf_counter() - start)
-            out[f"{arm}_steps"].append(result.steps)
-            out[arm].append(evaluate_model(result.model, split, "test").ndcg)
-            log(f"    test NDCG@10 {out[arm][-1]:.4f} in {out[f'{arm}_seconds'][-1]:.0f} s, {result.steps} steps")
+                         TrainConfig(seed=seed, loss=loss, max_steps=LOSS_STEPS), desc=f"{loss} {seed}")
+            out[f"{loss}_seconds"].append(time.perf_counter() - start)
+            out[f"{loss}_steps"].append(result.steps)
+            out[loss].append(evaluate_model(result.model, split, "test").ndcg)
+            log(f"    test NDCG@10 {out[loss][-1]:.4f} in {out[f'{loss}_seconds'][-1]:.0f} s")
     out["relative_loss"] = 1 - float(np.mean(out["sampled"])) / float(np.mean(out["full"]))
-    out["relative_loss_budget"] = 1 - float(np.mean(out["sampled_budget"])) / float(np.mean(out["full"]))
+    return out
+
+
+def sampled_as_built(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
+    """The sampled softmax as a build trains it (TrainConfig's step budget and early stopping), on the
+    loss comparison's data and student: a separate section, so it can be measured without re-running
+    the full softmax (~9 min a seed)."""
+    from synthetic import SyntheticConfig, write
+
+    from toolkit.data import read_interactions, split_leave_one_out
+    from toolkit.evaluate import evaluate_model
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit
+
+    data = work / f"log-{items}.parquet"
+    if not data.is_file():
+        write(SyntheticConfig(items=items, interactions=interactions), data)
+    split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
+    out: dict = {"items": items, "max_steps": TrainConfig().max_steps, "ndcg10": [], "seconds": [], "steps": []}
+    for seed in range(seeds):
+        log(f"  {items:,} items, sampled softmax as a build trains it, seed {seed}…")
+        start = time.perf_counter()
+        result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
+                     TrainConfig(seed=seed, loss="sampled"), desc=f"sampled {seed}")
+        out["seconds"].append(time.perf_counter() - start)
+        out["steps"].append(result.steps)
+        out["ndcg10"].append(evaluate_model(result.model, split, "test").ndcg)
+        log(f"    test NDCG@10 {out['ndcg10'][-1]:.4f} in {out['seconds'][-1]:.0f} s, {result.steps} steps")
     return out
 
 
@@ -146,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--render", action="store_true")
-    parser.add_argument("--only", choices=("builds", "loss", "serve"), action="append",
+    parser.add_argument("--only", choices=("builds", "loss", "sampled-as-built", "serve"), action="append",
                         help="run only these sections")
     parser.add_argument("--items", type=int, action="append", help="only the builds of these catalogue sizes")
     parser.add_argument("--merge", action="store_true", help="add to the scale.json in --out (each entry says "
@@ -156,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_results(json.loads((out_dir / "scale.json").read_text()), out_dir)
         return 0
-    sections = set(args.only or ("builds", "loss", "serve"))
+    sections = set(args.only or ("builds", "loss", "sampled-as-built", "serve"))
     work = Path(tempfile.mkdtemp(prefix="scale."))
     log = print
     results: dict = {"machine": machine(), "mode": "quick" if args.quick else "full",
@@ -182,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             if entry["items"] == items:
                 entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
         write_results({**results, "complete": False}, out_dir)
+    if "sampled-as-built" in sections:
+        items, n = builds[0]
+        results["sampled_as_built"] = {**sampled_as_built(items, n, work, 2 if args.quick else LOSS_SEEDS, log),
+                                       "measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit()}
+        write_results({**results, "complete": False}, out_dir)
     if "serve" in sections:
         from serving import serve_large_catalog
 
@@ -193,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
     have = {c["items"] for c in results["catalogs"]}
     results["complete"] = all(i in have for i, _ in builds) and "loss_comparison" in results and (
+        "sampled_as_built" in results) and (
         (QUICK_SERVE if args.quick else SERVE)[0] in have)
     write_results(results, out_dir)
     log(f"wrote {out_dir / 'scale.json'}")
@@ -209,8 +239,8 @@ def write_results(results: dict, out_dir: Path) -> None:
 
 
 def render(r: dict) -> str:
-    commits = {c.get("commit") for c in r["catalogs"]} | (
-        {r["loss_comparison"].get("commit")} if r.get("loss_comparison") else set())
+    commits = {c.get("commit") for c in r["catalogs"]} | {
+        r[k].get("commit") for k in ("loss_comparison", "sampled_as_built") if r.get(k)}
     lines = [f"# Scaling benchmark ({r['mode']} mode)", "",
              f"Machine: {r['machine']}. Written by `python bench/scale.py` (started {r['started']}); "
              + (f"one run of the code at commit {commits.pop()}." if len(commits) == 1 else
@@ -237,12 +267,16 @@ def render(r: dict) -> str:
                   f"({', '.join(f'{v:.4f}' for v in lc['full'])}), sampled {np.mean(lc['sampled']):.4f} "
                   f"({', '.join(f'{v:.4f}' for v in lc['sampled'])}): sampled loses {lc['relative_loss']:.1%}; "
                   f"training time {np.mean(lc['full_seconds']):.0f} s vs {np.mean(lc['sampled_seconds']):.0f} s."
-                  + (f" Sampled as a build trains it ({lc['budget_max_steps']:,} steps at most, early stopping; "
-                     f"{np.mean(lc['sampled_budget_steps']):.0f} steps on average): {np.mean(lc['sampled_budget']):.4f} "
-                     f"({', '.join(f'{v:.4f}' for v in lc['sampled_budget'])}), "
-                     f"{lc['relative_loss_budget']:.1%} below full at {lc['max_steps']:,} steps, in "
-                     f"{np.mean(lc['sampled_budget_seconds']):.0f} s." if lc.get("sampled_budget") else "")
                   + (f" Note: {lc['notes']}." if lc.get("notes") else "")]
+    if r.get("sampled_as_built") and r.get("loss_comparison"):
+        sb, lc = r["sampled_as_built"], r["loss_comparison"]
+        lines += ["", f"The sampled softmax as a build trains it ({sb['max_steps']:,} steps at most, early stopping; "
+                  f"same data and student, {len(sb['ndcg10'])} seeds): {np.mean(sb['ndcg10']):.4f} "
+                  f"({', '.join(f'{v:.4f}' for v in sb['ndcg10'])}) after {np.mean(sb['steps']):.0f} steps and "
+                  f"{np.mean(sb['seconds']):.0f} s on average: "
+                  f"{1 - np.mean(sb['ndcg10']) / np.mean(lc['full']):.1%} below the full softmax above "
+                  f"({lc.get('max_steps', 0):,} steps, {np.mean(lc['full_seconds']):.0f} s). Measured "
+                  f"{sb.get('measured', '?')} ({sb.get('commit') or 'commit not recorded'})."]
     if not r.get("complete", True) and not any(c["items"] >= SERVE[0] for c in r["catalogs"]):
         lines += ["", f"Not measured in this file: the {SERVE[0]:,}-item section (trained, exported and served). "
                   "Serving at that size is measured on a synthetic model in bench/serving_scale.json."]
