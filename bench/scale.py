@@ -249,7 +249,8 @@ def render(r: dict) -> str:
              "| items | interactions | build s | peak RSS GB | exit | NDCG@10 (best artifact) | popularity | full softmax | "
              "artifacts (bytes, 1-thread p50/p95 ms) | two-stage |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for c in r["catalogs"]:
-        arts = "; ".join(f"{a['path'] if 'path' in a else a['format']} {a['bytes']:,} B {a['p50_ms']:.2f}/{a['p95_ms']:.2f}"
+        arts = "; ".join(f"{a['path'] if 'path' in a else a['format'] + ' ' + a.get('serving', '')} {a['bytes']:,} B "
+                         f"{a['p50_ms']:.2f}/{a['p95_ms']:.2f}"
                          for a in c["artifacts"])
         ts = c.get("two_stage")
         two = (f"recall@10 {ts['recall10']:.3f}, scores {ts['items_scored_fraction']:.1%} of items, p50 "
@@ -274,8 +275,8 @@ def render(r: dict) -> str:
                   f"same data and student, {len(sb['ndcg10'])} seeds): {np.mean(sb['ndcg10']):.4f} "
                   f"({', '.join(f'{v:.4f}' for v in sb['ndcg10'])}) after {np.mean(sb['steps']):.0f} steps and "
                   f"{np.mean(sb['seconds']):.0f} s on average: "
-                  f"{1 - np.mean(sb['ndcg10']) / np.mean(lc['full']):.1%} below the full softmax above "
-                  f"({lc.get('max_steps', 0):,} steps, {np.mean(lc['full_seconds']):.0f} s). Measured "
+                  f"{np.mean(sb['ndcg10']) / np.mean(lc['full']) - 1:+.1%} against the full softmax above "
+                  f"({lc.get('max_steps', 0):,} steps, {np.median(lc['full_seconds']):.0f} s a run, median). Measured "
                   f"{sb.get('measured', '?')} ({sb.get('commit') or 'commit not recorded'})."]
     if not r.get("complete", True) and not any(c["items"] >= SERVE[0] for c in r["catalogs"]):
         lines += ["", f"Not measured in this file: the {SERVE[0]:,}-item section (trained, exported and served). "
