@@ -207,21 +207,29 @@ def test_compress_recipe_reports_every_step(trained, small_split, compressed):
     assert evaluate_model(compressed.model, small_split, "valid").ndcg >= 0.6 * base
 
 
-@pytest.mark.parametrize("fmt", ["executorch", "onnx"])
-def test_compressed_model_exports_with_parity_and_table_once(compressed, histories, fmt, tmp_path):
+def export_as_pipeline(serving, fmt: str, tmp_path, histories: torch.Tensor):
+    """The pipeline's int8 call on a compressed model (its weights are already integer: calibration
+    is unused, the exporters keep them as they are); returns the artifact's path."""
+    from export import quiet_exporters
     from export.executorch import export_executorch
     from export.onnx import export_onnx
-    from export.runtime import Predictor
-    from export.serving import ServingModel
-    from export import quiet_exporters
 
-    serving = ServingModel(compressed.model, top_k=20)
     path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")
-    with quiet_exporters():  # the pipeline's int8 call: weights are already integer, nothing more to do
+    with quiet_exporters():
         if fmt == "executorch":
             export_executorch(serving, path, HISTORY, calibration=histories[:8])
         else:
             export_onnx(serving, path, HISTORY, int8=True)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "onnx"])
+def test_compressed_model_exports_with_parity_and_table_once(compressed, histories, fmt, tmp_path):
+    from export.runtime import Predictor
+    from export.serving import ServingModel
+
+    serving = ServingModel(compressed.model, top_k=20)
+    path = export_as_pipeline(serving, fmt, tmp_path, histories)
     predictor = Predictor(path)
     agree = []
     for h in histories[:30]:
@@ -244,9 +252,6 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
     scores are quantized at export, the fp32 block linears stay fp32. (This small table counts as
     large here; at its real size it is unpacked, as the next assertion says.)"""
     import export.serving
-    from export import quiet_exporters
-    from export.executorch import export_executorch
-    from export.onnx import export_onnx
     from export.runtime import Predictor
     from export.serving import ServingModel
     from toolkit.profiler import _inspect_ops
@@ -256,12 +261,7 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
     monkeypatch.setattr(export.serving, "INT8_SCORES_MIN_ITEMS", 0)
     serving = ServingModel(model, top_k=20)
     assert serving.int8_scores
-    path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")
-    with quiet_exporters():
-        if fmt == "executorch":
-            export_executorch(serving, path, HISTORY)
-        else:
-            export_onnx(serving, path, HISTORY, int8=True)
+    path = export_as_pipeline(serving, fmt, tmp_path, histories)
     predictor = Predictor(path)
     agree = []
     for h in histories[:30]:
