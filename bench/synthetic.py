@@ -11,6 +11,12 @@ catalogue by its Zipf popularity (exponent `zipf`: the hits everyone sees), othe
 the user's topics by the same popularity. So popularity alone recovers part of the signal and
 the sequence and the user's taste the rest, as on real logs.
 Timestamps increase within a user (ties are absent); user and item ids are strings.
+
+With a Zipf tail, a log draws only part of a large catalogue (5M interactions over 10^6 ids
+reach about 74 % of them). `every_item` makes every id occur: each item never drawn replaces the
+item of one taste draw of its own topic (a user who likes the topic picks it instead of a popular
+one), at a position that is neither one of the user's last two (validation and test targets) nor
+followed by a successor draw (which would depend on it), so the sequences keep their structure.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+TASTE, FOLLOW, HIT = 0, 1, 2  # how a row's item was drawn: the user's topics, a successor, a catalogue-wide hit
 
 
 @dataclass
@@ -34,6 +42,7 @@ class SyntheticConfig:
     sequential: float = 0.45  # probability that the next item follows the previous one
     popular: float = 0.2  # probability that it is drawn from the whole catalogue by popularity
     zipf: float = 1.05  # popularity exponent within the catalogue
+    every_item: bool = False  # every item id occurs at least once (see the module's docstring)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -65,8 +74,10 @@ def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
     out_user = np.repeat(np.arange(users), lengths)
     step = np.concatenate([np.arange(k) for k in lengths]) if users < 200_000 else _steps(lengths)
     current = np.empty(total, dtype=np.int64)
+    kind = np.full(total, TASTE, dtype=np.int8)  # how each row was drawn
+    drawn_topic = np.full(total, -1, dtype=np.int64)  # the favourite topic of a taste draw
     first = np.flatnonzero(step == 0)
-    current[first] = _popular(rng, favourite[out_user[first]], topic_cdf, order, starts, topics)
+    current[first], drawn_topic[first] = _popular(rng, favourite[out_user[first]], topic_cdf, order, starts, topics)
     for s in range(1, int(lengths.max())):
         rows = np.flatnonzero(step == s)
         prev = current[rows - 1]
@@ -78,19 +89,51 @@ def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
             size = ends[t] - starts[t]
             offset = (position[p] - starts[t] + rng.integers(1, cfg.successors + 1, size=len(p))) % size
             nxt[follow] = order[starts[t] + offset]
+            kind[rows[follow]] = FOLLOW
         hit = ~follow & (rng.random(len(rows)) < cfg.popular / max(1e-9, 1 - cfg.sequential))
         if hit.any():  # a catalogue-wide hit
             nxt[hit] = np.searchsorted(global_cdf, rng.random(int(hit.sum())) * global_cdf[-1])
+            kind[rows[hit]] = HIT
         taste = ~follow & ~hit
         if taste.any():
-            nxt[taste] = _popular(rng, favourite[out_user[rows[taste]]], topic_cdf, order, starts, topics)
+            nxt[taste], drawn_topic[rows[taste]] = _popular(rng, favourite[out_user[rows[taste]]], topic_cdf, order,
+                                                            starts, topics)
         current[rows] = nxt
+    if cfg.every_item:
+        last = step >= lengths[out_user] - 2
+        free = (kind == TASTE) & ~last & (np.append(kind[1:], TASTE) != FOLLOW)
+        _draw_every_item(rng, current, free, drawn_topic, topic_of)
     time = 1_600_000_000 + step * 3600 + rng.integers(0, 3600, size=total)
     item_names = np.array([f"item-{h:08x}" for h in _hashes(n, cfg.seed)], dtype=object)
     user_names = np.array([f"user-{u}" for u in range(users)], dtype=object)
     shuffle = rng.permutation(total)  # a log is not sorted by user
     return {"user": user_names[out_user[shuffle]], "item": item_names[current[shuffle]],
             "timestamp": time[shuffle].astype(np.int64)}
+
+
+def _draw_every_item(rng, current: np.ndarray, free: np.ndarray, drawn_topic: np.ndarray,
+                     topic_of: np.ndarray) -> None:
+    """Give each item that no row holds one free row of its topic whose item occurs elsewhere too;
+    in rounds, since a replaced item may have been the last copy of its own."""
+    n = len(topic_of)
+    for _ in range(8):
+        count = np.bincount(current, minlength=n)
+        missing = np.flatnonzero(count == 0)
+        rows = np.flatnonzero(free & (count[current] >= 2))
+        if not missing.size or not rows.size:
+            break
+        # pair the k-th missing item of a topic with the k-th free row of that topic (both shuffled)
+        missing = missing[np.lexsort((rng.random(missing.size), topic_of[missing]))]
+        rows = rows[np.lexsort((rng.random(rows.size), drawn_topic[rows]))]
+        m_topic, r_topic = topic_of[missing], drawn_topic[rows]
+        m_rank = np.arange(missing.size) - np.searchsorted(m_topic, m_topic, side="left")
+        r_first = np.searchsorted(r_topic, m_topic, side="left")
+        r_count = np.searchsorted(r_topic, m_topic, side="right") - r_first
+        ok = m_rank < r_count
+        # one round may take two copies of the same item: the next round gives it back a row
+        chosen = rows[r_first[ok] + m_rank[ok]]
+        current[chosen] = missing[ok]
+        free[chosen] = False
 
 
 def _steps(lengths: np.ndarray) -> np.ndarray:
@@ -102,8 +145,9 @@ def _steps(lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(out)
 
 
-def _popular(rng, favourite: np.ndarray, topic_cdf: list, order: np.ndarray, starts: np.ndarray, topics: int) -> np.ndarray:
-    """One popularity-weighted item from one of each row's favourite topics."""
+def _popular(rng, favourite: np.ndarray, topic_cdf: list, order: np.ndarray, starts: np.ndarray,
+             topics: int) -> tuple[np.ndarray, np.ndarray]:
+    """One popularity-weighted item from one of each row's favourite topics; and that topic."""
     topic = favourite[np.arange(len(favourite)), rng.integers(0, favourite.shape[1], size=len(favourite))]
     out = np.empty(len(topic), dtype=np.int64)
     for t in np.unique(topic):
@@ -113,7 +157,7 @@ def _popular(rng, favourite: np.ndarray, topic_cdf: list, order: np.ndarray, sta
             out[rows] = order[starts[t - 1] if t else 0]
             continue
         out[rows] = order[starts[t] + np.searchsorted(cdf, rng.random(len(rows)) * cdf[-1])]
-    return out
+    return out, topic
 
 
 def _hashes(n: int, seed: int) -> np.ndarray:
@@ -141,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=SyntheticConfig.items)
     parser.add_argument("--interactions", type=int, default=SyntheticConfig.interactions)
     parser.add_argument("--seed", type=int, default=SyntheticConfig.seed)
+    parser.add_argument("--every-item", action="store_true", help="every item id occurs at least once")
     parser.add_argument("--out", required=True, help=".parquet or .csv")
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(items=args.items, interactions=args.interactions, seed=args.seed)
+    cfg = SyntheticConfig(items=args.items, interactions=args.interactions, every_item=args.every_item,
+                          seed=args.seed)
     path = write(cfg, Path(args.out))
     print(f"wrote {path}: {cfg.to_dict()}")
     return 0
