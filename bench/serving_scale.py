@@ -16,7 +16,8 @@ Writes bench/serving_scale.json (atomically) and prints a table. What it measure
   outside XNNPACK (.pte), top-10 agreement with the PyTorch graph it was exported from:
     int4 exhaustive     QuantizedItemTable (int4 rows, fp16 scales), every item scored
     pq exhaustive       PQItemTable (8 uint8 codes an item), every item scored through the LUTs
-    pq two-stage        C ≈ sqrt(N) balanced clusters, `probe` chosen on validation histories
+    pq two-stage        IndexConfig's default balanced clusters (C = sqrt(N) when serving_scale.json
+                        was measured, 4·sqrt(N) since), `probe` chosen on validation histories
     int4 two-stage      the same over the int4 table
     int4 exhaustive / two-stage, float unpack   a PROPOSAL, not in the toolkit: the int4 unpacking
                         done on floats (ExecuTorch delegates it to XNNPACK; see FloatUnpackInt4Table)

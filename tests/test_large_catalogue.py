@@ -29,7 +29,7 @@ def test_a_million_items_fit_20_mb_only_compressed_and_two_stage_is_faster():
     two_stage = estimate(Candidate(32, pq_subspaces=8, linear_bits=8, two_stage=True), n, 50, 30.0, ("executorch", "onnx"))
     for fmt in ("executorch", "onnx"):
         assert two_stage.latency_ms[fmt] < exhaustive.latency_ms[fmt] / 3
-    assert two_stage.file_bytes["onnx"] - exhaustive.file_bytes["onnx"] < 200_000  # centroids + starts/sizes
+    assert two_stage.file_bytes["onnx"] - exhaustive.file_bytes["onnx"] < 700_000  # 4,000 centroids + starts/sizes
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_balanced_assignment_fills_nearest_first_within_capacity():
 def test_clusters_are_balanced_contiguous_ranges(trained, index):
     n = trained.items.embedding.weight.shape[0]
     c = index.clusters
-    assert c == round((n - 1) ** 0.5)  # C ≈ sqrt(N) by default
+    assert c == round(4 * (n - 1) ** 0.5)  # C ≈ 4·sqrt(N) by default
     assert index.capacity == int(np.ceil(1.25 * (n - 1) / c))
     assert index.sizes.max() <= index.capacity and index.sizes.min() >= 1
     assert index.order[0] == 0 and sorted(index.order.tolist()) == list(range(n))

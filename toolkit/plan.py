@@ -65,7 +65,7 @@ RUNTIME_OVERHEAD_MS = {"executorch": 2.0, "onnx": 0.6}
 TABLE_ITEM_NS = {"executorch": {"float": 0.0, "int8": 60.0, "int8-matmul": 3.0, "int4": 155.0, "pq": 51.0},
                  "onnx": {"float": 0.0, "int8": 3.0, "int8-matmul": 3.0, "int4": 5.0, "pq": 23.0}}
 REFERENCE_HOST_GFLOPS = 120.0
-TWO_STAGE_SCORED = 0.05  # share of the catalogue a two-stage request scores at recall@10 0.96 (3.2-4.9 % at 10^6)
+TWO_STAGE_SCORED = 0.07  # share of the catalogue a two-stage request scores at recall@10 0.96 (7.0 % at 10^6, C = 4·sqrt(N))
 PQ_DIMS_PER_CODE = 4  # a PQ sub-space spans 4 dimensions: 8 bytes an item at dim 32 (RecJPQ-style)
 SCALE_BYTES = 2  # fp16 per-row scales
 
@@ -230,8 +230,10 @@ def weight_bytes(c: Candidate, num_items: int, max_history: int) -> int:
 
 
 def two_stage_clusters(num_items: int) -> int:
-    """C: about sqrt(N) (export.two_stage's default), balancing stage 1 against stage 2."""
-    return max(1, round(math.sqrt(num_items)))
+    """C: export.two_stage's default for the catalogue."""
+    from export.two_stage import default_clusters
+
+    return default_clusters(num_items)
 
 
 def two_stage_capacity(num_items: int) -> int:
