@@ -53,9 +53,11 @@ class IndexConfig:
 
     clusters: C; 0 = `default_clusters(N)` = round(4·sqrt(N)). Stage 1 scores C centroids, stage 2
         probe·S members; finer clusters need a smaller share of the catalogue probed for the same
-        recall, while stage 1 stays small next to stage 2. Measured on the trained 10^6-item model
-        (bench/scale.py's serve section, recall@10 0.96 on 1,000 validation histories, α = 1.25):
-        C = sqrt(N) scores 12.5 % of the items, 2·sqrt(N) 9.6 %, 4·sqrt(N) 7.0 %.
+        recall, while stage 1 stays small next to stage 2; too fine, and a query's answers spread
+        over more clusters. Measured on a 10^6-item model trained like bench/scale.py's serve
+        section (2 epochs), recall@10 0.96 on 1,000 validation histories, α = 1.25: C = sqrt(N)
+        scores 12.5 % of the items, 2·sqrt(N) 9.6 %, 4·sqrt(N) 7.0 %, 6·sqrt(N) 7.6 %, 8·sqrt(N)
+        8.6 %; α = 1.1 or 1.5 at 4·sqrt(N): 8.2 % and 7.8 %.
     balance: α ≥ 1; every cluster holds at most ceil(α·N/C) items (the graph's static stage-2 width).
     neighbours: nearest centroids tried per item (faiss search) before the search widens.
     spherical: cluster the directions (unit-normalized vectors). Scores are inner products and a
