@@ -11,8 +11,8 @@ What it measures:
   the popularity baseline (test, the build's user sample);
 - at 20,000 items, where full softmax is still affordable: the same student trained with the full
   and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference),
-  for the same optimizer steps; and the sampled softmax as a build trains it (its step budget and
-  early stopping; section `sampled-as-built`);
+  for the same optimizer steps; and each softmax as a build trains it (its step budget and early
+  stopping; sections `sampled-as-built`, `full-as-built`);
 - at 1,000,000 items: a student trained with the sampled softmax, compressed to a product-quantized
   table, exported exhaustive and two-stage (bench/serving.py's measurement), served in ONNX Runtime
   and ExecuTorch on one thread, recall@10 of two-stage against exhaustive scoring of the same model.
@@ -91,6 +91,7 @@ def run_build(items: int, interactions: int, work: Path, log) -> dict:
         entry["error"] = (run.stderr.strip().splitlines() or ["no output"])[-1]
         return entry
     manifest = json.loads(manifest_path.read_text())
+    entry["catalogue_items"] = manifest["dataset"]["items"]  # the ids that occur in the log: the model's catalogue
     entry["steps_seconds"] = manifest["steps_seconds"]
     entry["popularity_ndcg10"] = manifest["popularity"]["test"]["ndcg"]
     entry["student_ndcg10"] = manifest["student"]["metrics"]["test"]["ndcg"]
@@ -137,10 +138,10 @@ def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) 
     return out
 
 
-def sampled_as_built(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
-    """The sampled softmax as a build trains it (TrainConfig's step budget and early stopping), on the
-    loss comparison's data and student: a separate section, so it can be measured without re-running
-    the full softmax (~9 min a seed)."""
+def as_built(items: int, interactions: int, work: Path, seeds: int, log, loss: str, save=None) -> dict:
+    """One softmax as a build trains it (TrainConfig's step budget and early stopping), on the loss
+    comparison's data and student: sections `sampled-as-built` and `full-as-built`, run apart
+    (the full softmax to its own early stop costs ~35 min a seed); `save(out)` after every seed."""
     from synthetic import SyntheticConfig, write
 
     from toolkit.data import read_interactions, split_leave_one_out
@@ -152,16 +153,19 @@ def sampled_as_built(items: int, interactions: int, work: Path, seeds: int, log)
     if not data.is_file():
         write(SyntheticConfig(items=items, interactions=interactions), data)
     split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
-    out: dict = {"items": items, "max_steps": TrainConfig().max_steps, "ndcg10": [], "seconds": [], "steps": []}
+    out: dict = {"items": items, "loss": loss, "max_steps": TrainConfig().max_steps, "ndcg10": [], "seconds": [],
+                 "steps": [], "seeds": seeds}
     for seed in range(seeds):
-        log(f"  {items:,} items, sampled softmax as a build trains it, seed {seed}…")
+        log(f"  {items:,} items, {loss} softmax as a build trains it, seed {seed}…")
         start = time.perf_counter()
         result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
-                     TrainConfig(seed=seed, loss="sampled"), desc=f"sampled {seed}")
+                     TrainConfig(seed=seed, loss=loss), desc=f"{loss} {seed}")
         out["seconds"].append(time.perf_counter() - start)
         out["steps"].append(result.steps)
         out["ndcg10"].append(evaluate_model(result.model, split, "test").ndcg)
         log(f"    test NDCG@10 {out['ndcg10'][-1]:.4f} in {out['seconds'][-1]:.0f} s, {result.steps} steps")
+        if save:
+            save(out)
     return out
 
 
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--render", action="store_true")
-    parser.add_argument("--only", choices=("builds", "loss", "sampled-as-built", "serve"), action="append",
+    parser.add_argument("--only", choices=("builds", "loss", "sampled-as-built", "full-as-built", "serve"),
+                        action="append",
                         help="run only these sections")
     parser.add_argument("--items", type=int, action="append", help="only the builds of these catalogue sizes")
     parser.add_argument("--merge", action="store_true", help="add to the scale.json in --out (each entry says "
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_results(json.loads((out_dir / "scale.json").read_text()), out_dir)
         return 0
-    sections = set(args.only or ("builds", "loss", "sampled-as-built", "serve"))
+    sections = set(args.only or ("builds", "loss", "sampled-as-built", "full-as-built", "serve"))
     work = Path(tempfile.mkdtemp(prefix="scale."))
     log = print
     results: dict = {"machine": machine(), "mode": "quick" if args.quick else "full",
@@ -206,11 +211,16 @@ def main(argv: list[str] | None = None) -> int:
             if entry["items"] == items:
                 entry["full_softmax_ndcg10"] = float(np.mean(results["loss_comparison"]["full"]))
         write_results({**results, "complete": False}, out_dir)
-    if "sampled-as-built" in sections:
-        items, n = builds[0]
-        results["sampled_as_built"] = {**sampled_as_built(items, n, work, 2 if args.quick else LOSS_SEEDS, log),
-                                       "measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit()}
-        write_results({**results, "complete": False}, out_dir)
+    for loss in ("sampled", "full"):
+        if f"{loss}-as-built" in sections:
+            items, n = builds[0]
+            key = f"{loss}_as_built"
+
+            def save(out: dict, key: str = key) -> None:  # every seed as it ends: a later crash loses less
+                results[key] = {**out, "measured": time.strftime("%Y-%m-%d %H:%M"), "commit": commit()}
+                write_results({**results, "complete": False}, out_dir)
+
+            save(as_built(items, n, work, 2 if args.quick else LOSS_SEEDS, log, loss, save))
     if "serve" in sections:
         from serving import serve_large_catalog
 
@@ -221,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                                      key=lambda c: c["items"])
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
     have = {c["items"] for c in results["catalogs"]}
-    results["complete"] = all(i in have for i, _ in builds) and "loss_comparison" in results and (
-        "sampled_as_built" in results) and (
+    results["complete"] = all(i in have for i, _ in builds) and "loss_comparison" in results and all(
+        len(results.get(f"{loss}_as_built", {}).get("ndcg10", ())) == (2 if args.quick else LOSS_SEEDS)
+        for loss in ("sampled", "full")) and (
         (QUICK_SERVE if args.quick else SERVE)[0] in have)
     write_results(results, out_dir)
     log(f"wrote {out_dir / 'scale.json'}")
@@ -246,6 +257,8 @@ def render(r: dict) -> str:
              + (f"one run of the code at commit {commits.pop()}." if len(commits) == 1 else
                 "sections measured by separate `--merge` runs, each with its commit (below)."),
              "Synthetic logs (bench/synthetic.py: Zipf popularity, topics, item successors; string ids).", "",
+             "Items: the ids the generator draws from; where the log holds fewer (a Zipf tail), the model's "
+             "catalogue, as read, is given after them.", "",
              "| items | interactions | build s | peak RSS GB | exit | NDCG@10 (best artifact) | popularity | full softmax | "
              "artifacts (bytes, 1-thread p50/p95 ms) | two-stage |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for c in r["catalogs"]:
@@ -256,7 +269,9 @@ def render(r: dict) -> str:
         two = (f"recall@10 {ts['recall10']:.3f}, scores {ts['items_scored_fraction']:.1%} of items, p50 "
                + ", ".join(f"{k} {v:.2f} ms" for k, v in ts["p50_ms"].items())) if ts else "-"
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-        lines.append(f"| {c['items']:,} | {c['interactions']:,} | {fmt(c['build_seconds'], '.0f')} | "
+        held = c.get("catalogue_items")
+        items = f"{c['items']:,}" + (f" ({held:,} in the log)" if held and held != c["items"] else "")
+        lines.append(f"| {items} | {c['interactions']:,} | {fmt(c['build_seconds'], '.0f')} | "
                      f"{fmt(c['peak_rss_bytes'] and c['peak_rss_bytes'] / 1e9, '.2f')} | {c.get('exit_code', '-')} | "
                      f"{fmt(c['ndcg10'], '.4f')} | {fmt(c['popularity_ndcg10'], '.4f')} | "
                      f"{fmt(c['full_softmax_ndcg10'], '.4f')} | {arts} | {two} |")
@@ -272,12 +287,19 @@ def render(r: dict) -> str:
     if r.get("sampled_as_built") and r.get("loss_comparison"):
         sb, lc = r["sampled_as_built"], r["loss_comparison"]
         lines += ["", f"The sampled softmax as a build trains it ({sb['max_steps']:,} steps at most, early stopping; "
-                  f"same data and student, {len(sb['ndcg10'])} seeds): {np.mean(sb['ndcg10']):.4f} "
-                  f"({', '.join(f'{v:.4f}' for v in sb['ndcg10'])}) after {np.mean(sb['steps']):.0f} steps and "
-                  f"{np.mean(sb['seconds']):.0f} s on average: "
+                  f"same data and student, {len(sb['ndcg10'])} seeds): {_seeds(sb)}: "
                   f"{np.mean(sb['ndcg10']) / np.mean(lc['full']) - 1:+.1%} against the full softmax above "
                   f"({lc.get('max_steps', 0):,} steps, {np.median(lc['full_seconds']):.0f} s a run, median). Measured "
                   f"{sb.get('measured', '?')} ({sb.get('commit') or 'commit not recorded'})."]
+    if r.get("full_as_built") and r.get("sampled_as_built"):
+        fb, sb = r["full_as_built"], r["sampled_as_built"]
+        done = len(fb["ndcg10"])
+        lines += ["", f"The full softmax as a build would train it (the same budget and early stopping): {_seeds(fb)}"
+                  + (f" ({done} of {fb['seeds']} seeds measured)" if done < fb.get("seeds", done) else "")
+                  + f". Sampled against full, both as built: {np.mean(sb['ndcg10']) / np.mean(fb['ndcg10']) - 1:+.1%}"
+                  + (f" ({'seed 0' if done == 1 else f'seeds 0-{done - 1}'} only: {np.mean(sb['ndcg10'][:done]) / np.mean(fb['ndcg10']) - 1:+.1%})"
+                     if done < len(sb["ndcg10"]) else "")
+                  + f". Measured {fb.get('measured', '?')} ({fb.get('commit') or 'commit not recorded'})."]
     if not r.get("complete", True) and not any(c["items"] >= SERVE[0] for c in r["catalogs"]):
         lines += ["", f"Not measured in this file: the {SERVE[0]:,}-item section (trained, exported and served). "
                   "Serving at that size is measured on a synthetic model in bench/serving_scale.json."]
@@ -297,6 +319,12 @@ def render(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds(section: dict) -> str:
+    """'mean (per seed) after N steps and S s on average' for an as-built section."""
+    return (f"{np.mean(section['ndcg10']):.4f} ({', '.join(f'{v:.4f}' for v in section['ndcg10'])}) after "
+            f"{np.mean(section['steps']):.0f} steps and {np.mean(section['seconds']):.0f} s on average")
+
+
 def plot(r: dict, path: Path) -> None:
     import matplotlib
 
@@ -310,7 +338,7 @@ def plot(r: dict, path: Path) -> None:
     for c in built:  # which code measured it, and how it ended
         a.annotate(f"exit {c.get('exit_code')}" + (f", {c['commit']}" if c.get("commit") else ""),
                    (c["items"], c["build_seconds"] / 60), textcoords="offset points", xytext=(4, 6), fontsize=8)
-    a.set_ylim(0, max(c["build_seconds"] for c in built) / 60 * 1.3)
+    a.set_ylim(0, max((c["build_seconds"] for c in built), default=60) / 60 * 1.3)
     a.set_xlabel("items")
     a.set_ylabel("cold build, minutes")
     a.set_title("Build time against catalogue size", fontsize=10)
