@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_compress import scores, top10_agreement
 from toolkit.compress import CompressConfig, PQConfig, PQItemTable, QuantConfig, compress, model_bytes, pq_quantize_
 from toolkit.compress.pq import LUT_MAX_ROWS, pq_table_bytes
 from toolkit.errors import ToolkitError
@@ -22,11 +23,6 @@ DIM, HEADS, HISTORY = 16, 2, 50
 SUBSPACES = 8  # 8 bytes an item against 64 in fp32
 MIN_TOP10_AGREEMENT = 0.7  # measured 0.81 (m = 8, K = 256) on this model; m = 4 gives 0.61
 FORMAT_OVERHEAD = {"executorch": 45_000, "onnx": 15_000}  # program/graph bytes beyond the weights (as test_compress)
-
-
-def top10_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    ta, tb = a.topk(10, dim=1).indices, b.topk(10, dim=1).indices
-    return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / 10 for x, y in zip(ta, tb)]))
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +38,6 @@ def quantized(trained):
 @pytest.fixture(scope="module")
 def histories(small_split) -> torch.Tensor:
     return torch.from_numpy(pad_histories(small_split.history("test"), HISTORY))  # (150, L)
-
-
-def scores(model, histories: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        out = model.eval().score_last(histories)
-    out[:, 0] = float("-inf")
-    return out
 
 
 def test_pq_config_names_bad_fields(trained):
