@@ -109,19 +109,25 @@ def run_build(items: int, interactions: int, work: Path, log) -> dict:
     return entry
 
 
-def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
-    """The same student (dim 32, labels only) trained with the full and the sampled softmax."""
+def loss_split(items: int, interactions: int, work: Path):
+    """The loss sections' data (the 20k build's log, written once per run) and its split."""
     from synthetic import SyntheticConfig, write
 
     from toolkit.data import read_interactions, split_leave_one_out
-    from toolkit.evaluate import evaluate_model
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
 
     data = work / f"log-{items}.parquet"
     if not data.is_file():
         write(SyntheticConfig(items=items, interactions=interactions), data)
-    split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
+    return split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
+
+
+def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
+    """The same student (dim 32, labels only) trained with the full and the sampled softmax."""
+    from toolkit.evaluate import evaluate_model
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit
+
+    split = loss_split(items, interactions, work)
     out = {"items": items, "max_steps": LOSS_STEPS, "full": [], "sampled": [], "full_seconds": [],
            "sampled_seconds": [], "full_steps": [], "sampled_steps": []}
     for seed in range(seeds):
@@ -142,17 +148,11 @@ def as_built(items: int, interactions: int, work: Path, seeds: int, log, loss: s
     """One softmax as a build trains it (TrainConfig's step budget and early stopping), on the loss
     comparison's data and student: sections `sampled-as-built` and `full-as-built`, run apart
     (the full softmax to its own early stop costs ~35 min a seed); `save(out)` after every seed."""
-    from synthetic import SyntheticConfig, write
-
-    from toolkit.data import read_interactions, split_leave_one_out
     from toolkit.evaluate import evaluate_model
     from toolkit.models import ModelConfig
     from toolkit.train import TrainConfig, fit
 
-    data = work / f"log-{items}.parquet"
-    if not data.is_file():
-        write(SyntheticConfig(items=items, interactions=interactions), data)
-    split = split_leave_one_out(read_interactions(data)).evaluated_on(10_000)
+    split = loss_split(items, interactions, work)
     out: dict = {"items": items, "loss": loss, "max_steps": TrainConfig().max_steps, "ndcg10": [], "seconds": [],
                  "steps": [], "seeds": seeds}
     for seed in range(seeds):
