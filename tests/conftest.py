@@ -70,3 +70,19 @@ def trained_small(small_split):
     torch.set_num_threads(1)
     cfg = ModelConfig(num_items=small_split.num_items, dim=16, heads=2, max_history=50, dropout=0.2)
     return fit(cfg, small_split, TrainConfig(epochs=4, patience=4, seed=0)).model.eval()
+
+
+def top10_agreement(a, b) -> float:
+    """Mean overlap of the top-10 items of two score matrices (B, N) (torch tensors)."""
+    ta, tb = a.topk(10, dim=1).indices, b.topk(10, dim=1).indices
+    return sum(len(set(x.tolist()) & set(y.tolist())) for x, y in zip(ta, tb)) / (10 * len(ta))
+
+
+def scores(model, histories):
+    """Next-item scores (B, N) of a model in eval mode, padding column masked as in every ranking."""
+    import torch
+
+    with torch.no_grad():
+        out = model.eval().score_last(histories)
+    out[:, 0] = float("-inf")
+    return out

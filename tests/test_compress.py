@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import scores, top10_agreement
 from toolkit.compress import (
     CompressConfig,
     LowRankConfig,
@@ -43,12 +44,6 @@ def sqnr_db(ref: torch.Tensor, approx: torch.Tensor) -> float:
     return float(10 * torch.log10(ref.pow(2).sum() / (ref - approx).pow(2).sum().clamp_min(1e-20)))
 
 
-def top10_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean overlap of the top-10 items of two score matrices (B, N)."""
-    ta, tb = a.topk(10, dim=1).indices, b.topk(10, dim=1).indices
-    return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / 10 for x, y in zip(ta, tb)]))
-
-
 @pytest.fixture(scope="module")
 def trained(trained_small):
     return trained_small  # tests/conftest.py: DIM, HEADS and HISTORY as here
@@ -57,14 +52,6 @@ def trained(trained_small):
 @pytest.fixture(scope="module")
 def histories(small_split) -> torch.Tensor:
     return torch.from_numpy(pad_histories(small_split.history("test"), HISTORY))  # (150, L)
-
-
-def scores(model, histories: torch.Tensor) -> torch.Tensor:
-    """Next-item scores (B, N), padding column masked as in every ranking."""
-    with torch.no_grad():
-        out = model.eval().score_last(histories)
-    out[:, 0] = float("-inf")
-    return out
 
 
 # --- quantization ----------------------------------------------------------------------------

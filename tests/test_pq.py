@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_compress import scores, top10_agreement
+from tests.conftest import scores, top10_agreement
 from toolkit.compress import CompressConfig, PQConfig, PQItemTable, QuantConfig, compress, model_bytes, pq_quantize_
 from toolkit.compress.pq import LUT_MAX_ROWS, pq_table_bytes
 from toolkit.errors import ToolkitError

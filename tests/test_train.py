@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import top10_agreement
 from toolkit.distill import DistillConfig, distill, distillation_loss
 from toolkit.evaluate import evaluate_model, evaluate_popularity
 from toolkit.models import ModelConfig
@@ -91,8 +92,7 @@ def test_best_validation_state_is_kept(trained, small_split):
 
 def _top10_overlap(a: torch.nn.Module, b: torch.nn.Module, histories: torch.Tensor) -> float:
     with torch.no_grad():
-        ta, tb = a.score_last(histories).topk(10).indices, b.score_last(histories).topk(10).indices
-    return sum(len(set(x.tolist()) & set(y.tolist())) for x, y in zip(ta, tb)) / (10 * len(ta))
+        return top10_agreement(a.score_last(histories), b.score_last(histories))
 
 
 def test_distilled_student_follows_the_teacher(trained, small_split):
