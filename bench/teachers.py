@@ -277,18 +277,25 @@ def choose_relational(seeds: list[int], log=print) -> dict:
 # --- the same machinery on a graph that is right: synthetic data ----------------------------------
 
 
-def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int = 80_000, seed: int = 0) -> dict:
-    """Does the kg teacher help when the graph names the right items? bench/synthetic.py's log (topics,
-    Zipf popularity, series) with its true topic of each item as the graph (item, in_topic, topic):
-    one-member id-only vs kg teachers, validation (every choice) and test NDCG@10 and tail HR@10."""
+def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int = 80_000, seeds=(0, 1, 2)) -> dict:
+    """Does the kg teacher, and its ID-only student, help when the graph names the right items?
+    bench/synthetic.py's log (topics, Zipf popularity, series; generator seed 0) with its true topic of
+    each item as the graph (item, in_topic, topic). Per seed: one-member id-only and kg teachers, then
+    dim-16 students (the plan's recipe, relational term as the build sets it) distilled from each and
+    one from scratch; validation and test NDCG@10 and tail HR@10 in PyTorch."""
+    import torch
 
     from bench.synthetic import SyntheticConfig, write
     from toolkit.data import load_dataset, split_leave_one_out
+    from toolkit.distill import DistillConfig, distill
     from toolkit.evaluate import evaluate_model
     from toolkit.kg import load_kg
+    from toolkit.models import ModelConfig
+    from toolkit.plan import PlanConfig
     from toolkit.teacher import TeacherConfig, train_teacher
+    from toolkit.train import TrainConfig, fit
 
-    cfg = SyntheticConfig(items=items, interactions=interactions, seed=seed)
+    cfg = SyntheticConfig(items=items, interactions=interactions, seed=0)
     work.mkdir(parents=True, exist_ok=True)
     path = write(cfg, work / "synthetic.parquet")
     # the generator's first draw is each item's topic; its item names come from _hashes (bench/synthetic.py)
@@ -305,14 +312,31 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
     sealed = split.sealed()
     kg = load_kg(work / "synthetic.kg", work / "synthetic.link", dataset.item_ids)
     tail = tail_users(split)
-    out = {"config": cfg.to_dict(), "users": len(split.train), "tail_users": int(len(tail))}
-    for kind, graph in (("id_only", None), ("kg", kg)):
-        teacher = train_teacher(TeacherConfig(kind="kg" if graph is not None else "ensemble", members=1), sealed,
-                                {**dataset.key(), "max_users": 0}, MAX_HISTORY, seed, log, kg=graph).model
-        out[kind] = {"valid_ndcg10": evaluate_model(teacher, sealed, "valid").ndcg,
-                     "test_ndcg10": evaluate_model(teacher, split, "test").ndcg,
-                     "tail_hr10": evaluate_model(teacher, split.subset(tail), "test").hr}
-        log(f"synthetic {kind}: {out[kind]}")
+    plan = PlanConfig()
+    student = ModelConfig(num_items=split.num_items, dim=16, max_history=MAX_HISTORY, dropout=plan.dropout)
+
+    def figures(model) -> dict:
+        return {"valid_ndcg10": evaluate_model(model, sealed, "valid").ndcg,
+                "test_ndcg10": evaluate_model(model, split, "test").ndcg,
+                "tail_hr10": evaluate_model(model, split.subset(tail), "test").hr}
+
+    out = {"config": cfg.to_dict(), "users": len(split.train), "tail_users": int(len(tail)), "seeds": list(seeds),
+           "teachers": {"id_only": [], "kg": []}, "students": {"id_only": [], "kg": [], "scratch": []}}
+    for seed in seeds:
+        teachers = {}
+        for kind, graph in (("id_only", None), ("kg", kg)):
+            teachers[kind] = train_teacher(TeacherConfig(kind="kg" if graph is not None else "ensemble", members=1),
+                                           sealed, {**dataset.key(), "max_users": 0}, MAX_HISTORY, seed, log,
+                                           kg=graph).model
+            out["teachers"][kind].append(figures(teachers[kind]))
+            log(f"synthetic teacher {kind} seed {seed}: {out['teachers'][kind][-1]}")
+        train_cfg = TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed)
+        for kind in ("kg", "id_only", "scratch"):
+            torch.manual_seed(seed)
+            model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if kind == "scratch" else
+                     distill(teachers[kind], student, sealed, train_cfg, DistillConfig(), desc=f"synthetic {kind}")).model
+            out["students"][kind].append(figures(model))
+            log(f"synthetic dim-16 student from {kind} seed {seed}: {out['students'][kind][-1]}")
     return out
 
 
@@ -361,12 +385,16 @@ def render(result: dict) -> str:
             lines.append(f"| {kind} | " + " | ".join(", ".join(f"{r[f'hr{k}']:.3f}" for r in tt[kind])
                                                        for k in (10, 50, 100)) + " |")
     y = result.get("synthetic")
-    if y:
+    if y and "students" in y:
         lines += ["", f"## The same machinery on a graph that is right (synthetic: {y['config']['items']:,} items, "
-                      f"{y['users']:,} users, one-member teachers, seed 0)", "",
-                  f"| teacher | valid NDCG@10 | test NDCG@10 | tail HR@10 ({y['tail_users']} users) |", "|---|---:|---:|---:|"]
-        lines += [f"| {k} | {y[k]['valid_ndcg10']:.4f} | {y[k]['test_ndcg10']:.4f} | {y[k]['tail_hr10']:.4f} |"
-                  for k in ("id_only", "kg")]
+                      f"{y['users']:,} users, the true topic of each item as the graph; seeds "
+                      f"{', '.join(map(str, y['seeds']))}; PyTorch)", "",
+                  f"| model | valid NDCG@10 | test NDCG@10 | tail HR@10 ({y['tail_users']} users) |", "|---|---:|---:|---:|"]
+        for label, group in (("teacher (1 x dim 32)", "teachers"), ("dim-16 student from", "students")):
+            for kind, rows in y[group].items():
+                cells = [", ".join(f"{r[key]:.4f}" for r in rows) + f" (mean {np.mean([r[key] for r in rows]):.4f})"
+                         for key in ("valid_ndcg10", "test_ndcg10", "tail_hr10")]
+                lines.append(f"| {label} {kind} | " + " | ".join(cells) + " |")
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
