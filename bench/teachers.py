@@ -39,6 +39,8 @@ TAIL_MAX = 5  # a tail item has at most this many training interactions
 MAX_HISTORY = 50
 # the plan's students on MovieLens-100K (bench/results.json, chosen on validation by plan_student):
 # smartwatch (60 KB): dim 16, int4 table + int8 linears; mobile-arm (4 MB): dim 32, fp32
+# the synthetic check's logs (2,000 items): 40 and 10 interactions an item (93 tail users in the second)
+SYNTHETIC_INTERACTIONS = (80_000, 20_000)
 BUDGETS = {"smartwatch": {"dim": 16, "table_bits": 4, "linear_bits": 8}, "mobile-arm": {"dim": 32}}
 
 
@@ -281,8 +283,9 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
     """Does the kg teacher, and its ID-only student, help when the graph names the right items?
     bench/synthetic.py's log (topics, Zipf popularity, series; generator seed 0) with its true topic of
     each item as the graph (item, in_topic, topic). Per seed: one-member id-only and kg teachers, then
-    dim-16 students (the plan's recipe, relational term as the build sets it) distilled from each and
-    one from scratch; validation and test NDCG@10 and tail HR@10 in PyTorch."""
+    dim-16 students (the plan's recipe) distilled from each, one from the kg teacher with the
+    relational term on (β = 1; the build leaves it off) and one from scratch; validation and test
+    NDCG@10 and tail HR@10 in PyTorch."""
     import torch
 
     from bench.synthetic import SyntheticConfig, write
@@ -321,7 +324,8 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
                 "tail_hr10": evaluate_model(model, split.subset(tail), "test").hr}
 
     out = {"config": cfg.to_dict(), "users": len(split.train), "tail_users": int(len(tail)), "seeds": list(seeds),
-           "teachers": {"id_only": [], "kg": []}, "students": {"id_only": [], "kg": [], "scratch": []}}
+           "teachers": {"id_only": [], "kg": []},
+           "students": {"id_only": [], "kg": [], "kg, relational 1": [], "scratch": []}}
     for seed in seeds:
         teachers = {}
         for kind, graph in (("id_only", None), ("kg", kg)):
@@ -331,10 +335,12 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
             out["teachers"][kind].append(figures(teachers[kind]))
             log(f"synthetic teacher {kind} seed {seed}: {out['teachers'][kind][-1]}")
         train_cfg = TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed)
-        for kind in ("kg", "id_only", "scratch"):
+        for kind in out["students"]:
             torch.manual_seed(seed)
-            model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if kind == "scratch" else
-                     distill(teachers[kind], student, sealed, train_cfg, DistillConfig(), desc=f"synthetic {kind}")).model
+            teacher, beta = teachers.get(kind.split(",")[0]), 1.0 if "relational" in kind else 0.0
+            model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if teacher is None else
+                     distill(teacher, student, sealed, train_cfg, DistillConfig(relational=beta),
+                             desc=f"synthetic {kind}")).model
             out["students"][kind].append(figures(model))
             log(f"synthetic dim-16 student from {kind} seed {seed}: {out['students'][kind][-1]}")
     return out
@@ -384,11 +390,10 @@ def render(result: dict) -> str:
         for kind in ("id_only", "kg"):
             lines.append(f"| {kind} | " + " | ".join(", ".join(f"{r[f'hr{k}']:.3f}" for r in tt[kind])
                                                        for k in (10, 50, 100)) + " |")
-    y = result.get("synthetic")
-    if y and "students" in y:
+    for y in result.get("synthetic", []):
         lines += ["", f"## The same machinery on a graph that is right (synthetic: {y['config']['items']:,} items, "
-                      f"{y['users']:,} users, the true topic of each item as the graph; seeds "
-                      f"{', '.join(map(str, y['seeds']))}; PyTorch)", "",
+                      f"{y['config']['interactions']:,} interactions, {y['users']:,} users, the true topic of each "
+                      f"item as the graph; seeds {', '.join(map(str, y['seeds']))}; PyTorch)", "",
                   f"| model | valid NDCG@10 | test NDCG@10 | tail HR@10 ({y['tail_users']} users) |", "|---|---:|---:|---:|"]
         for label, group in (("teacher (1 x dim 32)", "teachers"), ("dim-16 student from", "students")):
             for kind, rows in y[group].items():
@@ -443,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
               stamp=False)
         return 0
     if args.synthetic:
-        write({"synthetic": synthetic_check(Path(tempfile.mkdtemp(prefix="synthetic.")),
-                                            log=lambda m: print(m, flush=True))}, stamp=False)
+        work = Path(tempfile.mkdtemp(prefix="synthetic."))
+        write({"synthetic": [synthetic_check(work / str(n), interactions=n, log=lambda m: print(m, flush=True))
+                             for n in SYNTHETIC_INTERACTIONS]}, stamp=False)
         return 0
 
     result = run_teachers(split, list(range(args.seeds)), Path(tempfile.mkdtemp(prefix="teachers.")),

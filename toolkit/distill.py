@@ -21,10 +21,10 @@ positions it covers) answers itself; any other module is run on the windows. Pos
 does not cover keep the hard label only (α = 0 there). A top-K teacher on a small catalogue is
 distilled against the student's full softmax (exact KL for a teacher supported on its K items).
 
-Relational term (when the teacher has item vectors, `item_embeddings`, and graph
-neighbours: the knowledge-graph teacher): the student's item table learns the teacher's item-item
-similarities, what a knowledge-graph teacher knows about items that the interactions barely show
-(tail items):
+Relational term (β > 0, off by default: measured, it does not help, see `DistillConfig.relational`;
+when the teacher has item vectors, `item_embeddings`, and graph neighbours: the knowledge-graph
+teacher): the student's item table learns the teacher's item-item similarities, what a
+knowledge-graph teacher knows about items that the interactions barely show (tail items):
 
     L_rel = β · mean over anchors a of KL(softmax(cos_T(a, C_a) / τ) ‖ softmax(cos_S(a, C_a) / τ))
 
@@ -50,9 +50,11 @@ class DistillConfig:
     temperature: float = 1.0  # measured, dim-16 student, 2 seeds: T=1 valid NDCG@10 0.124, T=2 0.123, scratch 0.117
     top_k: int = 64  # top-K form: the teacher's items kept per position
     # β, weight of the relational term (0: off), for teachers with item vectors and graph neighbours (the kg
-    # teacher). Measured on validation (MovieLens-100K, seed 0, dim-16 students, NDCG@10): from the kg
-    # teacher 0.1290 with β = 1 vs 0.1148 without; from the ID-only ensemble 0.1206 vs 0.1238 (so it stays off there)
-    relational: float = 1.0
+    # teacher). Off: measured on validation (dim-16 students from the kg teacher, NDCG@10), it does not help
+    # and can hurt: MovieLens-100K, 3 seeds, mean 0.1236 with β = 1 vs 0.1245 without; a synthetic log
+    # with its true topics as the graph (2,000 items, 20,000 interactions, seed 0): 0.1703 vs 0.1947, its
+    # item table pulled to the teacher's topic clusters (bench/teachers.py, bench/TEACHERS.md)
+    relational: float = 0.0
     relational_anchors: int = 256  # anchor items per step
     relational_neighbours: int = 8  # graph neighbours per anchor (over-sampled)
     relational_random: int = 24  # random items per anchor
