@@ -52,7 +52,7 @@ class DistillConfig:
     # β, weight of the relational term (0: off), for teachers with item vectors and graph neighbours (the kg
     # teacher). Off: measured on validation (dim-16 students from the kg teacher, NDCG@10), it does not help
     # and can hurt: MovieLens-100K, 3 seeds, mean 0.1236 with β = 1 vs 0.1245 without; a synthetic log
-    # with its true topics as the graph (2,000 items, 20,000 interactions, seed 0): 0.1703 vs 0.1947, its
+    # with its true topics as the graph (2,000 items, 20,000 interactions, 3 seeds): 0.1746 vs 0.1944, its
     # item table pulled to the teacher's topic clusters (bench/teachers.py, bench/TEACHERS.md)
     relational: float = 0.0
     relational_anchors: int = 256  # anchor items per step
