@@ -3,6 +3,10 @@
     python bench/teachers.py                  # MovieLens-100K, 3 seeds; writes bench/teachers.json + TEACHERS.md
     python bench/teachers.py --seeds 1        # one seed (a preliminary figure)
     python bench/teachers.py --render         # only rewrite TEACHERS.md from teachers.json
+    python bench/teachers.py --choose         # only the validation runs that chose the design (seed 0)
+    python bench/teachers.py --relational     # only the relational weight's validation runs (3 seeds)
+    python bench/teachers.py --tail           # only the cached teachers' tail ranks (HR@10/50/100)
+    python bench/teachers.py --synthetic      # only the synthetic check: a graph that is right (3 seeds)
 
 `run_teachers(split, seeds, work, log)` is what bench/run.py calls; it returns the issue's two JSON
 parts:
