@@ -45,6 +45,9 @@ MAX_HISTORY = 50
 # smartwatch (60 KB): dim 16, int4 table + int8 linears; mobile-arm (4 MB): dim 32, fp32
 # the synthetic check's logs (2,000 items): 40 and 10 interactions an item (93 tail users in the second)
 SYNTHETIC_INTERACTIONS = (80_000, 20_000)
+# its students: label -> (teacher, relational weight β); no teacher = from scratch
+SYNTHETIC_STUDENTS = {"id_only": ("id_only", 0.0), "kg": ("kg", 0.0), "kg, relational 1": ("kg", 1.0),
+                      "scratch": (None, 0.0)}
 BUDGETS = {"smartwatch": {"dim": 16, "table_bits": 4, "linear_bits": 8}, "mobile-arm": {"dim": 32}}
 
 
@@ -329,7 +332,7 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
 
     out = {"config": cfg.to_dict(), "users": len(split.train), "tail_users": int(len(tail)), "seeds": list(seeds),
            "teachers": {"id_only": [], "kg": []},
-           "students": {"id_only": [], "kg": [], "kg, relational 1": [], "scratch": []}}
+           "students": {label: [] for label in SYNTHETIC_STUDENTS}}
     for seed in seeds:
         teachers = {}
         for kind, graph in (("id_only", None), ("kg", kg)):
@@ -339,14 +342,13 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
             out["teachers"][kind].append(figures(teachers[kind]))
             log(f"synthetic teacher {kind} seed {seed}: {out['teachers'][kind][-1]}")
         train_cfg = TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed)
-        for kind in out["students"]:
+        for label, (kind, beta) in SYNTHETIC_STUDENTS.items():
             torch.manual_seed(seed)
-            teacher, beta = teachers.get(kind.split(",")[0]), 1.0 if "relational" in kind else 0.0
-            model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if teacher is None else
-                     distill(teacher, student, sealed, train_cfg, DistillConfig(relational=beta),
-                             desc=f"synthetic {kind}")).model
-            out["students"][kind].append(figures(model))
-            log(f"synthetic dim-16 student from {kind} seed {seed}: {out['students'][kind][-1]}")
+            model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if kind is None else
+                     distill(teachers[kind], student, sealed, train_cfg, DistillConfig(relational=beta),
+                             desc=f"synthetic {label}")).model
+            out["students"][label].append(figures(model))
+            log(f"synthetic dim-16 student from {label} seed {seed}: {out['students'][label][-1]}")
     return out
 
 
