@@ -17,7 +17,7 @@ run (`<cpu>,sme=off`, NEON/SVE kernels) and the report says SME was not verified
 
 One-time setup (Debian 12), printed again when something is missing:
     apt-get install cmake g++ g++-aarch64-linux-gnu
-    echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/backports.list
+    python3 -m toolkit.backports --write    # <codename>-backports on the machine's own archive
     apt-get update && apt-get install -t bookworm-backports qemu-user     # qemu 10 (Debian 12's 7.2: see above)
 The aarch64 wheel is fetched by the toolkit into its cache (`pip download executorch==VERSION
 --platform manylinux_2_28_aarch64 --only-binary=:all: --no-deps`).
@@ -383,8 +383,7 @@ def aarch64_executorch(version: str, log: Log) -> Path:
 
 
 def setup_steps(qemu_only: bool = False) -> str:
-    qemu = ("echo 'deb http://deb.debian.org/debian bookworm-backports main' > "
-            "/etc/apt/sources.list.d/backports.list && apt-get update && "
+    qemu = ("python3 -m toolkit.backports --write && apt-get update && "
             "apt-get install -t bookworm-backports qemu-user (or set $TOOLKIT_QEMU_AARCH64)")
     return qemu if qemu_only else f"one-time setup: apt-get install cmake g++ g++-aarch64-linux-gnu; {qemu}"
 
