@@ -76,6 +76,10 @@ def test_same_seed_same_build_and_the_old_build_survives_a_failure(tiny_build, t
     first = run_cli("build", "--out", str(out), *TINY_BUILD_ARGS)
     assert first.returncode in (0, 1), first.stdout[-3000:] + first.stderr[-3000:]
     assert "loaded from cache" in first.stdout, first.stdout
+    terminal, log = first.stdout + first.stderr, (out / "build.log").read_text()
+    for chatter in ("torchvision", "cpuinfo", "Warning", " epoch "):  # the libraries' and each epoch's: the log file's
+        assert chatter not in terminal, terminal
+    assert " epoch " in log and "installing the build at" in log, log[-2000:]
     assert any(line.startswith("priors (") and "loaded from cache" in line for line in first.stdout.splitlines()), \
         first.stdout  # the priors too: their key reads back from JSON
     a, b = (json.loads((d / "manifest.json").read_text()) for d in (tiny_build, out))

@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import replace
 
+from toolkit.contract import BUILD_LOG
 from toolkit.distributed import DistributedConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 
@@ -70,6 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_data_flags(b)
     b.add_argument("--out", help="build directory (default builds/<profile>)")
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
+    b.add_argument("--verbose", action="store_true", help="also show the libraries' own output and each epoch here "
+                   "(it always goes to the build's log file, build.log)")
     t = b.add_argument_group("teacher (README: Teachers)")
     t.add_argument("--teacher", metavar="KIND", help="ensemble (the default), kg (knowledge-graph teacher), or "
                    "MODULE:FACTORY: your own torch module (MODULE a dotted module name or a path to a .py file)")
@@ -196,6 +199,11 @@ def teacher_config(args: argparse.Namespace, teacher):
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    from toolkit.buildlog import captured
+    from toolkit.data import cache_dir
     from toolkit.pipeline import build, prepare
 
     def log(msg: str) -> None:
@@ -203,7 +211,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     prepared = prepare(cfg, log)  # the profile, the data file and --out, before anything is trained
-    result = build(cfg, log, prepared)
+    log_file = cache_dir() / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-build-{prepared.profile.name}.log"
+    print(f"log: {log_file} (the libraries' output and every epoch; --verbose shows them here too)", flush=True)
+    with captured(log_file, verbose=args.verbose) as console:
+        result = build(cfg, console.log, prepared)
+    shutil.copyfile(log_file, result.out / BUILD_LOG)
     m = result.manifest
     print(f"\nbuild written to {result.out}/ in {result.seconds:.0f} s")
     k = m.serving.k
@@ -216,7 +228,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
               f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")  # parity: measured at export
     for fmt, why in m.plan.get("unfit_formats", {}).items():
         print(f"{'(' + fmt + ')':<24} {'not built':>10}  {why}")
-    print(f"report: {result.out / 'report.md'}")
+    print(f"report: {result.out / 'report.md'}, log: {result.out / BUILD_LOG}")
     if not result.fits:
         raise DoesNotFitError(f"{result.out}: {result.failures()}")
     return EXIT_OK

@@ -14,6 +14,7 @@ from toolkit.errors import ToolkitError
 ITEMS_FILE = "items.json"  # index -> original item id; index 0 is padding ""
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.npz"  # real histories and each source model's outputs (parity)
+BUILD_LOG = "build.log"  # the build's whole output: the toolkit's lines, the libraries' and every epoch's
 
 
 def read_items(path: Path) -> list[str]:
