@@ -75,6 +75,8 @@ class TrainResult:
     step_seconds: float = 0.0  # in the optimisation steps only (validation excluded): what throughput is read from
     steps: int = 0  # optimizer steps taken
     capped: bool = False  # stopped by `TrainConfig.max_steps`, not by early stopping
+    best_epoch: int = 0  # the epoch whose state was kept (0: a fine-tune that kept its starting weights)
+    best_seconds: float = 0.0  # from the first step to the end of that epoch's validation
 
 
 def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
@@ -217,6 +219,7 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
         return world.broadcast(evaluate_model(world.on_host(model), selection, "valid") if world.is_main else None)
 
     best, best_state, best_epoch, epoch, capped = None, copy.deepcopy(model.state_dict()), 0, 0, False
+    best_seconds = 0.0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
         best = validate()
     steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
@@ -249,6 +252,7 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
         if best is None or valid.ndcg > best.ndcg:
             best, best_state, best_epoch = valid, copy.deepcopy(model.state_dict()), epoch
+            best_seconds = time.perf_counter() - start
         elif epoch - best_epoch >= train_cfg.patience and epoch * steps_per_epoch >= train_cfg.min_steps:
             break
         if train_cfg.max_steps and epoch * steps_per_epoch >= train_cfg.max_steps:
@@ -258,4 +262,5 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model=model.cpu(), valid=best, epochs=epoch, seconds=time.perf_counter() - start,
-                       step_seconds=step_seconds, steps=epoch * steps_per_epoch, capped=capped)
+                       step_seconds=step_seconds, steps=epoch * steps_per_epoch, capped=capped,
+                       best_epoch=best_epoch, best_seconds=best_seconds)
