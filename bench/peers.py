@@ -1,8 +1,9 @@
 """Benchmark: the toolkit's SASRec against RecBole's, side by side (issue 26, part 6).
 
-    python -m venv .peers && . .peers/bin/activate && pip install -e . recbole==1.2.1 <its extras, see below>
-    python bench/peers.py                # 3 seeds; writes bench/peers.json + bench/PEERS.md
-    python bench/peers.py --seeds 1      # one seed (a preliminary figure, never committed)
+    python3.11 -m venv .peers && .peers/bin/pip install torch==2.13.0 recbole==1.2.1 \
+        "numpy<2" "pandas<3" "scipy<1.14" "pyarrow<22" tqdm    # RecBole 1.2.1 needs NumPy 1.x
+    .peers/bin/python bench/peers.py     # 3 seeds; writes bench/peers.json + bench/PEERS.md
+    .peers/bin/python bench/peers.py --seeds 1      # one seed (a preliminary figure, never committed)
     python bench/peers.py --render       # only rewrite PEERS.md from peers.json
     python bench/peers.py --quick --out /tmp/peers   # 100 users, 2 epochs each: a smoke run (never committed)
 
