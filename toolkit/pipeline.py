@@ -665,7 +665,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
                           undetermined=a.metrics.undetermined, float_ndcg=a.float_metrics.ndcg,
                           popularity_ndcg=pop.ndcg)
         known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
-                               analytic_ms=a.analytic_ms)
+                               analytic_ms=a.analytic_ms, reference=Path(build_dir) / REFERENCE_FILE)
         a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known, native=native)
         results.append(a.profile)
     write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict())

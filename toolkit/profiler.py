@@ -37,13 +37,17 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.calibrate import CalibrationCache
-from toolkit.contract import MANIFEST_FILE, REFERENCE_FILE
+from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
 from toolkit.errors import ToolkitError
 from toolkit.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
 from toolkit.plan import QUALITY_MARGIN  # an artifact's NDCG@K may be at most 5 % below its float model's
 from toolkit.profiles import DeviceProfile
+
+if TYPE_CHECKING:  # numpy and the data readers stay out of `import toolkit.profiler`
+    from toolkit.data import Split
 
 # top-10 agreement an artifact must reach with the model it was exported from: the same weights
 # (fp32 export, or a model whose weights were already quantized by toolkit.compress) differ only
@@ -136,6 +140,7 @@ class ArtifactProfile:
     io: dict
     host: dict  # the host's calibration
     checks: list[Check] = field(default_factory=list)
+    not_checked: dict[str, str] = field(default_factory=dict)  # budget -> why it was not judged (standalone)
 
     @property
     def fits(self) -> bool:
@@ -146,7 +151,7 @@ class ArtifactProfile:
 
     def verdict(self) -> dict:
         return {"verdict": "fits" if self.fits else "does not fit", "fits": self.fits,
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks], "not_checked": dict(self.not_checked)}
 
     def figures(self) -> dict:
         """The measured figures (manifest key "profile"); the verdict is separate."""
@@ -168,21 +173,46 @@ class ProfileRequest:
     parity_min: float | None = None
     quality: Quality | None = None
     analytic_ms: float | None = None
+    reference: Path | None = None  # histories + this artifact's source outputs (parity); None: not checked
+
+
+@dataclass
+class QualityData:
+    """An interactions file to measure quality through an artifact on (`profile --data`): its last
+    interaction per user is the test target, as in a build; items map through the items.json next to it."""
+
+    path: str
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+    encoding: str | None = None
+
+
+NO_PARITY = {"top10_agreement": None, "histories": 0, "top10_exact": None, "max_score_error": None}
+SYNTHETIC_HISTORIES = 200  # timing inputs when neither reference histories nor data are given
 
 
 def profile_artifact(path: Path, profile: DeviceProfile, calibrations: CalibrationCache | None = None,
                      timing: TimingConfig | None = None, known: ProfileRequest | None = None,
-                     native=None) -> ArtifactProfile:
+                     native=None, reference: Path | None = None, data: QualityData | None = None) -> ArtifactProfile:
     """Measure one artifact in a fresh process and judge it against the profile.
 
+    Any .pte/.onnx that follows the artifact contract (toolkit/contract.py) is measured: size,
+    memory and latency always; parity only against reference outputs of the model it came from,
+    quality only through a data file or the figures of the build that made it.
+
     Args:
-        path: a .pte or .onnx file with `reference.npz` next to it (a build directory).
+        path: a .pte or .onnx file.
         profile: the device profile to judge against.
         calibrations: host GFLOP/s per thread count, shared across artifacts of one run.
         timing: how long to time.
-        known: what the build knows (precision, reference source, quality); None reads the
-            manifest.json next to the artifact (matched by sha256).
+        known: what the build knows (precision, reference source, quality, reference file); None
+            reads the manifest.json next to the artifact, used only when it lists this file's sha256
+            (an artifact copied into another build's folder is never compared with that build's model).
         native: a `toolkit.native.NativeClient` to measure a .pte in (None: not measured natively).
+        reference: a reference.npz (`history` (R, L), and `<source>_scores/_items` for parity);
+            overrides the build's.
+        data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).
     """
     from export.runtime import artifact_format
 
@@ -190,44 +220,68 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     fmt = artifact_format(path)
     if not path.is_file():
         raise ToolkitError(f"{path}: no such artifact")
-    reference = path.parent / REFERENCE_FILE
-    if not reference.is_file():
-        raise ToolkitError(f"{path}: no {REFERENCE_FILE} next to it; profile artifacts inside their build directory")
     calibrations = calibrations or CalibrationCache()
     timing = timing or TimingConfig()
-    data = path.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
+    payload = path.read_bytes()
+    sha256 = hashlib.sha256(payload).hexdigest()
     known = known or _from_manifest(path, sha256)
+    reference = Path(reference) if reference is not None else known.reference
+    if reference is not None and not reference.is_file():
+        raise ToolkitError(f"--reference {reference}: no such file")
+    if data is not None and not (path.parent / ITEMS_FILE).is_file():
+        raise ToolkitError(f"--data {data.path}: measuring quality needs the {ITEMS_FILE} next to {path} "
+                           f"(index -> item id) to map the data's items")
     threads = sorted({1, profile.hardware.threads})
     # in a Python process ExecuTorch's portable matmul binds to torch's MKL, whose own threads fight
     # the runtime's on a busy host (32 ms instead of 0.12 ms for an int4-table model): one MKL thread
     try:
         worker = run_fresh("toolkit.profiler:measure", {
             "path": str(path), "format": fmt, "threads": threads, "profile_threads": profile.hardware.threads,
-            "reference": str(reference), "source": known.source, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
+            "reference": str(reference) if reference else None, "source": known.source,
+            "data": asdict(data) if data else None, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if fmt == "executorch" else None)
     except MeasurementError as e:  # the runtime crashed or hung: every measured figure is unknown, none passes
-        return _unmeasured(path, fmt, len(data), sha256, known, profile, str(e))
+        return _unmeasured(path, fmt, len(payload), sha256, known, profile, str(e),
+                           _not_checked(reference, known, data, has_outputs=reference is not None))
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
-    measured_natively = fmt == "executorch" and _native_figures(native, path, reference, profile, timing, memory, timings)
+    histories = worker.pop("histories")
+    measured_natively = fmt == "executorch" and _native_figures(native, path, histories, profile, timing, memory,
+                                                                timings)
     latency = _device_latency(timings, profile, calibrations, known.analytic_ms,
                               HostLoad(**worker["host_load"]) if worker.get("host_load") else None,
                               prefix="native/" if measured_natively else "")
     precision = known.precision or _infer_precision(fmt, worker["ops"])
     parity_min = known.parity_min if known.parity_min is not None else PARITY_MIN_AGREEMENT[
         "same weights" if precision == "fp32" else "quantized at export"]
+    quality = Quality(**worker["quality"]) if worker.get("quality") else known.quality
     result = ArtifactProfile(
-        path=path.name, format=fmt, precision=precision, bytes=len(data), sha256=sha256, memory=memory,
+        path=path.name, format=fmt, precision=precision, bytes=len(payload), sha256=sha256, memory=memory,
         latency=latency, ops=worker["ops"], parity=worker["parity"], parity_min=parity_min,
-        quality=known.quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
-        host=calibrations.get(latency.threads).to_dict())
-    result.checks = judge(result, profile)
+        quality=quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
+        host=calibrations.get(latency.threads).to_dict(),
+        not_checked=_not_checked(reference, known, data, has_outputs=worker["parity"]["histories"] > 0))
+    result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
 
 
+def _not_checked(reference: Path | None, known: ProfileRequest, data: QualityData | None,
+                 has_outputs: bool) -> dict[str, str]:
+    """The checks nothing was given for: an artifact profiled on its own is judged on size, memory and latency."""
+    out = {}
+    if reference is None:
+        out["parity"] = (f"no reference outputs of the model it came from (--reference FILE.npz, or the build's "
+                         f"{REFERENCE_FILE} when the {MANIFEST_FILE} next to it lists this artifact's sha256)")
+    elif not has_outputs:
+        out["parity"] = f"--reference {reference} holds histories only, no outputs of the model it came from"
+    if data is None and known.quality is None:
+        out["quality"] = (f"no interactions to measure it on (--data FILE), and no {MANIFEST_FILE} next to it "
+                          f"lists this artifact's sha256")
+    return out
+
+
 def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequest, profile: DeviceProfile,
-                reason: str) -> ArtifactProfile:
+                reason: str, not_checked: dict[str, str] | None = None) -> ArtifactProfile:
     """An artifact whose measurement failed: the file's size is known, everything measured is unknown."""
     why = f"not measured: {reason}"
     result = ArtifactProfile(
@@ -235,28 +289,30 @@ def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequ
         memory=Memory(basis="unknown", verdict_bytes=None, how=why),
         latency=Latency(threads=profile.hardware.threads, timings={}, device_p50_ms=None, device_p95_ms=None,
                         device_p99_ms=None, scale=0.0, how=why),
-        ops={}, parity={"top10_agreement": None, "histories": 0, "top10_exact": None, "max_score_error": None},
+        ops={}, parity=dict(NO_PARITY),
         parity_min=known.parity_min or PARITY_MIN_AGREEMENT["same weights"],
         quality=known.quality or Quality(k=0, ndcg=None, hr=None), io={"max_history": None, "candidates": None},
-        host={})
-    result.checks = judge(result, profile)
+        host={}, not_checked=not_checked or {})
+    result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
 
 
 NATIVE_ROUNDS = 2  # native runs per thread setting, alternated (1, T, 1, T): drift hits both alike
 
 
-def _native_figures(native, path: Path, reference: Path, profile: DeviceProfile, timing: TimingConfig,
+def _native_figures(native, path: Path, histories: list[list[int]], profile: DeviceProfile, timing: TimingConfig,
                     memory: Memory, timings: dict[str, Timing]) -> bool:
-    """The .pte measured in the native C++ client (when built): what an app pays. Its memory and its
-    timings are the verdict's basis; the Python figures stay in the report. Returns True when measured."""
+    """The .pte measured in the native C++ client (when built) on the histories the Python runtime was
+    timed on: what an app pays. Its memory and its timings are the verdict's basis; the Python figures
+    stay in the report. Returns True when measured."""
+    import numpy as np
+
     from toolkit.measure import timing_from_samples
-    from toolkit.parity import load_reference
     from toolkit.plan import RUNTIME_BASE_MEMORY
 
     if native is not None:
         try:
-            history = load_reference(reference)["history"]
+            history = np.asarray(histories, dtype=np.int64)
             runs = max(timing.min_blocks * timing.block_calls // NATIVE_ROUNDS, timing.block_calls)
             samples: dict[int, list[float]] = {}
             peak = 0
@@ -326,9 +382,15 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
         _at_least("parity", "top-10 agreement with the model it was exported from",
                   a.parity.get("top10_agreement"), a.parity_min, "measured"),
     ]
-    if q.ndcg is None or q.float_ndcg is None or q.popularity_ndcg is None:
+    if q.ndcg is None or q.popularity_ndcg is None:
         checks.append(Check("quality", False, "quality: unknown (not measured through this artifact by a build)",
                             basis="unknown"))
+    elif q.float_ndcg is None:  # profiled on its own with --data: no float model to compare with
+        checks.append(Check("quality", q.ndcg > q.popularity_ndcg,
+                            f"NDCG@{q.k} {q.ndcg:.4f} through the artifact on {q.users} users: above popularity "
+                            f"{q.popularity_ndcg:.4f} (no float model known to compare with)",
+                            value=q.ndcg, limit=q.popularity_ndcg, margin=q.ndcg - q.popularity_ndcg,
+                            basis="measured"))
     else:
         floor = max(q.popularity_ndcg, q.float_ndcg * (1 - QUALITY_MARGIN))
         checks.append(Check("quality", q.ndcg > q.popularity_ndcg and q.ndcg >= q.float_ndcg * (1 - QUALITY_MARGIN),
@@ -380,9 +442,11 @@ def _from_manifest(path: Path, sha256: str) -> ProfileRequest:
             quality = Quality(k=m.get("k", 0), ndcg=m.get("ndcg"), hr=m.get("hr"), users=m.get("users", 0),
                               undetermined=m.get("undetermined", 0), float_ndcg=float_m.get("ndcg"),
                               popularity_ndcg=pop.get("ndcg"))
+            reference = path.parent / REFERENCE_FILE
             return ProfileRequest(precision=entry.get("precision"), source=entry.get("source", "float"),
                                   parity_min=entry.get("parity_min"), quality=quality,
-                                  analytic_ms=entry.get("analytic_ms"))
+                                  analytic_ms=entry.get("analytic_ms"),
+                                  reference=reference if reference.is_file() else None)
     return ProfileRequest()
 
 
@@ -394,18 +458,19 @@ def measure(request: dict) -> dict:
 
     from toolkit.measure import Contender, LoadMonitor, memory_status, reset_peak, time_calls
 
+    path = Path(request["path"])
     before_runtime = memory_status()
     _import_runtime(request["format"])
     from export.runtime import Predictor
-    from toolkit.parity import load_reference, measure_parity
+    from toolkit.parity import measure_parity
 
-    reference = load_reference(Path(request["reference"]), request["source"])
+    reference = _read_reference(Path(request["reference"]), request["source"]) if request["reference"] else None
     after_runtime = memory_status()
     peak_reset = reset_peak()
     profile_threads = request["profile_threads"]
-    predictor = Predictor(Path(request["path"]), threads=profile_threads)
-    parity = measure_parity(predictor.predict, reference)  # also the first warm-up
-    histories = reference["history"]
+    predictor = Predictor(path, threads=profile_threads)
+    histories, histories_how = _timing_histories(path, predictor.max_history, reference, None)
+    parity = measure_parity(predictor.predict, reference) if reference and "items" in reference else NO_PARITY
     for i in range(200):  # serve a while: arena and caches at their steady size
         predictor.predict(histories[i % len(histories)][None])
     peak = memory_status()
@@ -420,7 +485,10 @@ def measure(request: dict) -> dict:
         memory["how"] = ("peak RSS of loading and serving minus the RSS of the interpreter before ONNX Runtime was "
                          "imported: the runtime library, its bindings and the model" if peak_reset else
                          "the RSS high-water mark cannot be reset on this system: memory not measured")
-    io = {"max_history": predictor.max_history, "candidates": predictor.top_k}
+    # the data file is read after the memory figures: its arrays and readers are not the app's memory
+    evaluation = _read_quality_data(path, QualityData(**request["data"])) if request["data"] else None
+    histories, histories_how = _timing_histories(path, predictor.max_history, reference, evaluation)
+    io = {"max_history": predictor.max_history, "candidates": predictor.top_k, "histories": histories_how}
     ops = _inspect_ops(Path(request["path"]), request["format"])
     if "program_bytes" in ops:
         memory["program_bytes"], memory["program"] = ops.pop("program_bytes"), ops.pop("program")
@@ -447,8 +515,106 @@ def measure(request: dict) -> dict:
     with LoadMonitor() as monitor:
         timings = time_calls({str(n): setting(n) for n in request["threads"]}, histories,
                              TimingConfig(**request["timing"]))
+    quality = None
+    if evaluation is not None:
+        quality = _quality_through(predictors[current["threads"]] or Predictor(path, threads=profile_threads),
+                                   evaluation)
     return {"memory": memory, "timings": {k: v.to_dict() for k, v in timings.items()}, "parity": parity,
-            "ops": ops, "io": io, "host_load": monitor.load.to_dict()}
+            "ops": ops, "io": io, "host_load": monitor.load.to_dict(), "quality": quality,
+            "histories": histories.tolist()}
+
+
+def _read_reference(path: Path, source: str) -> dict:
+    """`history` (R, L) and, when present, the source model's `scores`/`items` (R, C) (toolkit/parity.py)."""
+    import numpy as np
+
+    from toolkit.parity import load_reference
+
+    try:
+        with np.load(path) as arrays:
+            keys = set(arrays.files)
+            history = arrays["history"] if "history" in keys else None
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"--reference {path}: not a readable .npz file ({e})") from e
+    if history is None or history.ndim != 2 or not np.issubdtype(history.dtype, np.integer):
+        raise ToolkitError(f"--reference {path}: expected an array `history` of item indices, shape (R, L)")
+    if {f"{source}_scores", f"{source}_items"} <= keys:
+        return load_reference(path, source)
+    return {"history": history}
+
+
+def _timing_histories(path: Path, max_history: int, reference: dict | None, evaluation) -> tuple:
+    """What the artifact is timed on: the reference histories, else the data's test histories, else
+    synthetic ones (seeded, valid indices from the items.json next to it, else item 1 only)."""
+    import numpy as np
+
+    from toolkit.contract import read_items
+    from toolkit.evaluate import pad_histories
+
+    if reference is not None:
+        history = reference["history"]
+        if history.shape[1] != max_history:
+            raise ToolkitError(f"--reference: its histories hold {history.shape[1]} items, the artifact's input "
+                               f"{max_history}")
+        return history, f"{len(history)} reference histories"
+    if evaluation is not None:
+        rows = evaluation.split.history("test")[:SYNTHETIC_HISTORIES]
+        return pad_histories(rows, max_history), f"{len(rows)} test histories of --data"
+    rng = np.random.default_rng(0)
+    items_file = path.parent / ITEMS_FILE
+    num_items = len(read_items(items_file)) if items_file.is_file() else 2
+    history = np.zeros((SYNTHETIC_HISTORIES, max_history), dtype=np.int64)
+    for row, length in enumerate(rng.integers(1, max_history + 1, SYNTHETIC_HISTORIES)):
+        history[row, max_history - length:] = rng.integers(1, num_items, length)
+    how = (f"{SYNTHETIC_HISTORIES} synthetic histories (seed 0) of random items from {ITEMS_FILE}"
+           if items_file.is_file() else f"{SYNTHETIC_HISTORIES} synthetic histories of item 1 only (no {ITEMS_FILE})")
+    return history, how
+
+
+@dataclass
+class _Evaluation:
+    split: Split  # over the artifact's item indices (its items.json)
+    kept_users: int
+    dropped_users: int
+    unknown_items: int  # interactions whose item the artifact's items.json does not hold
+
+
+def _read_quality_data(path: Path, data: QualityData) -> _Evaluation:
+    """The interactions, mapped to the artifact's item indices (items.json), split leave-one-out as a build does."""
+    import numpy as np
+
+    from toolkit.contract import read_items
+    from toolkit.data import MIN_INTERACTIONS_PER_USER, Dataset, load_dataset, split_leave_one_out
+
+    items = read_items(path.parent / ITEMS_FILE)
+    options = {k: v for k, v in asdict(data).items() if k != "path" and v is not None}
+    dataset = load_dataset(data.path, **options)
+    index = {item: i for i, item in enumerate(items) if i}
+    to_artifact = np.array([index.get(item, 0) for item in dataset.item_ids], dtype=np.int64)
+    sequences, unknown = [], 0
+    for seq in dataset.sequences:
+        mapped = to_artifact[seq]
+        unknown += int((mapped == 0).sum())
+        if (mapped > 0).sum() >= MIN_INTERACTIONS_PER_USER:
+            sequences.append(mapped[mapped > 0])
+    if not sequences:
+        raise ToolkitError(f"--data {data.path}: no user has {MIN_INTERACTIONS_PER_USER} interactions with items "
+                           f"of the artifact's {ITEMS_FILE}")
+    mapped = Dataset(name=dataset.name, sha256=dataset.sha256, item_ids=items,
+                     user_ids=[str(i) for i in range(len(sequences))], sequences=sequences)
+    return _Evaluation(split=split_leave_one_out(mapped), kept_users=len(sequences),
+                       dropped_users=len(dataset.sequences) - len(sequences), unknown_items=unknown)
+
+
+def _quality_through(predictor, evaluation: _Evaluation) -> dict:
+    """HR/NDCG@K on the data's test targets through the artifact, and the popularity baseline on the same split."""
+    from toolkit.evaluate import cutoff_for, evaluate_popularity, evaluate_topk
+
+    k = cutoff_for(predictor.top_k)
+    metrics = evaluate_topk(predictor.predict, evaluation.split, "test", predictor.max_history, k)
+    popularity = evaluate_popularity(evaluation.split, "test", k)
+    return asdict(Quality(k=k, ndcg=metrics.ndcg, hr=metrics.hr, users=metrics.users,
+                          undetermined=metrics.undetermined, popularity_ndcg=popularity.ndcg))
 
 
 def _import_runtime(fmt: str) -> None:
