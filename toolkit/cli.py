@@ -294,11 +294,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
     calibrations = CalibrationCache()
-    native = None
-    if any(Path(a).suffix.lower() == ".pte" for a in args.artifacts):
-        from toolkit.pipeline import _native_client
+    from toolkit.pipeline import native_clients
 
-        native = _native_client(lambda msg: print(msg, file=sys.stderr))
+    natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
+                             lambda msg: print(msg, file=sys.stderr))
     if args.data is None and any(getattr(args, k) is not None for k in ("user_col", "item_col", "time_col", "encoding")):
         raise ToolkitError("--user-col/--item-col/--time-col/--encoding name columns of --data: give --data too")
     data = None if args.data is None else QualityData(path=args.data, user_col=args.user_col, item_col=args.item_col,
@@ -308,8 +307,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
         check_data_path(data.path)
     reference = Path(args.reference) if args.reference is not None else None
-    results = [profile_artifact(Path(a), profile, calibrations, native=native, reference=reference, data=data)
-               for a in args.artifacts]
+    results = [profile_artifact(Path(a), profile, calibrations, native=natives.get(Path(a).suffix.lower()),
+                                reference=reference, data=data) for a in args.artifacts]
     if args.report is not None:
         Path(args.report).mkdir(parents=True, exist_ok=True)
         write_report(Path(args.report), profile, results)

@@ -656,7 +656,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     from toolkit.report import verdict_table, write_report
 
     calibrations = CalibrationCache()
-    native = _native_client(log) if any(a.format == "executorch" for a in manifest.artifacts) else None
+    natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log)
     results = []
     pop = manifest.popularity["test"]
     for a in manifest.artifacts:
@@ -666,7 +666,8 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
                           popularity_ndcg=pop.ndcg)
         known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
                                analytic_ms=a.analytic_ms, reference=Path(build_dir) / REFERENCE_FILE)
-        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known, native=native)
+        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known,
+                                     native=natives.get(Path(a.path).suffix.lower()))
         results.append(a.profile)
     write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict())
     log("\n" + verdict_table(profile, results))
@@ -680,6 +681,16 @@ def _native_client(log):
     except ImportError:
         return None
     return native_client(log=log)
+
+
+def native_clients(suffixes: set[str], log) -> dict[str, object]:
+    """The native client of each artifact suffix asked for, built once: ".pte" the ExecuTorch C++ client,
+    ".onnx" the ONNX Runtime C API client; a suffix whose client cannot be built is left out (said through log)."""
+    from toolkit.native import onnx_client
+
+    clients = {".pte": _native_client(log) if ".pte" in suffixes else None,
+               ".onnx": onnx_client(log) if ".onnx" in suffixes else None}
+    return {k: v for k, v in clients.items() if v is not None}
 
 
 def _short_hash(key: dict) -> str:

@@ -209,7 +209,8 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         known: what the build knows (precision, reference source, quality, reference file); None
             reads the manifest.json next to the artifact, used only when it lists this file's sha256
             (an artifact copied into another build's folder is never compared with that build's model).
-        native: a `toolkit.native.NativeClient` to measure a .pte in (None: not measured natively).
+        native: the native client of this format: a `toolkit.native.NativeClient` for a .pte, an
+            `OnnxClient` for an .onnx (None: not measured natively; the Python figures judge).
         reference: a reference.npz (`history` (R, L), and `<source>_scores/_items` for parity);
             overrides the build's.
         data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).
@@ -246,8 +247,7 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
     histories = worker.pop("histories")
-    measured_natively = fmt == "executorch" and _native_figures(native, path, histories, profile, timing, memory,
-                                                                timings)
+    measured_natively = _native_figures(native, fmt, path, histories, profile, timing, memory, timings)
     latency = _device_latency(timings, profile, calibrations, known.analytic_ms,
                               HostLoad(**worker["host_load"]) if worker.get("host_load") else None,
                               prefix="native/" if measured_natively else "")
@@ -300,15 +300,25 @@ def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequ
 NATIVE_ROUNDS = 2  # native runs per thread setting, alternated (1, T, 1, T): drift hits both alike
 
 
-def _native_figures(native, path: Path, histories: list[list[int]], profile: DeviceProfile, timing: TimingConfig,
-                    memory: Memory, timings: dict[str, Timing]) -> bool:
-    """The .pte measured in the native C++ client (when built) on the histories the Python runtime was
+NATIVE_HOW = {
+    "executorch": "peak RSS of the native C++ client (runtime_demo/cpp) loading and serving the program: the "
+                  "ExecuTorch runtime, XNNPACK and the model, what an app pays",
+    "onnx": "peak RSS of the native ONNX Runtime client (runtime_demo/cpp/onnx, the C API on the wheel's "
+            "libonnxruntime.so) loading and serving the model: the runtime library and the model, what an app pays",
+}
+
+
+def _native_figures(native, fmt: str, path: Path, histories: list[list[int]], profile: DeviceProfile,
+                    timing: TimingConfig, memory: Memory, timings: dict[str, Timing]) -> bool:
+    """The artifact measured in its native client (when built) on the histories the Python runtime was
     timed on: what an app pays. Its memory and its timings are the verdict's basis; the Python figures
-    stay in the report. Returns True when measured."""
+    stay in the report beside them. Returns True when measured."""
     import numpy as np
 
     from toolkit.measure import timing_from_samples
     from toolkit.plan import RUNTIME_BASE_MEMORY
+
+    python_how, failed = memory.how, ""
 
     if native is not None:
         try:
@@ -325,11 +335,17 @@ def _native_figures(native, path: Path, histories: list[list[int]], profile: Dev
                 timings[f"native/{n}"] = timing_from_samples(s, timing)
             memory.native_bytes = peak
             memory.basis, memory.verdict_bytes = "native", peak
-            memory.how = ("peak RSS of the native C++ client (runtime_demo/cpp) loading and serving the program: "
-                          "the ExecuTorch runtime, XNNPACK and the model, what an app pays")
+            memory.how = NATIVE_HOW[fmt]
+            if memory.python_bytes is not None:
+                memory.how += (f"; the Python process measured {memory.python_bytes:,} B (interpreter bindings "
+                               f"included), {memory.python_bytes - peak:+,} B against the native figure")
             return True
         except (MeasurementError, ToolkitError, OSError) as e:
-            memory.how = f"native client failed ({e}); "
+            failed = memory.how = f"native client failed ({e}); "
+    if fmt == "onnx":  # the Python figure stays the verdict's basis, and says where it was measured
+        memory.how = (f"{failed or 'no native ONNX Runtime client (runtime_demo/cpp/onnx needs cmake, g++ and '}"
+                      f"{'' if failed else 'onnxruntime_c_api.h); '}measured in the Python process: {python_how}")
+        return False
     if memory.python_model_bytes is None:
         memory.basis, memory.verdict_bytes = "unknown", None
         memory.how += "the memory could not be measured"
