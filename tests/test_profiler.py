@@ -330,3 +330,25 @@ def test_reference_without_histories_exits_2(tmp_path):
     np.savez(tmp_path / "ref.npz", scores=np.zeros((2, 3)))
     result = run_cli("profile", str(model), "--profile", "mobile-arm", "--reference", str(tmp_path / "ref.npz"))
     assert result.returncode == 2 and "history" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_counted_web_runtime_is_in_the_download_budget(tmp_path):
+    """A browser profile whose page downloads onnxruntime-web: the model_bytes check adds the runtime's
+    files (gzip, as served) to the model's (before: the 3.7 MB runtime was ignored)."""
+    from toolkit.profiler import WEB_RUNTIME_DIR, WEB_RUNTIME_FILES
+
+    if not all((WEB_RUNTIME_DIR / f).is_file() for f in WEB_RUNTIME_FILES):
+        pytest.skip("onnxruntime-web not installed (npm install in runtime_demo/web)")
+    model = foreign_onnx(tmp_path / "theirs.onnx")
+    counted = tmp_path / "page.toml"
+    counted.write_text(open(load_profile("browser-wasm").path).read().replace('web_runtime = "cached"',
+                                                                               'web_runtime = "counted"'))
+    runs = {name: json.loads(run_cli("profile", str(model), "--profile", profile, "--json", timeout=300).stdout)
+            ["artifacts"][0] for name, profile in (("cached", "browser-wasm"), ("counted", str(counted)))}
+    for name, a in runs.items():
+        check = next(c for c in a["checks"] if c["budget"] == "model_bytes")
+        runtime = a["download"]["runtime_bytes"]
+        assert 1_000_000 < runtime < 20_000_000 and a["download"]["web_runtime"] == name
+        assert check["value"] == (model.stat().st_size + runtime if name == "counted" else model.stat().st_size)
+    assert "runtime counted" in next(c["text"] for c in runs["counted"]["checks"] if c["budget"] == "model_bytes")
+    assert "cached" in runs["cached"]["download"]["how"]

@@ -141,6 +141,7 @@ class ArtifactProfile:
     host: dict  # the host's calibration
     checks: list[Check] = field(default_factory=list)
     not_checked: dict[str, str] = field(default_factory=dict)  # budget -> why it was not judged (standalone)
+    download: dict = field(default_factory=dict)  # a browser profile's download: the runtime's files beside the model
 
     @property
     def fits(self) -> bool:
@@ -157,7 +158,7 @@ class ArtifactProfile:
         """The measured figures (manifest key "profile"); the verdict is separate."""
         return {"bytes": self.bytes, "memory": self.memory.to_dict(), "latency": self.latency.to_dict(),
                 "ops": self.ops, "parity": self.parity, "parity_min": self.parity_min,
-                "quality": self.quality.to_dict(), "io": self.io, "host": self.host}
+                "quality": self.quality.to_dict(), "io": self.io, "host": self.host, "download": self.download}
 
     def to_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "precision": self.precision, "sha256": self.sha256,
@@ -260,7 +261,8 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         latency=latency, ops=worker["ops"], parity=worker["parity"], parity_min=parity_min,
         quality=quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
         host=calibrations.get(latency.threads).to_dict(),
-        not_checked=_not_checked(reference, known, data, has_outputs=worker["parity"]["histories"] > 0))
+        not_checked=_not_checked(reference, known, data, has_outputs=worker["parity"]["histories"] > 0),
+        download=web_download(len(payload), profile))
     result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
 
@@ -292,9 +294,38 @@ def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequ
         ops={}, parity=dict(NO_PARITY),
         parity_min=known.parity_min or PARITY_MIN_AGREEMENT["same weights"],
         quality=known.quality or Quality(k=0, ndcg=None, hr=None), io={"max_history": None, "candidates": None},
-        host={}, not_checked=not_checked or {})
+        host={}, not_checked=not_checked or {}, download=web_download(size, profile))
     result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
+
+
+# the files runtime_demo/web/index.html makes the browser fetch besides the model: onnxruntime-web's
+# wasm-only bundle, its wasm loader and the SIMD wasm binary (the single-threaded page loads the same ones)
+WEB_RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime_demo" / "web" / "node_modules" / "onnxruntime-web" / "dist"
+WEB_RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+WEB_GZIP_LEVEL = 6  # what a web server's Content-Encoding: gzip sends (nginx's and Python's default level)
+
+
+def web_download(model_bytes: int, profile: DeviceProfile) -> dict:
+    """A browser profile's download: the model, and onnxruntime-web's files as a server sends them (gzip),
+    measured from the installed package (runtime_demo/web: npm install); {} for an app's profile."""
+    import gzip
+
+    if not profile.serving.web_runtime:
+        return {}
+    files = {name: WEB_RUNTIME_DIR / name for name in WEB_RUNTIME_FILES}
+    counted = profile.serving.web_runtime == "counted"
+    if not all(p.is_file() for p in files.values()):
+        return {"web_runtime": profile.serving.web_runtime, "model_bytes": model_bytes, "runtime_bytes": None,
+                "how": f"onnxruntime-web is not installed ({WEB_RUNTIME_DIR}: run npm install in runtime_demo/web)"}
+    sizes = {name: len(gzip.compress(p.read_bytes(), WEB_GZIP_LEVEL)) for name, p in files.items()}
+    runtime = sum(sizes.values())
+    return {"web_runtime": profile.serving.web_runtime, "model_bytes": model_bytes, "runtime_bytes": runtime,
+            "runtime_files_gzip_bytes": sizes,
+            "how": (f"onnxruntime-web's {', '.join(WEB_RUNTIME_FILES)}: {runtime:,} B gzip (level {WEB_GZIP_LEVEL}); "
+                    + ("counted in the download budget with the model" if counted else
+                       "not counted: the profile says the browser has it cached (serving.web_runtime = \"cached\"); "
+                       "a first visit downloads it too"))}
 
 
 NATIVE_ROUNDS = 2  # native runs per thread setting, alternated (1, T, 1, T): drift hits both alike
@@ -390,7 +421,7 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
         Check("serving", a.io["max_history"] == s.max_history and (a.io["candidates"] or 0) >= s.top_k,
               f"serving: history {a.io['max_history']} (device {s.max_history}), {a.io['candidates']} candidates "
               f"(device shows {s.top_k})", basis="artifact"),
-        _budget_check("model_bytes", "model", a.bytes, b.model_bytes, _mb, "file"),
+        _model_bytes_check(a, profile),
         _budget_check("memory_bytes", "memory", a.memory.verdict_bytes, b.memory_bytes, _mb, a.memory.basis,
                       unknown=a.memory.how),
         _budget_check("latency_ms", f"latency p95 at {a.latency.threads} thread(s)", a.latency.device_p95_ms,
@@ -414,6 +445,16 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
                             f"and within {QUALITY_MARGIN:.0%} of its float model's {q.float_ndcg:.4f}",
                             value=q.ndcg, limit=floor, margin=q.ndcg - floor, basis="measured"))
     return checks
+
+
+def _model_bytes_check(a: ArtifactProfile, profile: DeviceProfile) -> Check:
+    """The artifact's file; for a browser profile whose runtime is counted, the runtime's download with it."""
+    if profile.serving.web_runtime != "counted":
+        return _budget_check("model_bytes", "model", a.bytes, profile.budget.model_bytes, _mb, "file")
+    runtime = a.download.get("runtime_bytes")
+    return _budget_check("model_bytes", "download (model + onnxruntime-web, runtime counted)",
+                         None if runtime is None else a.bytes + runtime, profile.budget.model_bytes, _mb, "download",
+                         unknown=a.download.get("how", ""))
 
 
 def _budget_check(budget: str, label: str, value: float | None, limit: float, fmt, basis: str,
