@@ -297,7 +297,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from toolkit.pipeline import native_clients
 
     natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
-                             lambda msg: print(msg, file=sys.stderr))
+                             lambda msg: print(msg, file=sys.stderr), profile)
     if args.data is None and any(getattr(args, k) is not None for k in ("user_col", "item_col", "time_col", "encoding")):
         raise ToolkitError("--user-col/--item-col/--time-col/--encoding name columns of --data: give --data too")
     data = None if args.data is None else QualityData(path=args.data, user_col=args.user_col, item_col=args.item_col,

@@ -656,7 +656,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     from toolkit.report import verdict_table, write_report
 
     calibrations = CalibrationCache()
-    natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log)
+    natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log, profile)
     results = []
     pop = manifest.popularity["test"]
     for a in manifest.artifacts:
@@ -683,13 +683,16 @@ def _native_client(log):
     return native_client(log=log)
 
 
-def native_clients(suffixes: set[str], log) -> dict[str, object]:
-    """The native client of each artifact suffix asked for, built once: ".pte" the ExecuTorch C++ client,
-    ".onnx" the ONNX Runtime C API client; a suffix whose client cannot be built is left out (said through log)."""
+def native_clients(suffixes: set[str], log, profile: DeviceProfile | None = None) -> dict[str, object]:
+    """Where each artifact suffix asked for runs, built once: ".pte" the ExecuTorch C++ client, ".onnx" the
+    ONNX Runtime C API client, or for a browser profile headless Chromium with onnxruntime-web (else the
+    native one); a suffix whose client cannot be had is left out (said through log)."""
+    from toolkit.browser import browser_client
     from toolkit.native import onnx_client
 
+    browser = browser_client(log) if ".onnx" in suffixes and profile is not None and profile.serving.web_runtime else None
     clients = {".pte": _native_client(log) if ".pte" in suffixes else None,
-               ".onnx": onnx_client(log) if ".onnx" in suffixes else None}
+               ".onnx": browser or (onnx_client(log) if ".onnx" in suffixes else None)}
     return {k: v for k, v in clients.items() if v is not None}
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,7 +98,9 @@ class Memory:
     how: str
     python_bytes: int | None = None  # runtime + bindings + model (RSS above the bare interpreter)
     python_model_bytes: int | None = None  # the model alone (RSS above the imported runtime)
-    native_bytes: int | None = None  # whole C++ client process (runtime included)
+    native_bytes: int | None = None  # whole native client process (runtime included)
+    browser_bytes: int | None = None  # a browser profile: onnxruntime-web's wasm linear memory in Chromium (peak)
+    browser_renderer_bytes: int | None = None  # ... and the page's whole renderer process (Blink, V8 included)
     program_bytes: int | None = None  # .pte: planned buffers + constants
     program: dict = field(default_factory=dict)
     peak_reset: bool = True  # the RSS high-water mark could be reset after the imports
@@ -210,8 +213,9 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         known: what the build knows (precision, reference source, quality, reference file); None
             reads the manifest.json next to the artifact, used only when it lists this file's sha256
             (an artifact copied into another build's folder is never compared with that build's model).
-        native: the native client of this format: a `toolkit.native.NativeClient` for a .pte, an
-            `OnnxClient` for an .onnx (None: not measured natively; the Python figures judge).
+        native: where the app runs this format: a `toolkit.native.NativeClient` for a .pte, an
+            `OnnxClient` for an .onnx, a `toolkit.browser.BrowserClient` for a browser profile's .onnx
+            (None: not measured there; the Python figures judge).
         reference: a reference.npz (`history` (R, L), and `<source>_scores/_items` for parity);
             overrides the build's.
         data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).
@@ -248,10 +252,14 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
     histories = worker.pop("histories")
-    measured_natively = _native_figures(native, fmt, path, histories, profile, timing, memory, timings)
+    from toolkit.browser import BrowserClient
+
+    if isinstance(native, BrowserClient):
+        where = "browser/" if _browser_figures(native, path, histories, timing, memory, timings) else ""
+    else:
+        where = "native/" if _native_figures(native, fmt, path, histories, profile, timing, memory, timings) else ""
     latency = _device_latency(timings, profile, calibrations, known.analytic_ms,
-                              HostLoad(**worker["host_load"]) if worker.get("host_load") else None,
-                              prefix="native/" if measured_natively else "")
+                              HostLoad(**worker["host_load"]) if worker.get("host_load") else None, prefix=where)
     precision = known.precision or _infer_precision(fmt, worker["ops"])
     parity_min = known.parity_min if known.parity_min is not None else PARITY_MIN_AGREEMENT[
         "same weights" if precision == "fp32" else "quantized at export"]
@@ -388,6 +396,30 @@ def _native_figures(native, fmt: str, path: Path, histories: list[list[int]], pr
     return False
 
 
+def _browser_figures(client, path: Path, histories: list[list[int]], timing: TimingConfig, memory: Memory,
+                     timings: dict[str, Timing]) -> bool:
+    """A browser profile's .onnx measured in headless Chromium with onnxruntime-web (1 thread, wasm): its
+    timings and its wasm memory are the verdict's basis; the Python figures stay beside them."""
+    from toolkit.measure import timing_from_samples
+
+    try:
+        bench = client.bench(path, histories, runs=timing.min_blocks * timing.block_calls, warmup=timing.warmup_calls)
+    except (ToolkitError, OSError, subprocess.TimeoutExpired) as e:
+        memory.how = f"browser client failed ({e}); measured in the Python process: {memory.how}"
+        return False
+    timings["browser/1"] = timing_from_samples(bench.samples_ms, timing)
+    memory.browser_bytes, memory.browser_renderer_bytes = bench.wasm_memory_bytes, bench.renderer_peak_rss_bytes
+    memory.basis, memory.verdict_bytes = "browser", bench.wasm_memory_bytes
+    memory.how = (f"onnxruntime-web {bench.runtime_version}'s WebAssembly memory in headless Chromium after serving "
+                  f"(it only grows: its peak; the model, the runtime's arena and activations); the page's renderer "
+                  f"process peaked at {bench.renderer_peak_rss_bytes:,} B (Blink and V8 included); the Python "
+                  f"process measured {memory.python_bytes or 0:,} B")
+    return True
+
+
+WHERE = {"": "Python runtime", "native/": "native client", "browser/": "headless Chromium (onnxruntime-web wasm)"}
+
+
 def _device_latency(timings: dict[str, Timing], profile: DeviceProfile, calibrations: CalibrationCache,
                     analytic_ms: float | None, load: HostLoad | None, prefix: str = "") -> Latency:
     """The recommended thread count and the device estimate from its quiet figures; `prefix` "native/"
@@ -404,9 +436,11 @@ def _device_latency(timings: dict[str, Timing], profile: DeviceProfile, calibrat
     return Latency(
         threads=best, timings=timings, scale=scale, host_load=load, analytic_ms=analytic_ms,
         device_p50_ms=t.quiet_p50_ms * scale, device_p95_ms=t.quiet_p95_ms * scale, device_p99_ms=t.quiet_p99_ms * scale,
-        how=(f"quiet {'native C++ client' if prefix else 'Python runtime'} figures at {best} thread(s) (the "
+        how=(f"quiet {WHERE[prefix]} figures at {best} thread(s) (the "
              f"{t.quiet_blocks} least disturbed of {t.blocks} blocks) x host "
-             f"{host.gflops:.1f} GFLOP/s / device {device_gflops:.1f} GFLOP/s at {best} thread(s) (x{scale:.3f})"))
+             f"{host.gflops:.1f} GFLOP/s / device {device_gflops:.1f} GFLOP/s at {best} thread(s) (x{scale:.3f})"
+             + ("; conservative: the host figure is already wasm and the profile's GFLOP/s is the device's wasm "
+                "rate, while the host's is native, so wasm's slowdown counts twice" if prefix == "browser/" else "")))
 
 
 def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
