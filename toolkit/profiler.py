@@ -128,6 +128,20 @@ class Latency:
 
 
 @dataclass
+class Download:
+    """A browser profile's download: the model's file, and onnxruntime-web's files as a server sends them."""
+
+    web_runtime: str  # the profile's serving.web_runtime: "counted" | "cached"
+    model_bytes: int
+    runtime_bytes: int | None  # gzip of WEB_RUNTIME_FILES; None: onnxruntime-web is not installed
+    how: str
+    runtime_files_gzip_bytes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class ArtifactProfile:
     path: str
     format: str
@@ -144,7 +158,7 @@ class ArtifactProfile:
     host: dict  # the host's calibration
     checks: list[Check] = field(default_factory=list)
     not_checked: dict[str, str] = field(default_factory=dict)  # budget -> why it was not judged (standalone)
-    download: dict = field(default_factory=dict)  # a browser profile's download: the runtime's files beside the model
+    download: Download | None = None  # a browser profile's: the runtime's files beside the model
 
     @property
     def fits(self) -> bool:
@@ -161,7 +175,8 @@ class ArtifactProfile:
         """The measured figures (manifest key "profile"); the verdict is separate."""
         return {"bytes": self.bytes, "memory": self.memory.to_dict(), "latency": self.latency.to_dict(),
                 "ops": self.ops, "parity": self.parity, "parity_min": self.parity_min,
-                "quality": self.quality.to_dict(), "io": self.io, "host": self.host, "download": self.download}
+                "quality": self.quality.to_dict(), "io": self.io, "host": self.host,
+                "download": self.download.to_dict() if self.download else None}
 
     def to_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "precision": self.precision, "sha256": self.sha256,
@@ -221,6 +236,7 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).
     """
     from export.runtime import artifact_format
+    from toolkit.browser import BrowserClient
 
     path = Path(path)
     fmt = artifact_format(path)
@@ -252,8 +268,6 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
     histories = worker.pop("histories")
-    from toolkit.browser import BrowserClient
-
     if isinstance(native, BrowserClient):
         where = "browser/" if _browser_figures(native, path, histories, timing, memory, timings) else ""
     else:
@@ -314,26 +328,25 @@ WEB_RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm
 WEB_GZIP_LEVEL = 6  # what a web server's Content-Encoding: gzip sends (nginx's and Python's default level)
 
 
-def web_download(model_bytes: int, profile: DeviceProfile) -> dict:
+def web_download(model_bytes: int, profile: DeviceProfile) -> Download | None:
     """A browser profile's download: the model, and onnxruntime-web's files as a server sends them (gzip),
-    measured from the installed package (runtime_demo/web: npm install); {} for an app's profile."""
+    measured from the installed package (runtime_demo/web: npm install); None for an app's profile."""
     import gzip
 
-    if not profile.serving.web_runtime:
-        return {}
+    mode = profile.serving.web_runtime
+    if not mode:
+        return None
     files = {name: WEB_RUNTIME_DIR / name for name in WEB_RUNTIME_FILES}
-    counted = profile.serving.web_runtime == "counted"
     if not all(p.is_file() for p in files.values()):
-        return {"web_runtime": profile.serving.web_runtime, "model_bytes": model_bytes, "runtime_bytes": None,
-                "how": f"onnxruntime-web is not installed ({WEB_RUNTIME_DIR}: run npm install in runtime_demo/web)"}
+        return Download(mode, model_bytes, None, f"onnxruntime-web is not installed ({WEB_RUNTIME_DIR}: run npm "
+                                                 "install in runtime_demo/web)")
     sizes = {name: len(gzip.compress(p.read_bytes(), WEB_GZIP_LEVEL)) for name, p in files.items()}
     runtime = sum(sizes.values())
-    return {"web_runtime": profile.serving.web_runtime, "model_bytes": model_bytes, "runtime_bytes": runtime,
-            "runtime_files_gzip_bytes": sizes,
-            "how": (f"onnxruntime-web's {', '.join(WEB_RUNTIME_FILES)}: {runtime:,} B gzip (level {WEB_GZIP_LEVEL}); "
-                    + ("counted in the download budget with the model" if counted else
-                       "not counted: the profile says the browser has it cached (serving.web_runtime = \"cached\"); "
-                       "a first visit downloads it too"))}
+    return Download(mode, model_bytes, runtime, runtime_files_gzip_bytes=sizes, how=(
+        f"onnxruntime-web's {', '.join(WEB_RUNTIME_FILES)}: {runtime:,} B gzip (level {WEB_GZIP_LEVEL}); "
+        + ("counted in the download budget with the model" if mode == "counted" else
+           "not counted: the profile says the browser has it cached (serving.web_runtime = \"cached\"); a first "
+           "visit downloads it too")))
 
 
 NATIVE_ROUNDS = 2  # native runs per thread setting, alternated (1, T, 1, T): drift hits both alike
@@ -485,10 +498,10 @@ def _model_bytes_check(a: ArtifactProfile, profile: DeviceProfile) -> Check:
     """The artifact's file; for a browser profile whose runtime is counted, the runtime's download with it."""
     if profile.serving.web_runtime != "counted":
         return _budget_check("model_bytes", "model", a.bytes, profile.budget.model_bytes, _mb, "file")
-    runtime = a.download.get("runtime_bytes")
+    runtime = a.download.runtime_bytes if a.download else None
     return _budget_check("model_bytes", "download (model + onnxruntime-web, runtime counted)",
                          None if runtime is None else a.bytes + runtime, profile.budget.model_bytes, _mb, "download",
-                         unknown=a.download.get("how", ""))
+                         unknown=a.download.how if a.download else "")
 
 
 def _budget_check(budget: str, label: str, value: float | None, limit: float, fmt, basis: str,

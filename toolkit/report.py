@@ -187,7 +187,7 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
         lines += [f"- {'pass' if c.passed else 'FAIL'} `{c.budget}`: {c.text}" for c in r.checks]
         lines += [f"- not checked `{budget}`: {why}" for budget, why in r.not_checked.items()]
         if r.download:
-            lines.append(f"- download: {r.download['how']}")
+            lines.append(f"- download: {r.download.how}")
         lines += ["", "Memory (the verdict uses the first line):",
                   f"- {m.basis}: {_bytes(m.verdict_bytes)}: {m.how}"]
         if m.python_bytes is not None:
