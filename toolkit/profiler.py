@@ -8,11 +8,14 @@ For one artifact (`profile_artifact`) it measures:
               the Python bindings import torch, so this figure is only shown, never judged;
             - python_model: the same minus the RSS right after importing the runtime (the model's
               own load, weights, arena and activations);
-            - native (.pte): the whole-process peak RSS of the C++ client (runtime_demo/cpp) when it
-              is built: what a phone app pays;
+            - native: the whole-process peak RSS of the native client when it is built, what an
+              app pays: the C++ ExecuTorch client for a .pte (runtime_demo/cpp), the ONNX Runtime
+              C API client for an .onnx (runtime_demo/cpp/onnx, on the wheel's libonnxruntime.so);
+            - browser (a profile with serving.web_runtime): onnxruntime-web's WebAssembly memory in
+              headless Chromium (runtime_demo/web/bench.mjs), the renderer's peak RSS beside it;
             - program (.pte): planned activation buffers + constants read from the program.
-            The verdict uses native for .pte (else python_model + the runtime's measured base,
-            labelled an estimate) and python for .onnx.
+            The verdict uses browser, else native (else for a .pte python_model + the runtime's
+            measured base, labelled an estimate; for an .onnx python), and says which.
   latency   per-call wall time with 1 thread and with the profile's thread count, interleaved in
             blocks (toolkit/measure.py); the faster setting is recommended. The device estimate is
             the *quiet* host figure (the least disturbed blocks) x host GFLOP/s / device GFLOP/s, so
@@ -22,9 +25,14 @@ For one artifact (`profile_artifact`) it measures:
   ops       .pte: XNNPACK delegate calls, the nodes inside them and the operators outside XNNPACK;
             .onnx: node counts by op type.
   parity    top-10 agreement and max score error against the model the artifact was exported from
-            (the outputs stored at export in reference.npz).
-  quality   NDCG@K through the artifact (from the build), against the popularity baseline and its
-            float model.
+            (the outputs stored at export in reference.npz, used only when the manifest beside the
+            artifact lists its sha256, or given with --reference); else not checked.
+  quality   NDCG@K through the artifact (from the build, or measured on --data), against the
+            popularity baseline and its float model (when known); else not checked.
+  download  a browser profile's: onnxruntime-web's files (gzip), counted with the model or cached.
+
+Any artifact that follows the contract (toolkit/contract.py) is profiled, built here or elsewhere;
+one that does not is bad input, with what differs.
 
 An artifact fits only when every check passes: format, precision, serving shape, size, memory,
 latency, parity (agreement >= the stated minimum) and quality (above popularity and within
