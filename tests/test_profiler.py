@@ -352,3 +352,22 @@ def test_a_counted_web_runtime_is_in_the_download_budget(tmp_path):
         assert check["value"] == (model.stat().st_size + runtime if name == "counted" else model.stat().st_size)
     assert "runtime counted" in next(c["text"] for c in runs["counted"]["checks"] if c["budget"] == "model_bytes")
     assert "cached" in runs["cached"]["download"]["how"]
+
+
+def test_a_pte_off_the_contract_exits_2_saying_what_differs(tmp_path):
+    """A .pte's method is positional: input 0 the history, outputs 0 and 1 scores and items."""
+    import torch
+    from executorch.exir import to_edge
+
+    class FloatHistory(torch.nn.Module):
+        def forward(self, history):  # (1, 50) float32: off the contract
+            return history[:, :10] * 2.0, torch.arange(10).unsqueeze(0)
+
+    program = to_edge(torch.export.export(FloatHistory(), (torch.zeros(1, 50),))).to_executorch()
+    model = tmp_path / "theirs.pte"
+    model.write_bytes(program.buffer)
+    result = run_cli("profile", str(model), "--profile", "mobile-arm", timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not follow the artifact contract" in lines[0], lines
+    assert "input unnamed float32 [1, 50]: dtype float32, expected int64" in lines[0], lines
