@@ -101,7 +101,8 @@ def profile_one_thread(path: Path, a, profile, popularity_ndcg: float, log) -> d
     one = replace(profile, hardware=replace(profile.hardware, threads=1))
     quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, float_ndcg=a.float_metrics.ndcg,
                       popularity_ndcg=popularity_ndcg)
-    known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality)
+    known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
+                           reference=path.parent / "reference.npz")  # its own build's (profile_artifact never guesses)
     native = _native_client(log) if a.format == "executorch" else None
     r = profile_artifact(path, one, CalibrationCache(), known=known, native=native)
     t = r.latency.timings.get("native/1") or r.latency.timings["1"]

@@ -10,9 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.contract import OUTPUTS, TensorSpec, contract_differences
 from toolkit.errors import ToolkitError
 
 FORMAT_BY_SUFFIX = {".pte": "executorch", ".onnx": "onnx"}
+# ExecuTorch's ScalarType codes (a .pte's tensor metadata) -> numpy-style names
+_EXECUTORCH_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
+                      7: "float64", 11: "bool", 15: "bfloat16"}
+_ONNX_DTYPES = {"float": "float32", "double": "float64"}  # ONNX Runtime's "tensor(float)" etc.; the rest match
 
 
 class Predictor:
@@ -34,6 +39,12 @@ class Predictor:
         except Exception as e:  # the runtimes raise many types for a corrupt file
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ToolkitError(f"{self.path}: not a loadable {self.format} artifact ({first})") from e
+        diffs = contract_differences(self.inputs, self.outputs, positional=self.format == "executorch")
+        if diffs:
+            raise ToolkitError(f"{self.path}: does not follow the artifact contract: {'; '.join(diffs)}")
+        self.max_history = int(self.inputs[0].shape[1])
+        scores = next((t for t in self.outputs if t.name == OUTPUTS[0][0]), self.outputs[0])  # a .pte: positional
+        self.top_k = int(scores.shape[1])
 
     def _load_executorch(self) -> None:
         import executorch.kernels.quantized  # noqa: F401  registers the int8 embedding kernel
@@ -44,8 +55,12 @@ class Predictor:
         program = Runtime.get().load_program(self.path)
         self._method = program.load_method("forward")
         meta = self._method.metadata
-        self.max_history = int(meta.input_tensor_meta(0).sizes()[1])
-        self.top_k = int(meta.output_tensor_meta(0).sizes()[1])
+
+        def spec(t) -> TensorSpec:
+            return TensorSpec("", _EXECUTORCH_DTYPES.get(t.dtype(), f"scalar type {t.dtype()}"), tuple(t.sizes()))
+
+        self.inputs = [spec(meta.input_tensor_meta(i)) for i in range(meta.num_inputs())]
+        self.outputs = [spec(meta.output_tensor_meta(i)) for i in range(meta.num_outputs())]
 
     def _load_onnx(self) -> None:
         import onnxruntime as ort
@@ -54,9 +69,16 @@ class Predictor:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-        self.max_history = int(self._session.get_inputs()[0].shape[1])
-        self.top_k = int(self._session.get_outputs()[0].shape[1])
+
+        def spec(arg) -> TensorSpec:  # type "tensor(int64)"; a dim is an int, a name or None
+            name = arg.type.removeprefix("tensor(").removesuffix(")")
+            return TensorSpec(arg.name, _ONNX_DTYPES.get(name, name),
+                              tuple(d if isinstance(d, int) else str(d) for d in arg.shape or ()))
+
+        self.inputs = [spec(a) for a in self._session.get_inputs()]
+        self.outputs = [spec(a) for a in self._session.get_outputs()]
+        self._input = self.inputs[0].name if self.inputs else ""
+        self._outputs = [name for name, _ in OUTPUTS]
 
     def predict(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         history = np.ascontiguousarray(history, dtype=np.int64).reshape(1, -1)
@@ -65,7 +87,7 @@ class Predictor:
 
             scores, items = self._method.execute([torch.from_numpy(history)])
             return scores.numpy(), items.numpy()
-        scores, items = self._session.run(None, {self._input: history})
+        scores, items = self._session.run(self._outputs, {self._input: history})
         return scores, items
 
 

@@ -239,3 +239,68 @@ def test_cross_build_for_arm64_runs_under_qemu(client, tiny_build, histories):
     model = pte_artifacts(tiny_build)[0]
     got = [json.loads(line)["items"] for line in arm.recommend(model, histories[:4])]
     assert got == [json.loads(line)["items"] for line in client.recommend(model, histories[:4])]
+
+
+# --- the native ONNX Runtime client (runtime_demo/cpp/onnx) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_native(cache_dir):
+    """Built against onnxruntime_c_api.h (.ci/run unpacks Debian's libonnxruntime-dev); skipped without it."""
+    from toolkit.native import onnx_client, onnx_header_dir
+
+    missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
+    if missing or onnx_header_dir() is None:
+        pytest.skip(f"{', '.join(missing) or 'onnxruntime_c_api.h'} not installed (.ci/run installs it)")
+    messages: list[str] = []
+    built = onnx_client(log=messages.append)
+    assert built is not None, messages
+    return built
+
+
+def test_onnx_client_answers_as_the_python_runtime_and_reports_its_memory(onnx_native, tmp_path):
+    """The same wheel's runtime through its C API: the same items for every history; the whole
+    process's RSS before/after load and its peak, which holds the runtime library and the model."""
+    from export.runtime import Predictor
+    from tests.test_profiler import foreign_onnx
+
+    model = foreign_onnx(tmp_path / "theirs.onnx", num_items=500, candidates=30)
+    rng = np.random.default_rng(1)
+    rows = np.zeros((16, 50), dtype=np.int64)
+    for r, n in enumerate(rng.integers(1, 51, len(rows))):
+        rows[r, 50 - n:] = rng.integers(1, 500, n)
+    bench = onnx_native.bench(model, rows, threads=1, runs=200, warmup=10)
+    predictor = Predictor(model)
+    assert bench.items == [predictor.predict(row[None])[1][0].tolist() for row in rows]
+    assert len(bench.samples_ms) == bench.runs == 200 and all(t > 0 for t in bench.samples_ms)
+    assert 0 < bench.rss_before_load_bytes < bench.rss_after_load_bytes <= bench.peak_rss_bytes
+    assert bench.peak_rss_bytes < MAX_NATIVE_PEAK_RSS
+
+
+def test_onnx_client_bad_input_is_one_line(onnx_native, tmp_path):
+    from tests.test_profiler import foreign_onnx
+
+    model = foreign_onnx(tmp_path / "theirs.onnx")
+    with pytest.raises(ToolkitError, match=r"line 1: 3 indices, the model's input holds 50"):
+        onnx_native.bench(model, np.ones((1, 3), dtype=np.int64), threads=1, runs=1, warmup=0)
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(ToolkitError, match=r"--model .*bad.onnx"):
+        onnx_native.bench(tmp_path / "bad.onnx", np.ones((1, 50), dtype=np.int64), threads=1, runs=1, warmup=0)
+
+
+def test_profile_judges_an_onnx_on_the_native_client(onnx_native, tmp_path):
+    """`profile` of an .onnx: memory and latency from the native process, the Python figure beside it,
+    each saying where it was measured (before: the Python process's growth judged the .onnx)."""
+    from tests.conftest import run_cli
+    from tests.test_profiler import foreign_onnx
+
+    model = foreign_onnx(tmp_path / "theirs.onnx")
+    result = run_cli("profile", str(model), "--profile", "mobile-arm", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    a = json.loads(result.stdout)["artifacts"][0]
+    memory, latency = a["memory"], a["latency"]
+    assert memory["basis"] == "native" and memory["verdict_bytes"] == memory["native_bytes"] > 0
+    assert memory["python_bytes"] > 0 and "native ONNX Runtime client" in memory["how"]
+    assert "Python process measured" in memory["how"]
+    assert {"native/1", "native/2"} <= set(latency["timings"]) and "native" in latency["how"]
+    chosen = latency["timings"][f"native/{latency['threads']}"]
+    assert latency["device_p95_ms"] == pytest.approx(chosen["quiet_p95_ms"] * latency["scale"])

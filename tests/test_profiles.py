@@ -3,6 +3,8 @@ report every problem with file and field (exit 2), and names never leave the pro
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import run_cli
@@ -121,3 +123,25 @@ def test_a_small_top_k_is_allowed():
            "hardware": {"int8": True, "threads": 1, "gflops": 4.0},
            "serving": {"max_history": 20, "top_k": 5, "formats": ["onnx"]}}
     assert parse_profile(raw, "w.toml").serving.top_k == 5
+
+
+@pytest.mark.parametrize("value, formats, message", [
+    ('"maybe"', '["onnx"]', "serving.web_runtime: 'maybe' not valid; valid: counted, cached"),
+    ('"cached"', '["executorch", "onnx"]', "serving.web_runtime: a browser profile serves only onnx"),
+    ("true", '["onnx"]', "serving.web_runtime: expected str"),
+])
+def test_web_runtime_is_validated(tmp_path, value, formats, message):
+    text = (PROFILES_DIR / "browser-wasm.toml").read_text()
+    text = "\n".join(f"web_runtime = {value}" if line.startswith("web_runtime") else
+                     f"formats     = {formats}" if line.startswith("formats") else line for line in text.splitlines())
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + "\n")
+    with pytest.raises(ToolkitError, match=re.escape(message)):
+        load_profile(str(bad))
+
+
+def test_browser_profiles_say_whether_the_runtime_download_counts():
+    """Each browser profile (onnx only, a web page) states where the runtime comes from; app profiles do not."""
+    for name in ("browser-wasm", "web-widget"):
+        assert load_profile(name).serving.web_runtime in ("counted", "cached"), name
+    assert load_profile("mobile-arm").serving.web_runtime == ""

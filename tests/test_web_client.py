@@ -118,3 +118,44 @@ def test_bad_model_shows_one_error(web, server, tmp_path):
             str(history), "--out", str(tmp_path / "o.json"), "--chromium", CHROMIUM]
     result = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "not a loadable onnx artifact" in result.stderr, result.stderr
+
+
+def test_bench_page_answers_as_python_onnx_runtime(web, tmp_path):
+    """runtime_demo/web/bench.mjs: onnxruntime-web in headless Chromium gives ONNX Runtime's items, on a
+    cross-origin isolated page (fine timer), with the wasm memory and the renderer's peak RSS."""
+    import numpy as np
+
+    from export.runtime import Predictor
+    from tests.test_profiler import foreign_onnx
+    from toolkit.browser import browser_client
+
+    client = browser_client()
+    assert client is not None
+    model = foreign_onnx(tmp_path / "theirs.onnx", num_items=400, candidates=25)
+    rows = np.zeros((8, 50), dtype=np.int64)
+    for r in range(len(rows)):
+        rows[r, 50 - 5 * (r + 1):] = np.arange(1, 5 * (r + 1) + 1) * 7 % 399 + 1
+    bench = client.bench(model, rows, runs=100, warmup=5)
+    predictor = Predictor(model)
+    assert bench.items == [predictor.predict(row[None])[1][0].tolist() for row in rows]
+    assert bench.isolated and len(bench.samples_ms) == 100 and all(t >= 0 for t in bench.samples_ms)
+    assert bench.wasm_memory_bytes > model.stat().st_size and bench.renderer_peak_rss_bytes > bench.wasm_memory_bytes
+
+
+def test_a_browser_profile_is_measured_in_chromium(web, tmp_path):
+    """`profile --profile browser-wasm`: latency and memory from onnxruntime-web in Chromium, saying so,
+    with the Python figures beside them (before: native ONNX Runtime on x86, and the report did not say)."""
+    from tests.conftest import run_cli
+    from tests.test_profiler import foreign_onnx
+
+    model = foreign_onnx(tmp_path / "theirs.onnx")
+    result = run_cli("profile", str(model), "--profile", "browser-wasm", "--json", timeout=600)
+    assert result.returncode == 0, result.stderr
+    a = json.loads(result.stdout)["artifacts"][0]
+    memory, latency = a["memory"], a["latency"]
+    assert memory["basis"] == "browser" and memory["verdict_bytes"] == memory["browser_bytes"] > 0
+    assert "headless Chromium" in memory["how"] and memory["python_bytes"] > 0
+    assert "browser/1" in latency["timings"] and "1" in latency["timings"] and "Chromium" in latency["how"]
+    assert latency["device_p95_ms"] == pytest.approx(latency["timings"]["browser/1"]["quiet_p95_ms"] * latency["scale"])
+    check = next(c for c in a["checks"] if c["budget"] == "memory_bytes")
+    assert check["basis"] == "browser" and check["value"] == memory["browser_bytes"]

@@ -115,12 +115,23 @@ def make_parser() -> argparse.ArgumentParser:
                    description="List the shipped device profiles with their budgets.")
 
     p = sub.add_parser("profile", help="measure artifacts in their runtime and judge them against a profile",
-                       description="Profile .pte/.onnx artifacts of a build (reference.npz must be next to them) "
-                                   "in a fresh process each: size, memory, latency, ops, parity; quality is taken "
-                                   "from the build's manifest.json when the artifact matches it. Exit 0 fits, "
-                                   "1 does not fit, 2 bad input.")
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="a .pte or .onnx file in a build directory")
+                       description="Profile any .pte/.onnx that follows the artifact contract (input history "
+                                   "int64 [1, L]; outputs scores float32 [1, K], items int64 [1, K]) in a fresh "
+                                   "process each: size, memory, latency and ops always; parity against reference "
+                                   "outputs (--reference, or the build's reference.npz when the manifest.json next "
+                                   "to it lists the artifact's sha256); quality through the artifact on --data, or "
+                                   "the build's figures from that manifest. Exit 0 fits, 1 does not fit, 2 bad input "
+                                   "(a model that does not follow the contract).")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="a .pte or .onnx file")
     p.add_argument("--profile", required=True, help="a name from device_profiles/ or a path to a .toml file")
+    p.add_argument("--reference", metavar="FILE.npz", help="histories `history` (R, L) to time on and, for parity, "
+                   "the outputs of the model the artifact came from (`float_scores`, `float_items`), as a build's "
+                   "reference.npz")
+    p.add_argument("--data", help="interactions file (.csv/.tsv/.parquet/.inter, or movielens-100k) to measure "
+                   "quality through the artifact on (its items mapped by the items.json next to it)")
+    for flag, what in (("--user-col", "user id column of --data"), ("--item-col", "item id column of --data"),
+                       ("--time-col", "timestamp column of --data"), ("--encoding", "text encoding of --data")):
+        p.add_argument(flag, help=what)
     p.add_argument("--report", metavar="DIR", help="also write report.json, report.md and plots into DIR")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
 
@@ -287,7 +298,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from toolkit.calibrate import CalibrationCache
-    from toolkit.profiler import not_fit_message, profile_artifact
+    from toolkit.profiler import QualityData, not_fit_message, profile_artifact
     from toolkit.profiles import load_profile
     from toolkit.report import report_dict, verdict_table, write_report
 
@@ -295,12 +306,21 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
     calibrations = CalibrationCache()
-    native = None
-    if any(Path(a).suffix.lower() == ".pte" for a in args.artifacts):
-        from toolkit.pipeline import _native_client
+    from toolkit.pipeline import native_clients
 
-        native = _native_client(lambda msg: print(msg, file=sys.stderr))
-    results = [profile_artifact(Path(a), profile, calibrations, native=native) for a in args.artifacts]
+    natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
+                             lambda msg: print(msg, file=sys.stderr), profile)
+    if args.data is None and any(getattr(args, k) is not None for k in ("user_col", "item_col", "time_col", "encoding")):
+        raise ToolkitError("--user-col/--item-col/--time-col/--encoding name columns of --data: give --data too")
+    data = None if args.data is None else QualityData(path=args.data, user_col=args.user_col, item_col=args.item_col,
+                                                      time_col=args.time_col, encoding=args.encoding)
+    if data is not None:
+        from toolkit.data import check_data_path
+
+        check_data_path(data.path)
+    reference = Path(args.reference) if args.reference is not None else None
+    results = [profile_artifact(Path(a), profile, calibrations, native=natives.get(Path(a).suffix.lower()),
+                                reference=reference, data=data) for a in args.artifacts]
     if args.report is not None:
         Path(args.report).mkdir(parents=True, exist_ok=True)
         write_report(Path(args.report), profile, results)
@@ -312,6 +332,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             print(f"\n{r.path}: {'fits' if r.fits else 'DOES NOT FIT'} {profile.name}")
             for check in r.checks:
                 print(f"  {'pass' if check.passed else 'FAIL'}  {check.text}")
+            for budget, why in r.not_checked.items():
+                print(f"  not checked  {budget}: {why}")
     failures = not_fit_message(results)
     if failures:
         raise DoesNotFitError(f"{profile.name}: {failures}")

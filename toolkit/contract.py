@@ -7,6 +7,7 @@ Kept free of heavy imports: the native client, the verifier and the runtime demo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
@@ -46,3 +47,66 @@ def read_top_k(path: Path) -> int | None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ToolkitError(f"{path}: profile.serving.top_k must be a positive integer")
     return top_k
+
+
+# --- the program's signature (retrieval mode) ----------------------------------------------------
+
+HISTORY_INPUT = "history"  # int64 [1, L]: item indices, left-padded with 0
+OUTPUTS = (("scores", "float32"), ("items", "int64"))  # each [1, K'], best first
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as the runtime declares it: dims are ints, or a string for a symbolic dim."""
+
+    name: str  # "" where the format has no names (a .pte's method is positional)
+    dtype: str  # numpy-style: "int64", "float32", ...
+    shape: tuple[int | str, ...]
+
+    def text(self) -> str:
+        return f"{self.name or 'unnamed'} {self.dtype} [{', '.join(str(d) for d in self.shape)}]"
+
+
+def contract_differences(inputs: list[TensorSpec], outputs: list[TensorSpec], positional: bool = False) -> list[str]:
+    """How a program's signature differs from the artifact contract (empty: it follows it).
+
+    Contract: one input `history` int64 [1, L], outputs `scores` float32 [1, K'] and `items` int64
+    [1, K'] with L and K' fixed positive sizes. `positional`: the format has no names (a .pte),
+    so input 0 is the history and outputs 0 and 1 are scores and items.
+    """
+    diffs = []
+    if len(inputs) != 1:
+        diffs.append(f"{len(inputs)} inputs ({', '.join(t.text() for t in inputs) or 'none'}), expected one: "
+                     f"{HISTORY_INPUT} int64 [1, L]")
+    elif not positional and inputs[0].name != HISTORY_INPUT:
+        diffs.append(f"input {inputs[0].text()}: expected the name {HISTORY_INPUT!r}")
+    if inputs:
+        diffs += _spec_differences("input", inputs[0], "int64")
+    if positional:
+        named = {name: outputs[i] for i, (name, _) in enumerate(OUTPUTS) if i < len(outputs)}
+        if len(outputs) != len(OUTPUTS):
+            diffs.append(f"{len(outputs)} outputs, expected {len(OUTPUTS)}: scores float32 [1, K'], items int64 [1, K']")
+    else:
+        named = {t.name: t for t in outputs}
+        missing = [name for name, _ in OUTPUTS if name not in named]
+        if missing:
+            diffs.append(f"no output {' or '.join(repr(m) for m in missing)} (outputs: "
+                         f"{', '.join(t.text() for t in outputs) or 'none'})")
+    for name, dtype in OUTPUTS:
+        if name in named:
+            diffs += _spec_differences("output", named[name], dtype)
+    sizes = [named[name].shape[1] for name, _ in OUTPUTS if name in named and len(named[name].shape) == 2]
+    if len(sizes) == 2 and sizes[0] != sizes[1] and all(isinstance(s, int) for s in sizes):
+        diffs.append(f"outputs scores and items return different numbers of candidates ({sizes[0]} and {sizes[1]})")
+    return diffs
+
+
+def _spec_differences(kind: str, t: TensorSpec, dtype: str) -> list[str]:
+    diffs = []
+    if t.dtype != dtype:
+        diffs.append(f"{kind} {t.text()}: dtype {t.dtype}, expected {dtype}")
+    if len(t.shape) != 2:
+        diffs.append(f"{kind} {t.text()}: rank {len(t.shape)}, expected 2 ([1, {'L' if kind == 'input' else 'K'}])")
+    elif t.shape[0] != 1 or not isinstance(t.shape[1], int) or t.shape[1] < 1:
+        diffs.append(f"{kind} {t.text()}: shape, expected [1, {'L' if kind == 'input' else 'K'}] with a fixed size")
+    return diffs

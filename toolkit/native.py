@@ -1,4 +1,5 @@
-"""The native (C++) client of the .pte artifacts: built once with CMake, then run as an app runs them.
+"""The native (C++) clients: of the .pte artifacts (ExecuTorch) and of the .onnx artifacts (ONNX
+Runtime's C API), each built once with CMake, then run as an app runs them.
 
 Owns building `runtime_demo/cpp` against an installed `executorch` package (the host's wheel, or
 the aarch64 wheel for a cross build run under qemu), caching the binary, and calling it:
@@ -9,6 +10,13 @@ the aarch64 wheel for a cross build run under qemu), caching the binary, and cal
 
 The binary is cached under `toolkit.data.cache_dir() / "native"`, keyed by a hash of the sources,
 the executorch version, the target and the compiler, so a source change rebuilds it.
+
+The .onnx client (runtime_demo/cpp/onnx) needs ONNX Runtime's C API header (onnxruntime_c_api.h,
+from Debian's libonnxruntime-dev; the onnxruntime wheel ships none) and opens the wheel's own
+libonnxruntime.so at run time, so it runs the very runtime the Python figures come from:
+
+    client = onnx_client(log=print)              # None (and why) without cmake/g++/the header
+    bench = client.bench(model, histories, threads=1, runs=2000, warmup=200)   # NativeBench, .items too
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ class NativeBench:
     threads: int  # the size of ExecuTorch's thread pool (XNNPACK's) during the calls
     runs: int
     warmup: int
+    items: list[list[int]] = field(default_factory=list)  # the ONNX client: its answer to each history row
 
 
 @dataclass(frozen=True)
@@ -143,35 +152,41 @@ def build_client(target: Target, log: Log | None = None, cxx: str | None = None)
         return None
     version = executorch_version(target.executorch_dir)
     out = _cache_dir() / f"{target.arch}-{build_key(target, cxx, version)}"
-    binary = out / BINARY
-    if binary.is_file():
-        return NativeClient(binary=binary, target=target, executorch_version=version)
-    say(f"native client ({target.arch}): building runtime_demo/cpp against executorch {version} ...")
+    options = [f"-DCMAKE_PREFIX_PATH={target.executorch_dir}", f"-DCMAKE_CXX_COMPILER={shutil.which(cxx)}"]
+    if target.toolchain:
+        options.append(f"-DCMAKE_TOOLCHAIN_FILE={target.toolchain}")
+    if not (out / BINARY).is_file():
+        say(f"native client ({target.arch}): building runtime_demo/cpp against executorch {version} ...")
+    binary = _cmake_build(SOURCE_DIR, out, BINARY, options, say, f"native client ({target.arch})")
+    return None if binary is None else NativeClient(binary=binary, target=target, executorch_version=version)
+
+
+def _cmake_build(source: Path, out: Path, binary: str, options: list[str], say: Log, label: str) -> Path | None:
+    """Configure and build `binary` of `source` into the cache folder `out` (kept when it is there)."""
+    if (out / binary).is_file():
+        return out / binary
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        configure = ["cmake", "-S", str(SOURCE_DIR), "-B", str(work), f"-DCMAKE_PREFIX_PATH={target.executorch_dir}",
-                     f"-DCMAKE_CXX_COMPILER={shutil.which(cxx)}"]
-        if target.toolchain:
-            configure.append(f"-DCMAKE_TOOLCHAIN_FILE={target.toolchain}")
-        for step in (configure, ["cmake", "--build", str(work), "--target", BINARY]):
+        for step in (["cmake", "-S", str(source), "-B", str(work), *options],
+                     ["cmake", "--build", str(work), "--target", binary]):
             result = subprocess.run(step, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             if result.returncode != 0:
                 lines = (result.stdout + result.stderr).strip().splitlines()
                 errors = [line for line in lines if "error" in line.lower()] or lines
-                say(f"native client ({target.arch}): `{' '.join(step[:2])}` failed: {' | '.join(errors[-3:])}")
+                say(f"{label}: `{' '.join(step[:2])}` failed: {' | '.join(errors[-3:])}")
                 return None
         try:
             work.rename(out)  # atomic: a concurrent build of the same key leaves one complete folder
         except OSError:
-            if not binary.is_file():
+            if not (out / binary).is_file():
                 raise
     except (OSError, subprocess.TimeoutExpired) as e:
-        say(f"native client ({target.arch}): build failed ({e})")
+        say(f"{label}: build failed ({e})")
         return None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return NativeClient(binary=binary, target=target, executorch_version=version)
+    return out / binary
 
 
 def build_key(target: Target, cxx: str, version: str) -> str:
@@ -236,3 +251,96 @@ def _cache_dir() -> Path:
     from toolkit.data import cache_dir
 
     return cache_dir() / "native"
+
+
+# --- the .onnx client (ONNX Runtime's C API) -------------------------------------------------------
+
+ONNX_SOURCE_DIR = SOURCE_DIR / "onnx"
+ONNX_SOURCES = ("CMakeLists.txt", "bench_onnx.cpp")
+ONNX_BINARY = "bench_onnx"
+# where the C API header is looked for: $ONNXRUNTIME_INCLUDE_DIR first, then libonnxruntime-dev's place
+ONNX_HEADER_DIRS = (Path("/usr/include/onnxruntime"), Path("/usr/local/include/onnxruntime"))
+
+
+@dataclass(frozen=True)
+class OnnxClient:
+    """The built `bench_onnx` binary and the ONNX Runtime library it opens (the installed wheel's)."""
+
+    binary: Path
+    runtime: Path  # libonnxruntime.so.1.x
+    version: str  # the runtime's version (the wheel's)
+
+    def bench(self, model: Path, histories: np.ndarray, threads: int, runs: int, warmup: int) -> NativeBench:
+        """Time `runs` calls (after `warmup`) on the (R, L) index rows, cycling; the process's RSS; each row's items."""
+        import numpy as np
+
+        rows = np.asarray(histories, dtype=np.int64)
+        if rows.ndim != 2:
+            raise ToolkitError(f"histories: expected (R, L) item indices, got shape {rows.shape}")
+        with tempfile.TemporaryDirectory(prefix="native-onnx-") as tmp:
+            path = Path(tmp) / "rows.txt"
+            path.write_text("".join(" ".join(map(str, row)) + "\n" for row in rows.tolist()), encoding="utf-8")
+            result = subprocess.run([str(self.binary), "--runtime", str(self.runtime), "--model", str(model),
+                                     "--histories", str(path), "--bench", str(runs), "--warmup", str(warmup),
+                                     "--threads", str(threads)], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}, no message"])[-1]
+            raise ToolkitError(f"native ONNX Runtime client: {last}")
+        f = json.loads(result.stdout)
+        return NativeBench(peak_rss_bytes=f["peak_rss_bytes"], rss_after_load_bytes=f["rss_after_load_bytes"],
+                           rss_before_load_bytes=f["rss_before_load_bytes"], samples_ms=f["samples_ms"],
+                           threads=f["threads"], runs=f["runs"], warmup=f["warmup"], items=f["items"])
+
+
+def onnx_client(log: Log | None = None) -> OnnxClient | None:
+    """The native ONNX Runtime client, built once against the C API header (cached by a hash of its
+    sources, the header and the compiler). None, and why through `log`, without a tool or the header."""
+    say = log or (lambda msg: None)
+    runtime = installed_onnxruntime_library()
+    if runtime is None:
+        say("native ONNX Runtime client: the onnxruntime package (its libonnxruntime.so) is not installed")
+        return None
+    header = onnx_header_dir()
+    if header is None:
+        say("native ONNX Runtime client: onnxruntime_c_api.h not found (apt-get install libonnxruntime-dev, or set "
+            "ONNXRUNTIME_INCLUDE_DIR); the .onnx memory is the Python process's")
+        return None
+    cxx = os.environ.get("CXX", "g++")
+    missing = [tool for tool in ("cmake", cxx) if shutil.which(tool) is None]
+    if missing:
+        say(f"native ONNX Runtime client: {' and '.join(missing)} not found (install: apt-get install cmake g++)")
+        return None
+    digest = hashlib.sha256()
+    for name in ONNX_SOURCES:
+        digest.update(name.encode() + b"\0" + (ONNX_SOURCE_DIR / name).read_bytes() + b"\0")
+    compiler = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    for part in (str(header), (header / "onnxruntime_c_api.h").read_text(errors="replace"), *compiler):
+        digest.update(part.encode() + b"\0")
+    out = _cache_dir() / f"onnx-{host_arch()}-{digest.hexdigest()[:16]}"
+    if not (out / ONNX_BINARY).is_file():
+        say(f"native ONNX Runtime client: building runtime_demo/cpp/onnx (header {header}) ...")
+    binary = _cmake_build(ONNX_SOURCE_DIR, out, ONNX_BINARY,
+                          [f"-DONNXRUNTIME_INCLUDE_DIR={header}", f"-DCMAKE_CXX_COMPILER={shutil.which(cxx)}"],
+                          say, "native ONNX Runtime client")
+    version = runtime.name.split(".so.")[-1]
+    return None if binary is None else OnnxClient(binary=binary, runtime=runtime, version=version)
+
+
+def onnx_header_dir() -> Path | None:
+    """The folder holding onnxruntime_c_api.h: $ONNXRUNTIME_INCLUDE_DIR, else libonnxruntime-dev's."""
+    env = os.environ.get("ONNXRUNTIME_INCLUDE_DIR")
+    for folder in ([Path(env)] if env else []) + list(ONNX_HEADER_DIRS):
+        if (folder / "onnxruntime_c_api.h").is_file():
+            return folder
+    return None
+
+
+def installed_onnxruntime_library() -> Path | None:
+    """The installed onnxruntime wheel's libonnxruntime.so.1.x (capi/), without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted((Path(list(spec.submodule_search_locations)[0]) / "capi").glob("libonnxruntime.so.*"))
+    return found[-1] if found else None

@@ -656,7 +656,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     from toolkit.report import verdict_table, write_report
 
     calibrations = CalibrationCache()
-    native = _native_client(log) if any(a.format == "executorch" for a in manifest.artifacts) else None
+    natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log, profile)
     results = []
     pop = manifest.popularity["test"]
     for a in manifest.artifacts:
@@ -665,8 +665,9 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
                           undetermined=a.metrics.undetermined, float_ndcg=a.float_metrics.ndcg,
                           popularity_ndcg=pop.ndcg)
         known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
-                               analytic_ms=a.analytic_ms)
-        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known, native=native)
+                               analytic_ms=a.analytic_ms, reference=Path(build_dir) / REFERENCE_FILE)
+        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known,
+                                     native=natives.get(Path(a.path).suffix.lower()))
         results.append(a.profile)
     write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict())
     log("\n" + verdict_table(profile, results))
@@ -680,6 +681,19 @@ def _native_client(log):
     except ImportError:
         return None
     return native_client(log=log)
+
+
+def native_clients(suffixes: set[str], log, profile: DeviceProfile | None = None) -> dict[str, object]:
+    """Where each artifact suffix asked for runs, built once: ".pte" the ExecuTorch C++ client, ".onnx" the
+    ONNX Runtime C API client, or for a browser profile headless Chromium with onnxruntime-web (else the
+    native one); a suffix whose client cannot be had is left out (said through log)."""
+    from toolkit.browser import browser_client
+    from toolkit.native import onnx_client
+
+    browser = browser_client(log) if ".onnx" in suffixes and profile is not None and profile.serving.web_runtime else None
+    clients = {".pte": _native_client(log) if ".pte" in suffixes else None,
+               ".onnx": browser or (onnx_client(log) if ".onnx" in suffixes else None)}
+    return {k: v for k, v in clients.items() if v is not None}
 
 
 def _short_hash(key: dict) -> str:

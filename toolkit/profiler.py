@@ -8,11 +8,14 @@ For one artifact (`profile_artifact`) it measures:
               the Python bindings import torch, so this figure is only shown, never judged;
             - python_model: the same minus the RSS right after importing the runtime (the model's
               own load, weights, arena and activations);
-            - native (.pte): the whole-process peak RSS of the C++ client (runtime_demo/cpp) when it
-              is built: what a phone app pays;
+            - native: the whole-process peak RSS of the native client when it is built, what an
+              app pays: the C++ ExecuTorch client for a .pte (runtime_demo/cpp), the ONNX Runtime
+              C API client for an .onnx (runtime_demo/cpp/onnx, on the wheel's libonnxruntime.so);
+            - browser (a profile with serving.web_runtime): onnxruntime-web's WebAssembly memory in
+              headless Chromium (runtime_demo/web/bench.mjs), the renderer's peak RSS beside it;
             - program (.pte): planned activation buffers + constants read from the program.
-            The verdict uses native for .pte (else python_model + the runtime's measured base,
-            labelled an estimate) and python for .onnx.
+            The verdict uses browser, else native (else for a .pte python_model + the runtime's
+            measured base, labelled an estimate; for an .onnx python), and says which.
   latency   per-call wall time with 1 thread and with the profile's thread count, interleaved in
             blocks (toolkit/measure.py); the faster setting is recommended. The device estimate is
             the *quiet* host figure (the least disturbed blocks) x host GFLOP/s / device GFLOP/s, so
@@ -22,9 +25,14 @@ For one artifact (`profile_artifact`) it measures:
   ops       .pte: XNNPACK delegate calls, the nodes inside them and the operators outside XNNPACK;
             .onnx: node counts by op type.
   parity    top-10 agreement and max score error against the model the artifact was exported from
-            (the outputs stored at export in reference.npz).
-  quality   NDCG@K through the artifact (from the build), against the popularity baseline and its
-            float model.
+            (the outputs stored at export in reference.npz, used only when the manifest beside the
+            artifact lists its sha256, or given with --reference); else not checked.
+  quality   NDCG@K through the artifact (from the build, or measured on --data), against the
+            popularity baseline and its float model (when known); else not checked.
+  download  a browser profile's: onnxruntime-web's files (gzip), counted with the model or cached.
+
+Any artifact that follows the contract (toolkit/contract.py) is profiled, built here or elsewhere;
+one that does not is bad input, with what differs.
 
 An artifact fits only when every check passes: format, precision, serving shape, size, memory,
 latency, parity (agreement >= the stated minimum) and quality (above popularity and within
@@ -35,15 +43,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.calibrate import CalibrationCache
-from toolkit.contract import MANIFEST_FILE, REFERENCE_FILE
+from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
 from toolkit.errors import ToolkitError
 from toolkit.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
 from toolkit.plan import QUALITY_MARGIN  # an artifact's NDCG@K may be at most 5 % below its float model's
 from toolkit.profiles import DeviceProfile
+
+if TYPE_CHECKING:  # numpy and the data readers stay out of `import toolkit.profiler`
+    from toolkit.data import Split
 
 # top-10 agreement an artifact must reach with the model it was exported from: the same weights
 # (fp32 export, or a model whose weights were already quantized by toolkit.compress) differ only
@@ -93,7 +106,9 @@ class Memory:
     how: str
     python_bytes: int | None = None  # runtime + bindings + model (RSS above the bare interpreter)
     python_model_bytes: int | None = None  # the model alone (RSS above the imported runtime)
-    native_bytes: int | None = None  # whole C++ client process (runtime included)
+    native_bytes: int | None = None  # whole native client process (runtime included)
+    browser_bytes: int | None = None  # a browser profile: onnxruntime-web's wasm linear memory in Chromium (peak)
+    browser_renderer_bytes: int | None = None  # ... and the page's whole renderer process (Blink, V8 included)
     program_bytes: int | None = None  # .pte: planned buffers + constants
     program: dict = field(default_factory=dict)
     peak_reset: bool = True  # the RSS high-water mark could be reset after the imports
@@ -121,6 +136,20 @@ class Latency:
 
 
 @dataclass
+class Download:
+    """A browser profile's download: the model's file, and onnxruntime-web's files as a server sends them."""
+
+    web_runtime: str  # the profile's serving.web_runtime: "counted" | "cached"
+    model_bytes: int
+    runtime_bytes: int | None  # gzip of WEB_RUNTIME_FILES; None: onnxruntime-web is not installed
+    how: str
+    runtime_files_gzip_bytes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class ArtifactProfile:
     path: str
     format: str
@@ -136,6 +165,8 @@ class ArtifactProfile:
     io: dict
     host: dict  # the host's calibration
     checks: list[Check] = field(default_factory=list)
+    not_checked: dict[str, str] = field(default_factory=dict)  # budget -> why it was not judged (standalone)
+    download: Download | None = None  # a browser profile's: the runtime's files beside the model
 
     @property
     def fits(self) -> bool:
@@ -146,13 +177,14 @@ class ArtifactProfile:
 
     def verdict(self) -> dict:
         return {"verdict": "fits" if self.fits else "does not fit", "fits": self.fits,
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks], "not_checked": dict(self.not_checked)}
 
     def figures(self) -> dict:
         """The measured figures (manifest key "profile"); the verdict is separate."""
         return {"bytes": self.bytes, "memory": self.memory.to_dict(), "latency": self.latency.to_dict(),
                 "ops": self.ops, "parity": self.parity, "parity_min": self.parity_min,
-                "quality": self.quality.to_dict(), "io": self.io, "host": self.host}
+                "quality": self.quality.to_dict(), "io": self.io, "host": self.host,
+                "download": self.download.to_dict() if self.download else None}
 
     def to_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "precision": self.precision, "sha256": self.sha256,
@@ -168,66 +200,120 @@ class ProfileRequest:
     parity_min: float | None = None
     quality: Quality | None = None
     analytic_ms: float | None = None
+    reference: Path | None = None  # histories + this artifact's source outputs (parity); None: not checked
+
+
+@dataclass
+class QualityData:
+    """An interactions file to measure quality through an artifact on (`profile --data`): its last
+    interaction per user is the test target, as in a build; items map through the items.json next to it."""
+
+    path: str
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+    encoding: str | None = None
+
+
+NO_PARITY = {"top10_agreement": None, "histories": 0, "top10_exact": None, "max_score_error": None}
+SYNTHETIC_HISTORIES = 200  # timing inputs when neither reference histories nor data are given
 
 
 def profile_artifact(path: Path, profile: DeviceProfile, calibrations: CalibrationCache | None = None,
                      timing: TimingConfig | None = None, known: ProfileRequest | None = None,
-                     native=None) -> ArtifactProfile:
+                     native=None, reference: Path | None = None, data: QualityData | None = None) -> ArtifactProfile:
     """Measure one artifact in a fresh process and judge it against the profile.
 
+    Any .pte/.onnx that follows the artifact contract (toolkit/contract.py) is measured: size,
+    memory and latency always; parity only against reference outputs of the model it came from,
+    quality only through a data file or the figures of the build that made it.
+
     Args:
-        path: a .pte or .onnx file with `reference.npz` next to it (a build directory).
+        path: a .pte or .onnx file.
         profile: the device profile to judge against.
         calibrations: host GFLOP/s per thread count, shared across artifacts of one run.
         timing: how long to time.
-        known: what the build knows (precision, reference source, quality); None reads the
-            manifest.json next to the artifact (matched by sha256).
-        native: a `toolkit.native.NativeClient` to measure a .pte in (None: not measured natively).
+        known: what the build knows (precision, reference source, quality, reference file); None
+            reads the manifest.json next to the artifact, used only when it lists this file's sha256
+            (an artifact copied into another build's folder is never compared with that build's model).
+        native: where the app runs this format: a `toolkit.native.NativeClient` for a .pte, an
+            `OnnxClient` for an .onnx, a `toolkit.browser.BrowserClient` for a browser profile's .onnx
+            (None: not measured there; the Python figures judge).
+        reference: a reference.npz (`history` (R, L), and `<source>_scores/_items` for parity);
+            overrides the build's.
+        data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).
     """
     from export.runtime import artifact_format
+    from toolkit.browser import BrowserClient
 
     path = Path(path)
     fmt = artifact_format(path)
     if not path.is_file():
         raise ToolkitError(f"{path}: no such artifact")
-    reference = path.parent / REFERENCE_FILE
-    if not reference.is_file():
-        raise ToolkitError(f"{path}: no {REFERENCE_FILE} next to it; profile artifacts inside their build directory")
     calibrations = calibrations or CalibrationCache()
     timing = timing or TimingConfig()
-    data = path.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
+    payload = path.read_bytes()
+    sha256 = hashlib.sha256(payload).hexdigest()
     known = known or _from_manifest(path, sha256)
+    reference = Path(reference) if reference is not None else known.reference
+    if reference is not None and not reference.is_file():
+        raise ToolkitError(f"--reference {reference}: no such file")
+    if data is not None and not (path.parent / ITEMS_FILE).is_file():
+        raise ToolkitError(f"--data {data.path}: measuring quality needs the {ITEMS_FILE} next to {path} "
+                           f"(index -> item id) to map the data's items")
     threads = sorted({1, profile.hardware.threads})
     # in a Python process ExecuTorch's portable matmul binds to torch's MKL, whose own threads fight
     # the runtime's on a busy host (32 ms instead of 0.12 ms for an int4-table model): one MKL thread
     try:
         worker = run_fresh("toolkit.profiler:measure", {
             "path": str(path), "format": fmt, "threads": threads, "profile_threads": profile.hardware.threads,
-            "reference": str(reference), "source": known.source, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
+            "reference": str(reference) if reference else None, "source": known.source,
+            "data": asdict(data) if data else None, "timing": asdict(timing)}, timeout=PROFILE_TIMEOUT_S,
             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if fmt == "executorch" else None)
     except MeasurementError as e:  # the runtime crashed or hung: every measured figure is unknown, none passes
-        return _unmeasured(path, fmt, len(data), sha256, known, profile, str(e))
+        return _unmeasured(path, fmt, len(payload), sha256, known, profile, str(e),
+                           _not_checked(reference, known, data, has_outputs=reference is not None))
     timings = {k: Timing(**v) for k, v in worker["timings"].items()}
     memory = Memory(**worker["memory"])
-    measured_natively = fmt == "executorch" and _native_figures(native, path, reference, profile, timing, memory, timings)
+    histories = worker.pop("histories")
+    if isinstance(native, BrowserClient):
+        where = "browser/" if _browser_figures(native, path, histories, timing, memory, timings) else ""
+    else:
+        where = "native/" if _native_figures(native, fmt, path, histories, profile, timing, memory, timings) else ""
     latency = _device_latency(timings, profile, calibrations, known.analytic_ms,
-                              HostLoad(**worker["host_load"]) if worker.get("host_load") else None,
-                              prefix="native/" if measured_natively else "")
+                              HostLoad(**worker["host_load"]) if worker.get("host_load") else None, prefix=where)
     precision = known.precision or _infer_precision(fmt, worker["ops"])
     parity_min = known.parity_min if known.parity_min is not None else PARITY_MIN_AGREEMENT[
         "same weights" if precision == "fp32" else "quantized at export"]
+    quality = Quality(**worker["quality"]) if worker.get("quality") else known.quality
     result = ArtifactProfile(
-        path=path.name, format=fmt, precision=precision, bytes=len(data), sha256=sha256, memory=memory,
+        path=path.name, format=fmt, precision=precision, bytes=len(payload), sha256=sha256, memory=memory,
         latency=latency, ops=worker["ops"], parity=worker["parity"], parity_min=parity_min,
-        quality=known.quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
-        host=calibrations.get(latency.threads).to_dict())
-    result.checks = judge(result, profile)
+        quality=quality or Quality(k=0, ndcg=None, hr=None), io=worker["io"],
+        host=calibrations.get(latency.threads).to_dict(),
+        not_checked=_not_checked(reference, known, data, has_outputs=worker["parity"]["histories"] > 0),
+        download=web_download(len(payload), profile))
+    result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
 
 
+def _not_checked(reference: Path | None, known: ProfileRequest, data: QualityData | None,
+                 has_outputs: bool) -> dict[str, str]:
+    """The checks nothing was given for: an artifact profiled on its own is judged on size, memory and latency."""
+    out = {}
+    if reference is None:
+        out["parity"] = (f"no reference outputs of the model it came from (--reference FILE.npz, or the build's "
+                         f"{REFERENCE_FILE} when the {MANIFEST_FILE} next to it lists this artifact's sha256)")
+    elif not has_outputs:
+        out["parity"] = f"--reference {reference} holds histories only, no outputs of the model it came from"
+    if data is None and known.quality is None:
+        out["quality"] = (f"no interactions to measure it on (--data FILE), and no {MANIFEST_FILE} next to it "
+                          f"lists this artifact's sha256")
+    return out
+
+
 def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequest, profile: DeviceProfile,
-                reason: str) -> ArtifactProfile:
+                reason: str, not_checked: dict[str, str] | None = None) -> ArtifactProfile:
     """An artifact whose measurement failed: the file's size is known, everything measured is unknown."""
     why = f"not measured: {reason}"
     result = ArtifactProfile(
@@ -235,28 +321,68 @@ def _unmeasured(path: Path, fmt: str, size: int, sha256: str, known: ProfileRequ
         memory=Memory(basis="unknown", verdict_bytes=None, how=why),
         latency=Latency(threads=profile.hardware.threads, timings={}, device_p50_ms=None, device_p95_ms=None,
                         device_p99_ms=None, scale=0.0, how=why),
-        ops={}, parity={"top10_agreement": None, "histories": 0, "top10_exact": None, "max_score_error": None},
+        ops={}, parity=dict(NO_PARITY),
         parity_min=known.parity_min or PARITY_MIN_AGREEMENT["same weights"],
         quality=known.quality or Quality(k=0, ndcg=None, hr=None), io={"max_history": None, "candidates": None},
-        host={})
-    result.checks = judge(result, profile)
+        host={}, not_checked=not_checked or {}, download=web_download(size, profile))
+    result.checks = [c for c in judge(result, profile) if c.budget not in result.not_checked]
     return result
+
+
+# the files runtime_demo/web/index.html makes the browser fetch besides the model: onnxruntime-web's
+# wasm-only bundle, its wasm loader and the SIMD wasm binary (the single-threaded page loads the same ones)
+WEB_RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime_demo" / "web" / "node_modules" / "onnxruntime-web" / "dist"
+WEB_RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+WEB_GZIP_LEVEL = 6  # what a web server's Content-Encoding: gzip sends (nginx's and Python's default level)
+
+
+def web_download(model_bytes: int, profile: DeviceProfile) -> Download | None:
+    """A browser profile's download: the model, and onnxruntime-web's files as a server sends them (gzip),
+    measured from the installed package (runtime_demo/web: npm install); None for an app's profile."""
+    import gzip
+
+    mode = profile.serving.web_runtime
+    if not mode:
+        return None
+    files = {name: WEB_RUNTIME_DIR / name for name in WEB_RUNTIME_FILES}
+    if not all(p.is_file() for p in files.values()):
+        return Download(mode, model_bytes, None, f"onnxruntime-web is not installed ({WEB_RUNTIME_DIR}: run npm "
+                                                 "install in runtime_demo/web)")
+    sizes = {name: len(gzip.compress(p.read_bytes(), WEB_GZIP_LEVEL)) for name, p in files.items()}
+    runtime = sum(sizes.values())
+    return Download(mode, model_bytes, runtime, runtime_files_gzip_bytes=sizes, how=(
+        f"onnxruntime-web's {', '.join(WEB_RUNTIME_FILES)}: {runtime:,} B gzip (level {WEB_GZIP_LEVEL}); "
+        + ("counted in the download budget with the model" if mode == "counted" else
+           "not counted: the profile says the browser has it cached (serving.web_runtime = \"cached\"); a first "
+           "visit downloads it too")))
 
 
 NATIVE_ROUNDS = 2  # native runs per thread setting, alternated (1, T, 1, T): drift hits both alike
 
 
-def _native_figures(native, path: Path, reference: Path, profile: DeviceProfile, timing: TimingConfig,
-                    memory: Memory, timings: dict[str, Timing]) -> bool:
-    """The .pte measured in the native C++ client (when built): what an app pays. Its memory and its
-    timings are the verdict's basis; the Python figures stay in the report. Returns True when measured."""
+NATIVE_HOW = {
+    "executorch": "peak RSS of the native C++ client (runtime_demo/cpp) loading and serving the program: the "
+                  "ExecuTorch runtime, XNNPACK and the model, what an app pays",
+    "onnx": "peak RSS of the native ONNX Runtime client (runtime_demo/cpp/onnx, the C API on the wheel's "
+            "libonnxruntime.so) loading and serving the model: the runtime library and the model, what an app pays",
+}
+
+
+def _native_figures(native, fmt: str, path: Path, histories: list[list[int]], profile: DeviceProfile,
+                    timing: TimingConfig, memory: Memory, timings: dict[str, Timing]) -> bool:
+    """The artifact measured in its native client (when built) on the histories the Python runtime was
+    timed on: what an app pays. Its memory and its timings are the verdict's basis; the Python figures
+    stay in the report beside them. Returns True when measured."""
+    import numpy as np
+
     from toolkit.measure import timing_from_samples
-    from toolkit.parity import load_reference
     from toolkit.plan import RUNTIME_BASE_MEMORY
+
+    python_how, failed = memory.how, ""
 
     if native is not None:
         try:
-            history = load_reference(reference)["history"]
+            history = np.asarray(histories, dtype=np.int64)
             runs = max(timing.min_blocks * timing.block_calls // NATIVE_ROUNDS, timing.block_calls)
             samples: dict[int, list[float]] = {}
             peak = 0
@@ -269,11 +395,17 @@ def _native_figures(native, path: Path, reference: Path, profile: DeviceProfile,
                 timings[f"native/{n}"] = timing_from_samples(s, timing)
             memory.native_bytes = peak
             memory.basis, memory.verdict_bytes = "native", peak
-            memory.how = ("peak RSS of the native C++ client (runtime_demo/cpp) loading and serving the program: "
-                          "the ExecuTorch runtime, XNNPACK and the model, what an app pays")
+            memory.how = NATIVE_HOW[fmt]
+            if memory.python_bytes is not None:
+                memory.how += (f"; the Python process measured {memory.python_bytes:,} B (interpreter bindings "
+                               f"included), {memory.python_bytes - peak:+,} B against the native figure")
             return True
         except (MeasurementError, ToolkitError, OSError) as e:
-            memory.how = f"native client failed ({e}); "
+            failed = memory.how = f"native client failed ({e}); "
+    if fmt == "onnx":  # the Python figure stays the verdict's basis, and says where it was measured
+        memory.how = (f"{failed or 'no native ONNX Runtime client (runtime_demo/cpp/onnx needs cmake, g++ and '}"
+                      f"{'' if failed else 'onnxruntime_c_api.h); '}measured in the Python process: {python_how}")
+        return False
     if memory.python_model_bytes is None:
         memory.basis, memory.verdict_bytes = "unknown", None
         memory.how += "the memory could not be measured"
@@ -283,6 +415,30 @@ def _native_figures(native, path: Path, reference: Path, profile: DeviceProfile,
     memory.how += (f"no native client: the model's memory measured in Python ({memory.python_model_bytes:,} B) + "
                    f"the ExecuTorch runtime's base ({RUNTIME_BASE_MEMORY['executorch']:,} B, measured natively)")
     return False
+
+
+def _browser_figures(client, path: Path, histories: list[list[int]], timing: TimingConfig, memory: Memory,
+                     timings: dict[str, Timing]) -> bool:
+    """A browser profile's .onnx measured in headless Chromium with onnxruntime-web (1 thread, wasm): its
+    timings and its wasm memory are the verdict's basis; the Python figures stay beside them."""
+    from toolkit.measure import timing_from_samples
+
+    try:
+        bench = client.bench(path, histories, runs=timing.min_blocks * timing.block_calls, warmup=timing.warmup_calls)
+    except (ToolkitError, OSError, subprocess.TimeoutExpired) as e:
+        memory.how = f"browser client failed ({e}); measured in the Python process: {memory.how}"
+        return False
+    timings["browser/1"] = timing_from_samples(bench.samples_ms, timing)
+    memory.browser_bytes, memory.browser_renderer_bytes = bench.wasm_memory_bytes, bench.renderer_peak_rss_bytes
+    memory.basis, memory.verdict_bytes = "browser", bench.wasm_memory_bytes
+    memory.how = (f"onnxruntime-web {bench.runtime_version}'s WebAssembly memory in headless Chromium after serving "
+                  f"(it only grows: its peak; the model, the runtime's arena and activations); the page's renderer "
+                  f"process peaked at {bench.renderer_peak_rss_bytes:,} B (Blink and V8 included); the Python "
+                  f"process measured {memory.python_bytes or 0:,} B")
+    return True
+
+
+WHERE = {"": "Python runtime", "native/": "native client", "browser/": "headless Chromium (onnxruntime-web wasm)"}
 
 
 def _device_latency(timings: dict[str, Timing], profile: DeviceProfile, calibrations: CalibrationCache,
@@ -301,9 +457,11 @@ def _device_latency(timings: dict[str, Timing], profile: DeviceProfile, calibrat
     return Latency(
         threads=best, timings=timings, scale=scale, host_load=load, analytic_ms=analytic_ms,
         device_p50_ms=t.quiet_p50_ms * scale, device_p95_ms=t.quiet_p95_ms * scale, device_p99_ms=t.quiet_p99_ms * scale,
-        how=(f"quiet {'native C++ client' if prefix else 'Python runtime'} figures at {best} thread(s) (the "
+        how=(f"quiet {WHERE[prefix]} figures at {best} thread(s) (the "
              f"{t.quiet_blocks} least disturbed of {t.blocks} blocks) x host "
-             f"{host.gflops:.1f} GFLOP/s / device {device_gflops:.1f} GFLOP/s at {best} thread(s) (x{scale:.3f})"))
+             f"{host.gflops:.1f} GFLOP/s / device {device_gflops:.1f} GFLOP/s at {best} thread(s) (x{scale:.3f})"
+             + ("; conservative: the host figure is already wasm and the profile's GFLOP/s is the device's wasm "
+                "rate, while the host's is native, so wasm's slowdown counts twice" if prefix == "browser/" else "")))
 
 
 def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
@@ -318,7 +476,7 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
         Check("serving", a.io["max_history"] == s.max_history and (a.io["candidates"] or 0) >= s.top_k,
               f"serving: history {a.io['max_history']} (device {s.max_history}), {a.io['candidates']} candidates "
               f"(device shows {s.top_k})", basis="artifact"),
-        _budget_check("model_bytes", "model", a.bytes, b.model_bytes, _mb, "file"),
+        _model_bytes_check(a, profile),
         _budget_check("memory_bytes", "memory", a.memory.verdict_bytes, b.memory_bytes, _mb, a.memory.basis,
                       unknown=a.memory.how),
         _budget_check("latency_ms", f"latency p95 at {a.latency.threads} thread(s)", a.latency.device_p95_ms,
@@ -326,9 +484,15 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
         _at_least("parity", "top-10 agreement with the model it was exported from",
                   a.parity.get("top10_agreement"), a.parity_min, "measured"),
     ]
-    if q.ndcg is None or q.float_ndcg is None or q.popularity_ndcg is None:
+    if q.ndcg is None or q.popularity_ndcg is None:
         checks.append(Check("quality", False, "quality: unknown (not measured through this artifact by a build)",
                             basis="unknown"))
+    elif q.float_ndcg is None:  # profiled on its own with --data: no float model to compare with
+        checks.append(Check("quality", q.ndcg > q.popularity_ndcg,
+                            f"NDCG@{q.k} {q.ndcg:.4f} through the artifact on {q.users} users: above popularity "
+                            f"{q.popularity_ndcg:.4f} (no float model known to compare with)",
+                            value=q.ndcg, limit=q.popularity_ndcg, margin=q.ndcg - q.popularity_ndcg,
+                            basis="measured"))
     else:
         floor = max(q.popularity_ndcg, q.float_ndcg * (1 - QUALITY_MARGIN))
         checks.append(Check("quality", q.ndcg > q.popularity_ndcg and q.ndcg >= q.float_ndcg * (1 - QUALITY_MARGIN),
@@ -336,6 +500,16 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
                             f"and within {QUALITY_MARGIN:.0%} of its float model's {q.float_ndcg:.4f}",
                             value=q.ndcg, limit=floor, margin=q.ndcg - floor, basis="measured"))
     return checks
+
+
+def _model_bytes_check(a: ArtifactProfile, profile: DeviceProfile) -> Check:
+    """The artifact's file; for a browser profile whose runtime is counted, the runtime's download with it."""
+    if profile.serving.web_runtime != "counted":
+        return _budget_check("model_bytes", "model", a.bytes, profile.budget.model_bytes, _mb, "file")
+    runtime = a.download.runtime_bytes if a.download else None
+    return _budget_check("model_bytes", "download (model + onnxruntime-web, runtime counted)",
+                         None if runtime is None else a.bytes + runtime, profile.budget.model_bytes, _mb, "download",
+                         unknown=a.download.how if a.download else "")
 
 
 def _budget_check(budget: str, label: str, value: float | None, limit: float, fmt, basis: str,
@@ -380,9 +554,11 @@ def _from_manifest(path: Path, sha256: str) -> ProfileRequest:
             quality = Quality(k=m.get("k", 0), ndcg=m.get("ndcg"), hr=m.get("hr"), users=m.get("users", 0),
                               undetermined=m.get("undetermined", 0), float_ndcg=float_m.get("ndcg"),
                               popularity_ndcg=pop.get("ndcg"))
+            reference = path.parent / REFERENCE_FILE
             return ProfileRequest(precision=entry.get("precision"), source=entry.get("source", "float"),
                                   parity_min=entry.get("parity_min"), quality=quality,
-                                  analytic_ms=entry.get("analytic_ms"))
+                                  analytic_ms=entry.get("analytic_ms"),
+                                  reference=reference if reference.is_file() else None)
     return ProfileRequest()
 
 
@@ -394,18 +570,19 @@ def measure(request: dict) -> dict:
 
     from toolkit.measure import Contender, LoadMonitor, memory_status, reset_peak, time_calls
 
+    path = Path(request["path"])
     before_runtime = memory_status()
     _import_runtime(request["format"])
     from export.runtime import Predictor
-    from toolkit.parity import load_reference, measure_parity
+    from toolkit.parity import measure_parity
 
-    reference = load_reference(Path(request["reference"]), request["source"])
+    reference = _read_reference(Path(request["reference"]), request["source"]) if request["reference"] else None
     after_runtime = memory_status()
     peak_reset = reset_peak()
     profile_threads = request["profile_threads"]
-    predictor = Predictor(Path(request["path"]), threads=profile_threads)
-    parity = measure_parity(predictor.predict, reference)  # also the first warm-up
-    histories = reference["history"]
+    predictor = Predictor(path, threads=profile_threads)
+    histories, histories_how = _timing_histories(path, predictor.max_history, reference, None)
+    parity = measure_parity(predictor.predict, reference) if reference and "items" in reference else NO_PARITY
     for i in range(200):  # serve a while: arena and caches at their steady size
         predictor.predict(histories[i % len(histories)][None])
     peak = memory_status()
@@ -420,7 +597,10 @@ def measure(request: dict) -> dict:
         memory["how"] = ("peak RSS of loading and serving minus the RSS of the interpreter before ONNX Runtime was "
                          "imported: the runtime library, its bindings and the model" if peak_reset else
                          "the RSS high-water mark cannot be reset on this system: memory not measured")
-    io = {"max_history": predictor.max_history, "candidates": predictor.top_k}
+    # the data file is read after the memory figures: its arrays and readers are not the app's memory
+    evaluation = _read_quality_data(path, QualityData(**request["data"])) if request["data"] else None
+    histories, histories_how = _timing_histories(path, predictor.max_history, reference, evaluation)
+    io = {"max_history": predictor.max_history, "candidates": predictor.top_k, "histories": histories_how}
     ops = _inspect_ops(Path(request["path"]), request["format"])
     if "program_bytes" in ops:
         memory["program_bytes"], memory["program"] = ops.pop("program_bytes"), ops.pop("program")
@@ -447,8 +627,106 @@ def measure(request: dict) -> dict:
     with LoadMonitor() as monitor:
         timings = time_calls({str(n): setting(n) for n in request["threads"]}, histories,
                              TimingConfig(**request["timing"]))
+    quality = None
+    if evaluation is not None:
+        quality = _quality_through(predictors[current["threads"]] or Predictor(path, threads=profile_threads),
+                                   evaluation)
     return {"memory": memory, "timings": {k: v.to_dict() for k, v in timings.items()}, "parity": parity,
-            "ops": ops, "io": io, "host_load": monitor.load.to_dict()}
+            "ops": ops, "io": io, "host_load": monitor.load.to_dict(), "quality": quality,
+            "histories": histories.tolist()}
+
+
+def _read_reference(path: Path, source: str) -> dict:
+    """`history` (R, L) and, when present, the source model's `scores`/`items` (R, C) (toolkit/parity.py)."""
+    import numpy as np
+
+    from toolkit.parity import load_reference
+
+    try:
+        with np.load(path) as arrays:
+            keys = set(arrays.files)
+            history = arrays["history"] if "history" in keys else None
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"--reference {path}: not a readable .npz file ({e})") from e
+    if history is None or history.ndim != 2 or not np.issubdtype(history.dtype, np.integer):
+        raise ToolkitError(f"--reference {path}: expected an array `history` of item indices, shape (R, L)")
+    if {f"{source}_scores", f"{source}_items"} <= keys:
+        return load_reference(path, source)
+    return {"history": history}
+
+
+def _timing_histories(path: Path, max_history: int, reference: dict | None, evaluation) -> tuple:
+    """What the artifact is timed on: the reference histories, else the data's test histories, else
+    synthetic ones (seeded, valid indices from the items.json next to it, else item 1 only)."""
+    import numpy as np
+
+    from toolkit.contract import read_items
+    from toolkit.evaluate import pad_histories
+
+    if reference is not None:
+        history = reference["history"]
+        if history.shape[1] != max_history:
+            raise ToolkitError(f"--reference: its histories hold {history.shape[1]} items, the artifact's input "
+                               f"{max_history}")
+        return history, f"{len(history)} reference histories"
+    if evaluation is not None:
+        rows = evaluation.split.history("test")[:SYNTHETIC_HISTORIES]
+        return pad_histories(rows, max_history), f"{len(rows)} test histories of --data"
+    rng = np.random.default_rng(0)
+    items_file = path.parent / ITEMS_FILE
+    num_items = len(read_items(items_file)) if items_file.is_file() else 2
+    history = np.zeros((SYNTHETIC_HISTORIES, max_history), dtype=np.int64)
+    for row, length in enumerate(rng.integers(1, max_history + 1, SYNTHETIC_HISTORIES)):
+        history[row, max_history - length:] = rng.integers(1, num_items, length)
+    how = (f"{SYNTHETIC_HISTORIES} synthetic histories (seed 0) of random items from {ITEMS_FILE}"
+           if items_file.is_file() else f"{SYNTHETIC_HISTORIES} synthetic histories of item 1 only (no {ITEMS_FILE})")
+    return history, how
+
+
+@dataclass
+class _Evaluation:
+    split: Split  # over the artifact's item indices (its items.json)
+    kept_users: int
+    dropped_users: int
+    unknown_items: int  # interactions whose item the artifact's items.json does not hold
+
+
+def _read_quality_data(path: Path, data: QualityData) -> _Evaluation:
+    """The interactions, mapped to the artifact's item indices (items.json), split leave-one-out as a build does."""
+    import numpy as np
+
+    from toolkit.contract import read_items
+    from toolkit.data import MIN_INTERACTIONS_PER_USER, Dataset, load_dataset, split_leave_one_out
+
+    items = read_items(path.parent / ITEMS_FILE)
+    options = {k: v for k, v in asdict(data).items() if k != "path" and v is not None}
+    dataset = load_dataset(data.path, **options)
+    index = {item: i for i, item in enumerate(items) if i}
+    to_artifact = np.array([index.get(item, 0) for item in dataset.item_ids], dtype=np.int64)
+    sequences, unknown = [], 0
+    for seq in dataset.sequences:
+        mapped = to_artifact[seq]
+        unknown += int((mapped == 0).sum())
+        if (mapped > 0).sum() >= MIN_INTERACTIONS_PER_USER:
+            sequences.append(mapped[mapped > 0])
+    if not sequences:
+        raise ToolkitError(f"--data {data.path}: no user has {MIN_INTERACTIONS_PER_USER} interactions with items "
+                           f"of the artifact's {ITEMS_FILE}")
+    mapped = Dataset(name=dataset.name, sha256=dataset.sha256, item_ids=items,
+                     user_ids=[str(i) for i in range(len(sequences))], sequences=sequences)
+    return _Evaluation(split=split_leave_one_out(mapped), kept_users=len(sequences),
+                       dropped_users=len(dataset.sequences) - len(sequences), unknown_items=unknown)
+
+
+def _quality_through(predictor, evaluation: _Evaluation) -> dict:
+    """HR/NDCG@K on the data's test targets through the artifact, and the popularity baseline on the same split."""
+    from toolkit.evaluate import cutoff_for, evaluate_popularity, evaluate_topk
+
+    k = cutoff_for(predictor.top_k)
+    metrics = evaluate_topk(predictor.predict, evaluation.split, "test", predictor.max_history, k)
+    popularity = evaluate_popularity(evaluation.split, "test", k)
+    return asdict(Quality(k=k, ndcg=metrics.ndcg, hr=metrics.hr, users=metrics.users,
+                          undetermined=metrics.undetermined, popularity_ndcg=popularity.ndcg))
 
 
 def _import_runtime(fmt: str) -> None:

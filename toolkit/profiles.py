@@ -16,6 +16,8 @@ from toolkit.errors import ToolkitError
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 FORMATS = ("executorch", "onnx")
+# serving.web_runtime of a browser profile: does the page's download include onnxruntime-web's files?
+WEB_RUNTIME = ("counted", "cached")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class Serving:
     max_history: int
     top_k: int
     formats: tuple[str, ...]
+    # a browser profile (onnxruntime-web, measured in headless Chromium): "counted" = the model_bytes check
+    # counts the runtime's download with the model's; "cached" = the browser has the runtime already (the
+    # profile says why), the model alone is downloaded; "" = an app that ships its runtime inside it
+    web_runtime: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     "hardware": {"int8": _Field((bool,)), "threads": _Field((int,), True, limit=256),
                  "gflops": _Field((int, float), True), "cpu": _Field((str,), required=False)},
     "serving": {"max_history": _Field((int,), True, limit=4096), "top_k": _Field((int,), True, limit=10_000),
-                "formats": _Field((list,))},
+                "formats": _Field((list,)), "web_runtime": _Field((str,), required=False)},
 }
 
 
@@ -146,6 +152,12 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
     cpu = values.get("hardware", {}).get("cpu")
     if cpu is not None and not CPU_PATTERN.match(cpu):
         errors.append(f"hardware.cpu: {cpu!r} is not a CPU model name such as cortex-a76")
+    web_runtime = values.get("serving", {}).get("web_runtime")
+    if web_runtime is not None and web_runtime not in WEB_RUNTIME:
+        errors.append(f"serving.web_runtime: {web_runtime!r} not valid; valid: {', '.join(WEB_RUNTIME)} (a browser "
+                      "profile: the runtime's download counted in model_bytes, or cached by the browser)")
+    if web_runtime is not None and formats is not None and list(formats) != ["onnx"]:
+        errors.append(f"serving.web_runtime: a browser profile serves only onnx (formats {formats})")
     if errors:
         raise ToolkitError(f"{source}: invalid profile: " + "; ".join(errors))
     b, h, s = values["budget"], values["hardware"], values["serving"]
@@ -154,7 +166,8 @@ def parse_profile(raw: dict, source: str) -> DeviceProfile:
         description=raw["description"],
         budget=Budget(model_bytes=b["model_bytes"], memory_bytes=b["memory_bytes"], latency_ms=float(b["latency_ms"])),
         hardware=Hardware(int8=h["int8"], threads=h["threads"], gflops=float(h["gflops"]), cpu=h.get("cpu", "")),
-        serving=Serving(max_history=s["max_history"], top_k=s["top_k"], formats=tuple(s["formats"])),
+        serving=Serving(max_history=s["max_history"], top_k=s["top_k"], formats=tuple(s["formats"]),
+                        **({"web_runtime": s["web_runtime"]} if "web_runtime" in s else {})),
         path=source,
     )
 

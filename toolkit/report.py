@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toolkit.profiler import PARITY_MIN_AGREEMENT, QUALITY_MARGIN, ArtifactProfile
+from toolkit.profiler import PARITY_MIN_AGREEMENT, QUALITY_MARGIN, WHERE, ArtifactProfile
 from toolkit.profiles import DeviceProfile
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -185,6 +185,9 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
                   f"{r.format}, {r.precision}, {r.bytes:,} bytes, sha256 `{r.sha256[:16]}…`. "
                   f"Verdict: **{'fits' if r.fits else 'does not fit'}**.", ""]
         lines += [f"- {'pass' if c.passed else 'FAIL'} `{c.budget}`: {c.text}" for c in r.checks]
+        lines += [f"- not checked `{budget}`: {why}" for budget, why in r.not_checked.items()]
+        if r.download:
+            lines.append(f"- download: {r.download.how}")
         lines += ["", "Memory (the verdict uses the first line):",
                   f"- {m.basis}: {_bytes(m.verdict_bytes)}: {m.how}"]
         if m.python_bytes is not None:
@@ -192,15 +195,19 @@ def markdown(profile: DeviceProfile, results: list[ArtifactProfile], serving: di
                          f"{' and torch' if r.format == 'executorch' else ''} and model), {_bytes(m.python_model_bytes)} "
                          "above the imported runtime (the model's own)")
         if m.native_bytes is not None:
-            lines.append(f"- native C++ client: {_bytes(m.native_bytes)} (whole process)")
+            client = "native C++ client" if r.format == "executorch" else "native ONNX Runtime client (C API)"
+            lines.append(f"- {client}: {_bytes(m.native_bytes)} (whole process)")
+        if m.browser_bytes is not None:
+            lines.append(f"- headless Chromium: {_bytes(m.browser_bytes)} onnxruntime-web wasm memory, "
+                         f"{_bytes(m.browser_renderer_bytes)} the page's renderer process")
         if m.program_bytes is not None:
             lines.append(f"- from the program: {_bytes(m.program_bytes)} (planned activations "
                          f"{m.program['planned_activation_bytes']:,} bytes + constants {m.program['constant_bytes']:,} bytes)")
         lines += ["", "Latency (per call, ms):", "",
                   "| setting | calls | p50 | p95 | p99 | quiet p50 | quiet p95 |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, t in lat.timings.items():
-            label = (f"native C++ client, {name.split('/')[1]} thread(s)" if name.startswith("native/")
-                     else f"Python runtime, {name} thread(s)")
+            where, _, threads = name.rpartition("/")
+            label = f"{WHERE[where + '/' if where else '']}, {threads} thread(s)"
             lines.append(f"| {label} | {t.calls} | {t.p50_ms:.3f} | {t.p95_ms:.3f} | {t.p99_ms:.3f} | "
                          f"{t.quiet_p50_ms:.3f} | {t.quiet_p95_ms:.3f} |")
         dev = "unknown" if lat.device_p95_ms is None else f"p50 {lat.device_p50_ms:.3f} ms, p95 {lat.device_p95_ms:.3f} ms"
