@@ -35,6 +35,7 @@ Writes bench/peers.json: {"peers": [{"name": "recbole-sasrec"|"toolkit", "dim": 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -146,7 +147,8 @@ def recbole_run(split, seed: int, work: Path, log, epochs: int = 0) -> Run:
     dataset = create_dataset(config)
     train_data, valid_data, _ = data_preparation(config, dataset)
     model = SASRec(config, train_data._dataset).to("cpu")
-    trainer = Trainer(config, model)
+    with contextlib.chdir(work):  # RecBole's Trainer opens a TensorBoard folder in the working directory
+        trainer = Trainer(config, model)
 
     clock = {"train": 0.0, "evals": []}  # training time in its optimisation steps; (time, score) per validation
     start = time.perf_counter()

@@ -50,3 +50,10 @@ def test_codename(tmp_path: Path):
     (tmp_path / "os-release").write_text("ID=alpine\n")
     with pytest.raises(BackportsError, match="VERSION_CODENAME"):
         codename(tmp_path / "os-release")
+
+
+def test_another_suite_as_one_line(tmp_path: Path):
+    (tmp_path / "debian.sources").write_text(DEB822)
+    archive = release_archive("bookworm", tmp_path, tmp_path / "sources.list")
+    assert archive.one_line("trixie") == ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+                                          "http://archive.example/debian trixie main\n")

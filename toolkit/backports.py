@@ -8,6 +8,7 @@ entry) rather than written out: the project names no archive host.
 
     python3 toolkit/backports.py            # print the deb822 source for <codename>-backports
     python3 toolkit/backports.py --write    # write it to /etc/apt/sources.list.d/ (root)
+    python3 toolkit/backports.py --suite trixie   # another suite of the same archive, one line
 
 It runs before the toolkit is installed (CI's first step), hence no third-party imports.
 """
@@ -39,10 +40,19 @@ class Archive:
 
     def backports(self) -> str:
         """The deb822 stanza of `<codename>-backports` on the same archive, same keyring."""
-        lines = ["Types: deb", f"URIs: {self.uri}", f"Suites: {self.codename}-backports", "Components: main"]
+        return self.source(f"{self.codename}-backports")
+
+    def source(self, suite: str) -> str:
+        """The deb822 stanza of `suite` (main) on the same archive, same keyring."""
+        lines = ["Types: deb", f"URIs: {self.uri}", f"Suites: {suite}", "Components: main"]
         if self.signed_by:
             lines.append(f"Signed-By: {self.signed_by}")
         return "\n".join(lines) + "\n"
+
+    def one_line(self, suite: str) -> str:
+        """The same as a one-line `sources.list` entry (for apt's Dir::Etc::sourcelist)."""
+        options = f"[signed-by={self.signed_by}] " if self.signed_by else ""
+        return f"deb {options}{self.uri} {suite} main\n"
 
 
 def codename(os_release: Path = OS_RELEASE) -> str:
@@ -110,12 +120,18 @@ def write_source(text: str, target: Path = TARGET) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="backports.py", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"write the source to {TARGET}")
+    parser.add_argument("--suite", help="print the source of this suite of the same archive instead (e.g. the next "
+                        "release, for one package's header), as a one-line sources.list entry")
     args = parser.parse_args(argv)
     try:
-        text = release_archive(codename()).backports()
+        archive = release_archive(codename())
     except (BackportsError, OSError) as e:
         print(f"backports: {e}", file=sys.stderr)
         return 2
+    if args.suite:
+        print(archive.one_line(args.suite), end="")
+        return 0
+    text = archive.backports()
     if args.write:
         write_source(text)
         print(f"wrote {TARGET}")
