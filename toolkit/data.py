@@ -106,6 +106,7 @@ class Dataset:
             "rows_read": self.rows_read,
             "duplicates_dropped": self.duplicates_dropped,
             "has_titles": bool(self.titles),
+            "path": self.path,  # "" for the default dataset
         }
 
     def key(self) -> dict:
