@@ -29,6 +29,21 @@ def read_items(path: Path) -> list[str]:
     return items
 
 
+def read_allow_repeats(path: Path) -> bool:
+    """Whether an app keeps answers the user has already seen: manifest.json's `serving.repeats` is
+    "allow" (a build's `--repeats allow`); "drop", no such field or no manifest: they are dropped."""
+    if not path.is_file():
+        return False
+    try:
+        serving = json.loads(path.read_text(encoding="utf-8")).get("serving")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise ToolkitError(f"{path}: not a valid manifest ({e})") from e
+    repeats = serving.get("repeats", "drop") if isinstance(serving, dict) else "drop"
+    if repeats not in ("drop", "allow"):
+        raise ToolkitError(f"{path}: serving.repeats must be \"drop\" or \"allow\", not {repeats!r}")
+    return repeats == "allow"
+
+
 def read_top_k(path: Path) -> int | None:
     """How many answers an app keeps: manifest.json's `profile.serving.top_k`; None without a manifest."""
     if not path.is_file():
