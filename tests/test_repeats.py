@@ -86,3 +86,19 @@ def test_time_format_flag_reaches_the_data(tmp_path, cache_dir):
     # with the format the file is read (and then refused for its small catalogue, before any training)
     good = run_cli("build", "--data", str(f), "--time-format", "%d/%m/%Y", "--out", str(tmp_path / "b"))
     assert good.returncode == 2 and "the catalogue needs at least" in good.stderr, good.stderr
+
+
+def test_clients_read_the_mode_from_the_manifest(tmp_path):
+    import pytest
+
+    from toolkit.contract import read_allow_repeats
+    from toolkit.errors import ToolkitError
+
+    path = tmp_path / "manifest.json"
+    assert read_allow_repeats(path) is False  # no manifest: seen items are dropped, as always
+    for serving, allowed in (({}, False), ({"repeats": "drop"}, False), ({"repeats": "allow"}, True)):
+        path.write_text(json.dumps({"serving": serving}))
+        assert read_allow_repeats(path) is allowed
+    path.write_text(json.dumps({"serving": {"repeats": "sometimes"}}))
+    with pytest.raises(ToolkitError, match="serving.repeats must be one of drop, allow, not 'sometimes'"):
+        read_allow_repeats(path)

@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import replace
 
+from toolkit.contract import REPEATS_MODES
 from toolkit.distributed import DistributedConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 
@@ -72,7 +73,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_data_flags(b)
     b.add_argument("--out", help="build directory (default builds/<profile>)")
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
-    b.add_argument("--repeats", choices=("drop", "allow"),
+    b.add_argument("--repeats", choices=REPEATS_MODES,
                    help="drop (the default): never recommend an item the user already has; allow: repeat "
                         "consumption (groceries, music): seen items may be recommended, the apps keep them and "
                         "the metrics count them")
@@ -109,7 +110,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="give up when another rank has not answered for this long "
                         f"(default {DistributedConfig.timeout_s:.0f})")
     t.add_argument("--teacher", choices=("ensemble", "kg"), help="ensemble (the default) or kg (knowledge-graph teacher)")
-    t.add_argument("--repeats", choices=("drop", "allow"), help="as for build: it decides what validation counts")
+    t.add_argument("--repeats", choices=REPEATS_MODES, help="as for build: it decides what validation counts")
     t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph, as for build")
     t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file, as for build")
     # build_config reads them; the teacher does not depend on them

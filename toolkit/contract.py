@@ -14,6 +14,9 @@ from toolkit.errors import ToolkitError
 ITEMS_FILE = "items.json"  # index -> original item id; index 0 is padding ""
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.npz"  # real histories and each source model's outputs (parity)
+# manifest.json's serving.repeats: "drop" (an app drops every item the user has seen; the default,
+# also for a manifest without the field) or "allow" (seen items are answers: repeat consumption)
+REPEATS_MODES = ("drop", "allow")
 
 
 def read_items(path: Path) -> list[str]:
@@ -39,8 +42,8 @@ def read_allow_repeats(path: Path) -> bool:
     except (ValueError, UnicodeDecodeError, AttributeError) as e:
         raise ToolkitError(f"{path}: not a valid manifest ({e})") from e
     repeats = serving.get("repeats", "drop") if isinstance(serving, dict) else "drop"
-    if repeats not in ("drop", "allow"):
-        raise ToolkitError(f"{path}: serving.repeats must be \"drop\" or \"allow\", not {repeats!r}")
+    if repeats not in REPEATS_MODES:
+        raise ToolkitError(f"{path}: serving.repeats must be one of {', '.join(REPEATS_MODES)}, not {repeats!r}")
     return repeats == "allow"
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.contract import REPEATS_MODES
 from toolkit.errors import ToolkitError
 
 DEFAULT_DATASET = "movielens-100k"
@@ -49,7 +50,6 @@ ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "movieId", "movie_id", "i
 TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date")
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".inter", ".parquet")
 MIN_INTERACTIONS_PER_USER = 3  # train + validation + test
-REPEATS_MODES = ("drop", "allow")  # may the artifact recommend an item the user already has?
 # Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973,
 # so every real log falls clearly on one side (a seconds log of today is ~1.7e9, milliseconds ~1.7e12).
 EPOCH_MS_FROM = 1e11
@@ -106,7 +106,7 @@ class Dataset:
             "rows_read": self.rows_read,
             "duplicates_dropped": self.duplicates_dropped,
             "has_titles": bool(self.titles),
-            "path": self.path,  # "" for the default dataset
+            "path": str(Path(self.path).resolve()) if self.path else "",  # "" for the default dataset
         }
 
     def key(self) -> dict:
