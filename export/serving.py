@@ -2,7 +2,8 @@
 
 Input  `history` int64 (1, L): item indices in time order, left-padded with 0.
 Output `scores` float32 (1, K) and `items` int64 (1, K), best first; padding and the items in
-`history` never appear. The graph computes only the last position's state, then the scores.
+`history` never appear (with `allow_repeats`, a build's `--repeats allow`, history items may: only
+padding is masked). The graph computes only the last position's state, then the scores.
 
 The trained model ties its item table (input lookup and output scores share one weight). For
 int8 the two uses must be separate tensors: the lookup is a gather (quantized weight-only by
@@ -32,10 +33,11 @@ OUTPUT_NAMES = ("scores", "items")
 
 
 class ServingModel(nn.Module):
-    def __init__(self, model: SASRec | Ensemble, top_k: int, split_table: bool = False):
+    def __init__(self, model: SASRec | Ensemble, top_k: int, split_table: bool = False, allow_repeats: bool = False):
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         self.top_k = top_k
+        self.allow_repeats = allow_repeats
         self.split_table = False
         self.output = None
         table = getattr(self.model, "items", None)
@@ -86,7 +88,11 @@ class ServingModel(nn.Module):
         # index 0 is padding, never an answer (even when history is full): it is masked with the
         # history items in one scatter (a masked_fill over all N items costs more than the scatter;
         # F.pad, not torch.cat: the XNNPACK quantizer annotates cat and would observe int64 ids)
-        masked = torch.nn.functional.pad(history, (1, 0), value=0)  # (1, L + 1)
+        # with repeats allowed only the padding index is masked: a (1, 1) column of zeros
+        if self.allow_repeats:
+            masked = torch.zeros_like(history[:, :1])  # (1, 1)
+        else:
+            masked = torch.nn.functional.pad(history, (1, 0), value=0)  # (1, L + 1)
         scores = scores.scatter(1, masked, float("-inf"))
         values, indices = torch.topk(scores, self.top_k, dim=1)
         return values, indices

@@ -301,8 +301,10 @@ class TwoStageServing(nn.Module):
         probe: clusters scored in stage 2.
     """
 
-    def __init__(self, model: nn.Module, candidates: int, index: ClusterIndex, probe: int):
+    def __init__(self, model: nn.Module, candidates: int, index: ClusterIndex, probe: int,
+                 allow_repeats: bool = False):
         super().__init__()
+        self.allow_repeats = allow_repeats  # history items stay answers (a build's --repeats allow)
         self.model = copy.deepcopy(model).eval()
         table = getattr(self.model, "items", None)
         rows = _table_rows(table)
@@ -341,7 +343,8 @@ class TwoStageServing(nn.Module):
         ids = torch.where(real, start.unsqueeze(-1) + self.slots, 0).reshape(b, p)  # (B, P)
         scores = member_scores(self.model.items, hidden, ids)  # (B, P)
         scores = torch.where(ids == 0, float("-inf"), scores)
-        scores = self._mask_history(scores, history, top)
+        if not self.allow_repeats:
+            scores = self._mask_history(scores, history, top)
         values, at = torch.topk(scores, self.top_k, dim=1)  # (B, K)
         return values, torch.gather(ids, 1, at)
 

@@ -3,6 +3,11 @@
     python -m runtime_demo --model builds/mobile-arm/model.int8.pte --history 50,172,181
     python -m runtime_demo --model builds/mobile-arm/model.fp32.onnx --user 42 --json
     python -m runtime_demo --model builds/mobile-arm/model.int8.onnx --bench 10000
+    python -m runtime_demo --model builds/shop/model.fp32.onnx --user cust-0042 --data shop.csv
+
+--user and --bench read the build's dataset as the build read it (the columns, encoding and time
+format its manifest records; the file at the recorded path unless --data names another); the
+--*-col, --encoding and --time-format flags override the manifest.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 130 interrupted.
 """
@@ -13,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.cli import OneLineParser, positive_int  # the toolkit's one-line, exit-2 argument errors
+from toolkit.cli import OneLineParser, add_data_flags, positive_int  # the toolkit's one-line, exit-2 errors
 from toolkit.errors import ToolkitError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
@@ -32,7 +37,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="serve N requests with random real histories; print latency and RSS")
     parser.add_argument("--json", action="store_true",
                         help='print {"items": [...], "scores": [...]} (with --bench: the figures)')
-    parser.add_argument("--data", type=Path, help="the build's interactions file, when it is not MovieLens-100K")
+    add_data_flags(parser)  # --data and how to read it: the build's own flags
     parser.add_argument("--threads", type=positive_int, help="runtime threads (default 1)")
     parser.add_argument("--seed", type=int, help="seed of the --bench histories (default 0)")
     parser.add_argument("--verbose", action="store_true", help="show the runtimes' own log output")
@@ -60,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     if history is None:
         from runtime_demo.histories import load_build_dataset, user_history
 
-        dataset = load_build_dataset(manifest, args.data)
+        dataset = load_build_dataset(manifest, _data(args), **_read_flags(args))
         if args.user is not None:
             history = user_history(dataset, args.user)
     recommender = Recommender(args.model, verbose=args.verbose, **options)
@@ -88,21 +93,39 @@ def _answer(recommender, history: list[str], dataset, args: argparse.Namespace) 
     if args.json:
         print(format_json(rec))
         return EXIT_OK
-    titles = dataset.titles if dataset is not None else _titles(args.model.parent, args.data)
+    titles = dataset.titles if dataset is not None else _titles(args.model.parent, args)
     window = f", the last {rec.used} of {rec.known} known" if rec.known > rec.used else ""
+    seen = "seen items may be answers (repeats allowed)" if recommender.allow_repeats else \
+        "items the history already holds are left out"
     print(f"top {len(rec.items)} of {recommender.top_k} for a history of {len(history)} item(s){window} "
-          f"({args.model.name}, {recommender.runtime}; items the history already holds are left out)")
+          f"({args.model.name}, {recommender.runtime}; {seen})")
     print(format_table(rec, titles))
     return EXIT_OK
 
 
-def _titles(build_dir: Path, data: Path | None) -> dict[str, str]:
-    """Titles when the build's dataset has them and can be read; a table without them otherwise."""
-    from runtime_demo.histories import load_build_dataset
-    from runtime_demo.recommend import read_manifest
+def _data(args: argparse.Namespace) -> Path | None:
+    return Path(args.data) if args.data is not None else None
 
+
+def _read_flags(args: argparse.Namespace) -> dict[str, str]:
+    from runtime_demo.histories import READ_FLAGS
+
+    return {k: getattr(args, k) for k in READ_FLAGS if getattr(args, k) is not None}
+
+
+def _titles(build_dir: Path, args: argparse.Namespace) -> dict[str, str]:
+    """Titles when the build's dataset has them (MovieLens-100K); without a word otherwise. A warning
+    only when the data has titles and they cannot be read."""
+    from runtime_demo.histories import has_titles, load_build_dataset
+    from runtime_demo.recommend import MANIFEST_FILE, read_manifest
+
+    if not (build_dir / MANIFEST_FILE).is_file():
+        return {}
+    manifest = read_manifest(build_dir)
+    if not has_titles(manifest):
+        return {}
     try:
-        return load_build_dataset(read_manifest(build_dir), data).titles
+        return load_build_dataset(manifest, _data(args), **_read_flags(args)).titles
     except ToolkitError as e:
         print(f"warning: no titles ({e})", file=sys.stderr)
         return {}

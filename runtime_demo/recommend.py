@@ -6,7 +6,8 @@ This is the app side of the artifact contract (shared/DESIGN.md), in Python:
   window L the artifact was exported with; a longer history keeps its most recent L items;
 - the artifact already excludes the items inside its window. An app knows the *whole* history,
   so `recommend` also drops answers the user already has further back, and answers with a
-  non-finite score (nothing left to recommend);
+  non-finite score (nothing left to recommend); a build made with `--repeats allow` (manifest.json's
+  `serving.repeats`) recommends seen items on purpose: they are kept;
 - then it keeps at most `profile.serving.top_k` answers (from `manifest.json` next to the
   artifact; all of them when there is none): an artifact may return more than top_k candidates
   so that this filtering still leaves top_k.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, read_items, read_top_k
+from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, read_allow_repeats, read_items, read_top_k
 from toolkit.errors import ToolkitError
 
 SCORE_DECIMALS = 6  # printed scores: enough to rank, stable across runs and runtimes
@@ -69,6 +70,7 @@ class Recommender:
             raise ToolkitError(f"--model {self.model}: no such file")
         self.item_ids = read_items(self.model.parent / ITEMS_FILE)
         self.keep = read_top_k(self.model.parent / MANIFEST_FILE)  # None: keep every answer
+        self.allow_repeats = read_allow_repeats(self.model.parent / MANIFEST_FILE)  # keep seen items
         self.index = {item: i for i, item in enumerate(self.item_ids) if i > 0}
         with contextlib.nullcontext() if verbose else quiet_stderr():
             self.predictor = Predictor(self.model, threads=threads)
@@ -96,7 +98,7 @@ class Recommender:
         minus padding, what the whole history holds and non-finite scores, then at most top_k."""
         x, unknown, known = self.encode(history)
         scores, items = self.predictor.predict(x)  # (1, K) float32, (1, K) int64
-        seen = set(x[0].tolist()) | {self.index[item] for item in history if item in self.index}
+        seen = set() if self.allow_repeats else set(x[0].tolist()) | {self.index[i] for i in history if i in self.index}
         out_items, out_scores = [], []
         for score, index in zip(scores[0].tolist(), items[0].tolist()):
             if index == 0 or index in seen or not math.isfinite(score):

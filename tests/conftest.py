@@ -58,6 +58,26 @@ def tiny_build(cache_dir, tmp_path_factory) -> Path:
     return out
 
 
+SHOP_BUILD_ARGS = ["--user-col", "customer", "--item-col", "product", "--time-col", "event_time",
+                   "--epochs", "2", "--teacher-members", "1", "--teacher-dim", "16", "--student-dim", "16"]
+
+
+@pytest.fixture(scope="session")
+def shop_build(cache_dir, tmp_path_factory):
+    """A build with `--repeats allow` made by the real CLI from the generated shop log
+    (tests/fixtures/shop_log.py: zone-aware times, duplicates, repeat purchases, string SKUs, CRLF).
+    Returns (build folder, ShopLog, the CLI's CompletedProcess)."""
+    from fixtures.shop_log import write_shop_log
+
+    folder = tmp_path_factory.mktemp("shop")
+    log = write_shop_log(folder / "shop.csv")
+    out = folder / "build"
+    result = run_cli("build", "--profile", "mobile-arm", "--data", str(log.path), "--repeats", "allow",
+                     "--out", str(out), *SHOP_BUILD_ARGS)
+    assert (out / "manifest.json").is_file(), f"build failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return out, log, result
+
+
 @pytest.fixture(scope="session")
 def trained_small(small_split):
     """A small SASRec (dim 16, 2 heads, window 50) trained 4 epochs on the 150-user slice, shared by the

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.data import load_dataset, read_interactions, split_leave_one_out
+from fixtures.shop_log import write_shop_log
+from toolkit.data import UNREACHABLE_WARN_SHARE, load_dataset, read_interactions, split_leave_one_out, summarize
 from toolkit.errors import ToolkitError
+
+SHOP_COLUMNS = {"user_col": "customer", "item_col": "product", "time_col": "event_time"}
 
 
 def test_movielens_100k_counts(movielens):
@@ -85,7 +88,8 @@ def test_column_overrides(tmp_path):
 @pytest.mark.parametrize("name,text,message", [
     ("a.json", "{}", "unsupported file type '.json'"),
     ("a.csv", "user,item,timestamp\n", "no interactions"),
-    ("a.csv", "user,item,timestamp\n1,2,x\n1,3,y\n1,4,z\n", "column 'timestamp' must hold numbers or ISO dates"),
+    ("a.csv", "user,item,timestamp\n1,2,x\n1,3,y\n1,4,z\n",
+     "column 'timestamp' must hold epoch seconds or milliseconds, or ISO-8601 .*--time-format.*data row 1 .* holds 'x'"),
     ("a.csv", "user,item,timestamp\n1,2\n", "line 2 has 2 fields"),
     ("a.csv", "user,item,timestamp\n1,2,3\n1,,4\n1,5,6\n", "data row 2 \\(line 3 of a text file\\) has an empty 'item'"),
     ("a.csv", "user,item,timestamp\n,2,3\n1,4,4\n1,5,6\n", "has an empty 'user'"),
@@ -148,3 +152,85 @@ def test_parquet_with_a_missing_id_names_the_row(tmp_path):
                    tmp_path / "x.parquet")
     with pytest.raises(ToolkitError, match="data row 2 .* empty 'item'"):
         read_interactions(tmp_path / "x.parquet")
+
+
+def test_movielens_has_no_exact_duplicates_and_no_unreachable_targets(movielens):
+    """Dropping exact duplicates leaves MovieLens-100K as it was: drop-mode builds stay identical."""
+    assert movielens.rows_read == 100_000 and movielens.duplicates_dropped == 0
+    assert movielens.time_read_as == "epoch seconds"
+    summary = summarize(movielens, split_leave_one_out(movielens), "drop")
+    assert summary.unreachable_test_targets == 0 and summary.repeat_events == 0 and not summary.warnings()
+
+
+def test_zone_aware_iso_times_are_converted_to_utc(tmp_path):
+    # 07:00+02:00 is 05:00Z: it comes before 05:16:01Z although its text sorts after it
+    f = _write(tmp_path / "log.csv", "user,item,ts\nu,middle,2024-06-15T05:16:01Z\nu,early,2024-06-15T07:00:00+02:00\n"
+               "u,last,2024-06-15T03:30:00.5-03:00\n")
+    ds = read_interactions(f)
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["early", "middle", "last"]
+    assert ds.time_read_as == "ISO-8601 with a zone offset, converted to UTC"
+
+
+@pytest.mark.parametrize("stamps,read_as", [((1_718_428_561, 1_718_428_562, 1_718_428_500), "epoch seconds"),
+                                             ((1_718_428_561_000, 1_718_428_562_000, 1_718_428_500_000),
+                                              "epoch milliseconds")])
+def test_epoch_seconds_and_milliseconds_are_told_apart(tmp_path, stamps, read_as):
+    f = _write(tmp_path / "log.csv", "user,item,ts\n" + "".join(f"u,{i},{t}\n" for i, t in zip("abc", stamps)))
+    ds = read_interactions(f)
+    assert ds.time_read_as == read_as and [ds.item_ids[i] for i in ds.sequences[0]] == ["c", "a", "b"]
+
+
+def test_time_format_reads_other_formats_and_names_the_first_row_that_does_not_match(tmp_path):
+    f = _write(tmp_path / "log.csv", "user,item,ts\nu,a,15/06/2024 05:16\nu,b,14/06/2024 05:16\nu,c,01/07/2024 00:00\n")
+    with pytest.raises(ToolkitError, match="--time-format"):
+        read_interactions(f)
+    ds = read_interactions(f, time_format="%d/%m/%Y %H:%M")
+    assert [ds.item_ids[i] for i in ds.sequences[0]] == ["b", "a", "c"] and "%d/%m/%Y %H:%M" in ds.time_read_as
+    assert ds.key()["time_format"] == "%d/%m/%Y %H:%M"  # it shapes the sequences: part of every cache key
+    g = _write(tmp_path / "bad.csv", "user,item,ts\nu,a,15/06/2024 05:16\nu,b,2024-06-14\nu,c,31/13/2024 00:00\n")
+    with pytest.raises(ToolkitError, match=r"data row 2 \(line 3 of a text file\) holds '2024-06-14'.*"
+                                           r"does not match --time-format"):
+        read_interactions(g, time_format="%d/%m/%Y %H:%M")
+
+
+@pytest.mark.parametrize("rows,message", [
+    # the first row in another format is named, with its line and value (not a later one)
+    (["2024-06-15T05:16:01Z", "2024-06-15T05:17:01Z", "1718428561", "2024-06-15 05:18:01"],
+     r"mixes time formats: data row 3 \(line 4 of a text file\) holds '1718428561', data row 1 holds "
+     r"'2024-06-15T05:16:01Z' \(ISO-8601 with a zone offset\)"),
+    (["2024-06-15T05:16:01Z", "2024-06-15T05:16:02", "2024-06-15T05:16:03Z"],
+     r"mixes time formats: data row 2 .* holds '2024-06-15T05:16:02'"),
+    (["1718428561", "1718428562000", "1718428563"], r"mixes epoch seconds and milliseconds: data row 2 .*'1718428562000'"),
+    (["2024-06-15", "2024-13-15", "2024-06-17"], r"data row 2 \(line 3 of a text file\) holds '2024-13-15'.*not a valid date"),
+    (["2024-06-15", "", "2024-06-17"], r"data row 2 .* has no 'ts' \(empty\)"),
+])
+def test_a_column_mixing_formats_names_the_first_bad_row(tmp_path, rows, message):
+    f = _write(tmp_path / "log.csv", "user,item,ts\n" + "".join(f"u,{i},{t}\n" for i, t in enumerate(rows)))
+    with pytest.raises(ToolkitError, match=message):
+        read_interactions(f)
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(ToolkitError, match=f"--data {tmp_path}: is a directory; expected a .csv, .tsv, .inter, "
+                                           ".parquet file of interactions"):
+        load_dataset(str(tmp_path))
+
+
+def test_shop_log_duplicates_dropped_repeats_kept_and_counted(tmp_path):
+    log = write_shop_log(tmp_path / "shop.csv")
+    assert b"\r\n" in log.path.read_bytes()
+    with pytest.raises(ToolkitError, match="--user-col"):  # customer/product/event_time are not guessed
+        read_interactions(log.path)
+    ds = read_interactions(log.path, **SHOP_COLUMNS)
+    assert ds.rows_read == log.rows and ds.duplicates_dropped == log.duplicates > 0
+    assert len(ds.user_ids) == log.customers and ds.dropped_users == log.short_customers
+    assert all(i.startswith("SKU-") for i in ds.item_ids[1:])
+    split = split_leave_one_out(ds)
+    drop, allow = summarize(ds, split, "drop"), summarize(ds, split, "allow")
+    # counted independently: a user's test item among the items before it
+    seen = sum(int(s[-1] in s[:-1]) for s in ds.sequences)
+    assert drop.unreachable_test_targets == drop.test_targets_seen == seen > 0
+    assert drop.repeat_events == sum(len(s) - len(set(s.tolist())) for s in ds.sequences) > 0
+    assert seen / len(ds.sequences) > UNREACHABLE_WARN_SHARE and "--repeats allow" in drop.warnings()[0]
+    assert allow.unreachable_test_targets == 0 and not allow.warnings()
+    assert f"{log.duplicates} exact duplicates dropped" in drop.text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,18 @@ def test_enough_candidates_survive_the_apps_filtering(small_split):
     assert enough.undetermined == 0 and enough.ndcg == pytest.approx(full.ndcg)
     short = evaluate_topk(lambda h: artifact(h, 10), small_split, "valid", max_history=window)
     assert short.undetermined > 0  # 10 candidates are not enough for NDCG@10 once older items are dropped
+
+
+def test_with_repeats_allowed_a_seen_target_is_a_hit():
+    """--repeats allow: the history is not excluded, so a test item the user already has counts."""
+    split = _one_user(history=(1, 2), valid=3, test=1)
+    scores = np.array([[0.0, 9.0, 8.0, 7.0, 1.0, 2.0]])  # item 1, the target, scores best
+    drop = evaluate_scores(lambda b: scores, split, "test", max_history=3)
+    allow = evaluate_scores(lambda b: scores, replace(split, allow_repeats=True), "test", max_history=3)
+    assert drop.hr == 0.0 and allow.hr == 1.0 and allow.ndcg == 1.0
+
+    def artifact(history):  # returns the seen items 1 and 2 first, as an artifact built with allow does
+        return np.array([[9.0, 8.0, 7.0]]), np.array([[1, 2, 3]])
+
+    assert evaluate_topk(artifact, split, "test", 3, k=3).hr == 0.0  # the app dropped 1 and 2
+    assert evaluate_topk(artifact, replace(split, allow_repeats=True), "test", 3, k=3).ndcg == 1.0

@@ -99,3 +99,24 @@ def test_ensemble_teacher_exports_in_fp32(model, histories, tmp_path):
             with torch.no_grad():
                 expected = serving(torch.from_numpy(row[None]))[1][0].tolist()
             assert predictor.predict(row[None])[1][0].tolist() == expected
+
+
+@pytest.mark.parametrize("fmt,suffix", [("executorch", ".pte"), ("onnx", ".onnx")])
+def test_with_repeats_allowed_the_artifact_answers_history_items(model, histories, tmp_path, fmt, suffix):
+    """--repeats allow: only padding is masked; the artifact may answer what the history holds."""
+    from export.executorch import export_executorch
+    from export.onnx import export_onnx
+
+    serving = ServingModel(model, K, allow_repeats=True).eval()
+    path = tmp_path / f"m{suffix}"
+    (export_executorch(serving, path, L) if fmt == "executorch" else export_onnx(serving, path, L))
+    predictor = Predictor(path, threads=1)
+    full = histories[(histories > 0).sum(1) == L][:1]
+    # a history of the items the model scores highest: masked, they cannot be answers; allowed, they are
+    with torch.no_grad():
+        best = torch.topk(model.score_last(torch.from_numpy(full))[0, 1:], L).indices + 1
+    history = best.numpy()[None].astype(np.int64)
+    _, items = predictor.predict(history)
+    _, masked = ServingModel(model, K).eval()(torch.from_numpy(history))
+    assert set(items[0].tolist()) & set(history[0].tolist())
+    assert not set(masked[0].tolist()) & set(history[0].tolist()) and 0 not in items[0].tolist()

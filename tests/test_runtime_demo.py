@@ -308,3 +308,74 @@ def test_node_keeps_what_python_keeps(node, capped_build, histories):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["items"] == python.recommend(history).items
         assert len(python.recommend(history).items) <= 5
+
+
+# --- a build from a user's own file, with repeats allowed (the shop log) --------------------------
+
+
+def shop_artifacts(build: Path, fmt: str) -> list[Path]:
+    manifest = json.loads((build / "manifest.json").read_text())
+    return [build / a["path"] for a in manifest["artifacts"] if a["format"] == fmt]
+
+
+@pytest.fixture(scope="module")
+def shop_histories(shop_build) -> list[list[str]]:
+    from runtime_demo.histories import load_build_dataset
+
+    build, _, _ = shop_build
+    dataset = load_build_dataset(json.loads((build / "manifest.json").read_text()))
+    return [[dataset.item_ids[i] for i in s] for s in dataset.sequences]
+
+
+def test_user_and_bench_read_the_columns_the_manifest_records(shop_build, shop_histories, tmp_path, capsys):
+    """No column flags: the manifest says customer/product/event_time and where the file was."""
+    build, log, _ = shop_build
+    model = str(shop_artifacts(build, "onnx")[0])
+    assert main(["--model", model, "--user", "cust-0000", "--json"]) == 0
+    by_user = capsys.readouterr()
+    assert main(["--model", model, "--history", as_arg(shop_histories[0]), "--json"]) == 0
+    assert by_user.out == capsys.readouterr().out and by_user.err == ""
+    assert main(["--model", model, "--bench", "20", "--json"]) == 0
+    capsys.readouterr()
+    # the file moved: --data finds it; a column flag overrides the manifest (and a wrong one is named)
+    moved = tmp_path / "moved.csv"
+    shutil.copy(log.path, moved)
+    assert main(["--model", model, "--user", "cust-0000", "--json", "--data", str(moved)]) == 0
+    assert capsys.readouterr().out == by_user.out
+    assert main(["--model", model, "--user", "cust-0000", "--data", str(moved), "--user-col", "who"]) == 2
+    assert "--user-col 'who': no such column" in capsys.readouterr().err
+
+
+def test_no_titles_and_no_warning_when_the_data_has_none(shop_build, shop_histories, capsys):
+    sys.path.insert(0, str(ROOT / "runtime_demo" / "web"))
+    try:
+        from serve import build_titles
+    finally:
+        sys.path.pop(0)
+    build, _, _ = shop_build
+    assert main(["--model", str(shop_artifacts(build, "onnx")[0]), "--history", as_arg(shop_histories[1])]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and "title" not in out.out.splitlines()[1]
+    assert build_titles(build) is None and capsys.readouterr().err == ""
+
+
+def test_every_client_keeps_seen_items_when_repeats_are_allowed(shop_build, shop_histories, node):
+    """Python (both runtimes), node and the C++ client: the same answers, and seen items among them."""
+    from toolkit.native import native_client
+
+    build, _, _ = shop_build
+    for model in shop_artifacts(build, "onnx") + shop_artifacts(build, "executorch"):
+        rec = Recommender(model)
+        assert rec.allow_repeats
+        answers = [format_json(rec.recommend(h)) for h in shop_histories]
+        assert sum(bool(set(json.loads(a)["items"]) & set(h)) for a, h in zip(answers, shop_histories)) > 0
+        if model.suffix == ".onnx":
+            other = [run_node(node, "--model", str(model), "--history", as_arg(h), "--json").stdout.strip()
+                     for h in shop_histories[:8]]
+        else:
+            client = native_client()
+            if client is None:
+                pytest.skip("the native C++ client cannot be built here (cmake, g++)")
+            other = client.recommend(model, shop_histories[:8])
+        for mine, theirs in zip(answers, other):
+            assert json.loads(mine)["items"] == json.loads(theirs)["items"], model

@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import replace
 
-from toolkit.contract import BUILD_LOG
+from toolkit.contract import BUILD_LOG, REPEATS_MODES
 from toolkit.distributed import DistributedConfig
 from toolkit.errors import DoesNotFitError, ToolkitError
 
@@ -57,6 +57,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-col", help="item id column of --data")
     p.add_argument("--time-col", help="timestamp column of --data")
     p.add_argument("--encoding", help="text encoding of a CSV/TSV --data file (default utf-8), e.g. latin-1")
+    p.add_argument("--time-format", metavar="STRPTIME", help="format of the time column when it is not epoch seconds "
+                   "or milliseconds or ISO-8601 (detected), e.g. '%%d/%%m/%%Y %%H:%%M'")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -73,6 +75,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     b.add_argument("--verbose", action="store_true", help="also show the libraries' own output and each epoch here "
                    "(it always goes to the build's log file, build.log)")
+    b.add_argument("--repeats", choices=REPEATS_MODES,
+                   help="drop (the default): never recommend an item the user already has; allow: repeat "
+                        "consumption (groceries, music): seen items may be recommended, the apps keep them and "
+                        "the metrics count them")
     t = b.add_argument_group("teacher (README: Teachers)")
     t.add_argument("--teacher", metavar="KIND", help="ensemble (the default), kg (knowledge-graph teacher), or "
                    "MODULE:FACTORY: your own torch module (MODULE a dotted module name or a path to a .py file)")
@@ -106,6 +112,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="give up when another rank has not answered for this long "
                         f"(default {DistributedConfig.timeout_s:.0f})")
     t.add_argument("--teacher", choices=("ensemble", "kg"), help="ensemble (the default) or kg (knowledge-graph teacher)")
+    t.add_argument("--repeats", choices=REPEATS_MODES, help="as for build: it decides what validation counts")
     t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph, as for build")
     t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file, as for build")
     # build_config reads them; the teacher does not depend on them
@@ -174,7 +181,8 @@ def build_config(args: argparse.Namespace):
 
     cfg = BuildConfig()
     overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "encoding",
-                                               "seed", "max_users") if getattr(args, k) is not None}
+                                               "time_format", "repeats", "seed", "max_users")
+                 if getattr(args, k, None) is not None}
     if args.out is not None:
         overrides["out"] = Path(args.out)
     cfg = replace(cfg, **overrides)
@@ -274,8 +282,8 @@ def _cmd_teacher_scores(args: argparse.Namespace) -> int:
     from toolkit.external import TeacherScoresConfig, teacher_scores_command
 
     cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
-    overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "profile",
-                                               "top_k", "max_users") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "time_format",
+                                               "profile", "top_k", "max_users") if getattr(args, k) is not None}
     rows = teacher_scores_command(replace(cfg, **overrides), log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"wrote {rows} rows to {args.out}")
     return EXIT_OK

@@ -16,6 +16,9 @@ ITEMS_FILE = "items.json"  # index -> original item id; index 0 is padding ""
 MANIFEST_FILE = "manifest.json"
 REFERENCE_FILE = "reference.npz"  # real histories and each source model's outputs (parity)
 BUILD_LOG = "build.log"  # the build's whole output: the toolkit's lines, the libraries' and every epoch's
+# manifest.json's serving.repeats: "drop" (an app drops every item the user has seen; the default,
+# also for a manifest without the field) or "allow" (seen items are answers: repeat consumption)
+REPEATS_MODES = ("drop", "allow")
 
 
 def read_items(path: Path) -> list[str]:
@@ -29,6 +32,21 @@ def read_items(path: Path) -> list[str]:
     if not isinstance(items, list) or len(items) < 2 or not all(isinstance(i, str) for i in items):
         raise ToolkitError(f"{path}: expected a JSON list of item id strings, index 0 the padding \"\"")
     return items
+
+
+def read_allow_repeats(path: Path) -> bool:
+    """Whether an app keeps answers the user has already seen: manifest.json's `serving.repeats` is
+    "allow" (a build's `--repeats allow`); "drop", no such field or no manifest: they are dropped."""
+    if not path.is_file():
+        return False
+    try:
+        serving = json.loads(path.read_text(encoding="utf-8")).get("serving")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise ToolkitError(f"{path}: not a valid manifest ({e})") from e
+    repeats = serving.get("repeats", "drop") if isinstance(serving, dict) else "drop"
+    if repeats not in REPEATS_MODES:
+        raise ToolkitError(f"{path}: serving.repeats must be one of {', '.join(REPEATS_MODES)}, not {repeats!r}")
+    return repeats == "allow"
 
 
 def read_top_k(path: Path) -> int | None:

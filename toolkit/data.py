@@ -8,6 +8,12 @@ The extracted files are cached under the user's cache directory.
 A user's file (CSV, TSV, RecBole `.inter`, Parquet) is read column-wise with pyarrow and every id
 is mapped with vectorised numpy (no Python loop per row), so 10^7 interactions load in seconds.
 Ids are strings and stay distinct strings: `"12"`, `"012"` and `"١٢"` are three items.
+Timestamps are epoch seconds or milliseconds (told apart by size, `EPOCH_MS_FROM`), ISO-8601 with a
+zone offset (`Z`, `+02:00`: converted to UTC) or without one (read as UTC), or whatever
+`time_format` (strptime) names; one format per column, a row in another is an error naming it.
+Exact duplicates (same user, item and instant) are dropped and counted; repeat consumption (the
+same item again at another time) is kept: whether an app may recommend a seen item is the build's
+`repeats` mode (`DataSummary`).
 
 Split (leave-one-out by time): each user's interactions are sorted by timestamp, stably (ties
 keep file order); the last one is test, the one before it validation, the rest training.
@@ -24,11 +30,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.contract import REPEATS_MODES
 from toolkit.errors import ToolkitError
 
 DEFAULT_DATASET = "movielens-100k"
@@ -43,6 +50,14 @@ ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "movieId", "movie_id", "i
 TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date")
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".inter", ".parquet")
 MIN_INTERACTIONS_PER_USER = 3  # train + validation + test
+# Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973,
+# so every real log falls clearly on one side (a seconds log of today is ~1.7e9, milliseconds ~1.7e12).
+EPOCH_MS_FROM = 1e11
+# Above this share of test users whose test item is already in their history (so that, with seen
+# items never recommended, they can never be hit) the build warns: MovieLens-100K has none (a film
+# is rated once); 5% already caps HR@10 at 0.95 and means the log has repeat consumption, where
+# `--repeats allow` measures what the app would really show.
+UNREACHABLE_WARN_SHARE = 0.05
 SPLIT_RULE = "leave-one-out by time (stable): last = test, second to last = validation, rest = training"
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
@@ -66,6 +81,10 @@ class Dataset:
     columns: dict[str, str] = field(default_factory=dict)  # role (user/item/time) -> column read
     encoding: str = "utf-8"
     path: str = ""  # the file read ("" for the default dataset's cache)
+    rows_read: int = 0  # data rows in the file
+    duplicates_dropped: int = 0  # exact duplicates (same user, item, instant) after the first
+    time_format: str | None = None  # the strptime format the time column was read with (None: detected)
+    time_read_as: str = ""  # how the time column was read, e.g. "epoch seconds"
 
     @property
     def num_items(self) -> int:
@@ -81,13 +100,22 @@ class Dataset:
             "interactions": self.num_interactions,
             "dropped_users": self.dropped_users,
             "columns": dict(self.columns),
+            "encoding": self.encoding,
+            "time_format": self.time_format,
+            "time_read_as": self.time_read_as,
+            "rows_read": self.rows_read,
+            "duplicates_dropped": self.duplicates_dropped,
+            "has_titles": bool(self.titles),
+            "path": str(Path(self.path).resolve()) if self.path else "",  # "" for the default dataset
         }
 
     def key(self) -> dict:
         """Everything about the data that shapes a model trained on it (part of every cache key)."""
         return {"sha256": self.sha256, "columns": dict(self.columns), "encoding": self.encoding,
                 "min_interactions": MIN_INTERACTIONS_PER_USER, "split": SPLIT_RULE,
-                "users": len(self.user_ids), "items": self.num_items - 1, "interactions": self.num_interactions}
+                "users": len(self.user_ids), "items": self.num_items - 1, "interactions": self.num_interactions,
+                # only when given: the keys of every cache made before the flag existed stay valid
+                **({"time_format": self.time_format} if self.time_format is not None else {})}
 
 
 @dataclass
@@ -104,6 +132,7 @@ class Split:
     num_items: int
     is_sealed: bool = False
     eval_rows: np.ndarray | None = None  # users that evaluation reads (None: all); training reads everyone
+    allow_repeats: bool = False  # evaluation keeps seen items as answers (the build's `--repeats allow`)
 
     @property
     def test_target(self) -> np.ndarray:
@@ -149,12 +178,79 @@ class Split:
         return targets if self.eval_rows is None else targets[self.eval_rows]
 
 
-def split_leave_one_out(dataset: Dataset) -> Split:
+@dataclass
+class DataSummary:
+    """What the build read and what it kept: in the build log, the manifest (`data`) and the report."""
+
+    name: str
+    rows_read: int  # data rows of the file (MovieLens-100K: its 100,000 ratings)
+    duplicates_dropped: int  # exact duplicates (same user, item and instant), the first kept
+    users_dropped: int  # users with fewer than MIN_INTERACTIONS_PER_USER events (after duplicates)
+    users: int
+    items: int
+    interactions: int  # events kept
+    time_read_as: str
+    repeats: str  # REPEATS_MODES: "drop" (seen items are never recommended) or "allow"
+    repeat_events: int  # events of an item the user already had earlier (repeat consumption, kept)
+    test_users: int
+    test_targets_seen: int  # users whose test item is already in their history
+    warn_share: float = UNREACHABLE_WARN_SHARE
+
+    @property
+    def unreachable_test_targets(self) -> int:
+        """Test targets no model can hit: in the history, and seen items are dropped (0 under "allow")."""
+        return self.test_targets_seen if self.repeats == "drop" else 0
+
+    def text(self) -> str:
+        seen = self.test_targets_seen
+        share = seen / max(self.test_users, 1)
+        targets = (f"{self.unreachable_test_targets} of {self.test_users} test targets ({share:.1%}) unreachable (already in "
+                   "the user's history; --repeats drop never recommends a seen item)" if self.repeats == "drop" else
+                   f"--repeats allow: seen items may be recommended and count as hits ({seen} of {self.test_users} "
+                   f"test targets, {share:.1%}, are repeats)")
+        return (f"data: {self.name}: {self.rows_read:,} rows read, {self.duplicates_dropped:,} exact duplicates dropped, "
+                f"{self.users_dropped:,} users dropped (fewer than {MIN_INTERACTIONS_PER_USER} events); {self.users:,} "
+                f"users, {self.items:,} items, {self.interactions:,} interactions ({self.repeat_events:,} repeat events "
+                f"kept); time read as {self.time_read_as}; {targets}")
+
+    def warnings(self) -> list[str]:
+        share = self.unreachable_test_targets / max(self.test_users, 1)
+        if share <= self.warn_share:
+            return []
+        return [f"warning: {self.unreachable_test_targets} of {self.test_users} test users ({share:.0%}, above "
+                f"{self.warn_share:.0%}) can never be hit: their test item is already in their history and "
+                "--repeats drop never recommends a seen item; if users re-consume items (groceries, music, re-reads) "
+                "build with --repeats allow"]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "unreachable_test_targets": self.unreachable_test_targets}
+
+
+def summarize(dataset: Dataset, split: Split, repeats: str) -> DataSummary:
+    """The data summary of a build (every user, not only the evaluated sample)."""
+    repeat_events = sum(len(s) - len(np.unique(s)) for s in dataset.sequences)
+    seen = sum(bool(t == v or np.any(h == t)) for h, v, t in zip(split.train, split.valid_target.tolist(),
+                                                                split.test_target_.tolist()))
+    return DataSummary(name=dataset.name, rows_read=dataset.rows_read or dataset.num_interactions,
+                       duplicates_dropped=dataset.duplicates_dropped, users_dropped=dataset.dropped_users,
+                       users=len(dataset.user_ids), items=dataset.num_items - 1, interactions=dataset.num_interactions,
+                       time_read_as=dataset.time_read_as, repeats=repeats, repeat_events=int(repeat_events),
+                       test_users=len(split.train), test_targets_seen=int(seen))
+
+
+def check_repeats(repeats: str) -> str:
+    if repeats not in REPEATS_MODES:
+        raise ToolkitError(f"--repeats {repeats!r}: not valid; valid: {', '.join(REPEATS_MODES)}")
+    return repeats
+
+
+def split_leave_one_out(dataset: Dataset, allow_repeats: bool = False) -> Split:
     """Last interaction is test, the one before validation, the rest training."""
     train = [s[:-2] for s in dataset.sequences]
     valid = np.array([s[-2] for s in dataset.sequences], dtype=np.int64)
     test = np.array([s[-1] for s in dataset.sequences], dtype=np.int64)
-    return Split(train=train, valid_target=valid, test_target_=test, num_items=dataset.num_items)
+    return Split(train=train, valid_target=valid, test_target_=test, num_items=dataset.num_items,
+                 allow_repeats=allow_repeats)
 
 
 def cache_dir() -> Path:
@@ -170,6 +266,11 @@ def check_data_path(data: str | None) -> Path | None:
     if data is None or data == DEFAULT_DATASET:
         return None
     path = Path(data)
+    expected = f"a {', '.join(SUPPORTED_SUFFIXES)} file of interactions"
+    if path.is_dir():
+        raise ToolkitError(f"--data {path}: is a directory; expected {expected}")
+    if path.exists() and not path.is_file():
+        raise ToolkitError(f"--data {path}: not a regular file; expected {expected}")
     if not path.is_file():
         raise ToolkitError(f"--data {path}: no such file")
     suffix = path.suffix.lower()
@@ -195,12 +296,14 @@ def load_dataset(
     item_col: str | None = None,
     time_col: str | None = None,
     encoding: str = "utf-8",
+    time_format: str | None = None,
 ) -> Dataset:
     """Load the default MovieLens-100K (data=None) or a user's interaction file."""
     path = check_data_path(data)
     if path is None:
         return load_movielens_100k()
-    return read_interactions(path, user_col=user_col, item_col=item_col, time_col=time_col, encoding=encoding)
+    return read_interactions(path, user_col=user_col, item_col=item_col, time_col=time_col, encoding=encoding,
+                             time_format=time_format)
 
 
 # --- MovieLens-100K from the RecBole wheel -------------------------------------------------------
@@ -263,8 +366,14 @@ def read_interactions(
     item_col: str | None = None,
     time_col: str | None = None,
     encoding: str = "utf-8",
+    time_format: str | None = None,
 ) -> Dataset:
-    """Read CSV/TSV/Parquet/RecBole .inter interactions into time-ordered sequences."""
+    """Read CSV/TSV/Parquet/RecBole .inter interactions into time-ordered sequences (exact duplicates dropped).
+
+    Args:
+        time_format: a strptime format for the time column (e.g. "%d/%m/%Y %H:%M"); None detects
+            epoch seconds / milliseconds and ISO-8601.
+    """
     path = check_data_path(str(path)) or path
     raw = path.read_bytes()
     sha256 = hashlib.sha256(raw).hexdigest()
@@ -283,10 +392,11 @@ def read_interactions(
     t = _pick_column(path, header, time_col, TIME_COLUMNS, "--time-col")
     users = _id_column(path, table.column(u), header[u])
     items = _id_column(path, table.column(i), header[i])
-    stamps = _time_column(path, table.column(t), header[t])
+    stamps, read_as = _time_column(path, table.column(t), header[t], time_format)
     dataset = _build_dataset(path, sha256, users, items, stamps)
     dataset.columns = {"user": header[u], "item": header[i], "time": header[t]}
     dataset.encoding = encoding
+    dataset.time_format, dataset.time_read_as = time_format, read_as
     return dataset
 
 
@@ -408,30 +518,111 @@ def _id_column(path: Path, column, name: str) -> tuple[np.ndarray, list[str]]:
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
 
 
-def _time_column(path: Path, column, name: str) -> np.ndarray:
-    """Timestamps as float64 seconds: numbers, or ISO 8601 dates/times."""
+_NUMBER = r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?"
+_ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_ISO_TIME = r"[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?"
+# how a time string looks -> what it is read as; a column holds one of them throughout
+TIME_FORMATS = {
+    "number": f"^{_NUMBER}$",
+    "ISO-8601 with a zone offset": f"^{_ISO_DATE}{_ISO_TIME} ?(Z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$",
+    "ISO-8601 without a zone offset": f"^{_ISO_DATE}({_ISO_TIME})?$",
+}
+_TIME_HELP = ("epoch seconds or milliseconds, or ISO-8601 (e.g. 2024-06-15T05:16:01Z, 2024-06-15T07:16:01+02:00, "
+              "2024-06-15); for another format pass --time-format (strptime, e.g. '%d/%m/%Y %H:%M')")
+
+
+def _row_text(row: int) -> str:
+    return f"data row {row + 1} (line {row + 2} of a text file)"
+
+
+def _time_column(path: Path, column, name: str, time_format: str | None = None) -> tuple[np.ndarray, str]:
+    """Timestamps as float64 seconds (UTC), and how they were read: epoch seconds or milliseconds,
+    ISO-8601 (zone offsets converted to UTC; without one read as UTC), a Parquet timestamp type, or
+    `time_format` (strptime). One format per column: the first row in another is an error."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        read_as = f"Parquet {column.type}" + (" (UTC)" if getattr(column.type, "tz", None) else "")
         column = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
-        return column.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+        return column.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6, read_as
+    if time_format is not None:
+        return _strptime_column(path, column, name, time_format)
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-    else:
-        try:
-            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            try:
-                values = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64()).to_numpy(
-                    zero_copy_only=False).astype(np.float64) / 1e6
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise ToolkitError(f"--data {path}: column {name!r} must hold numbers or ISO dates "
-                                   f"({str(e).splitlines()[0]})") from None
-    if np.isnan(values).any():
-        row = int(np.flatnonzero(np.isnan(values))[0])
-        raise ToolkitError(f"--data {path}: data row {row + 1} has no {name!r} (empty or NaN)")
-    return values
+        if np.isnan(values).any():
+            raise ToolkitError(f"--data {path}: {_row_text(int(np.flatnonzero(np.isnan(values))[0]))} has no {name!r} "
+                               "(empty or NaN)")
+        return _epoch(path, name, values, [str(v) for v in values[:1].tolist()])
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    empty = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_length(text), 0))
+    if pc.any(empty).as_py():
+        raise ToolkitError(f"--data {path}: {_row_text(int(pc.index(empty, True).as_py()))} has no {name!r} (empty)")
+    first = text[0].as_py()
+    kind = next((k for k, pattern in TIME_FORMATS.items() if pc.match_substring_regex(text[:1], pattern)[0].as_py()),
+                None)
+    if kind is None:
+        raise ToolkitError(f"--data {path}: column {name!r} must hold {_TIME_HELP}; {_row_text(0)} holds {first!r}")
+    other = pc.invert(pc.match_substring_regex(text, TIME_FORMATS[kind]))
+    if pc.any(other).as_py():
+        row = int(pc.index(other, True).as_py())
+        raise ToolkitError(f"--data {path}: column {name!r} mixes time formats: {_row_text(row)} holds "
+                           f"{text[row].as_py()!r}, data row 1 holds {first!r} ({kind}); use one format throughout, "
+                           "or name it with --time-format")
+    if kind == "number":
+        return _epoch(path, name, pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), text.to_pylist())
+    zoned = kind == "ISO-8601 with a zone offset"
+    target = pa.timestamp("us", tz="UTC") if zoned else pa.timestamp("us")
+    text = pc.replace_substring(text, ",", ".")  # ISO allows a decimal comma; Arrow reads the point
+    try:
+        stamps = pc.cast(text, target)
+    except pa.ArrowInvalid:  # shaped like a date but not one (month 13): find the first such row
+        row = next(r for r, v in enumerate(text.to_pylist()) if not pc.is_valid(_try_cast(v, target)).as_py())
+        raise ToolkitError(f"--data {path}: {_row_text(row)} holds {text[row].as_py()!r} in column {name!r}: "
+                           "not a valid date/time") from None
+    seconds = pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+    return seconds, f"{kind}{', converted to UTC' if zoned else ' (read as UTC)'}"
+
+
+def _try_cast(value: str, target):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(pa.scalar(value), target)
+    except pa.ArrowInvalid:
+        return pa.scalar(None, target)
+
+
+def _epoch(path: Path, name: str, values: np.ndarray, texts: list[str]) -> tuple[np.ndarray, str]:
+    """Epoch numbers as seconds: milliseconds when they lie at or above EPOCH_MS_FROM, seconds below;
+    a column with both is an error naming the first row on the other side."""
+    ms = np.abs(values) >= EPOCH_MS_FROM
+    if ms.any() and not ms.all():
+        row = int(np.flatnonzero(ms != ms[0])[0])
+        units = ("milliseconds", "seconds") if ms[0] else ("seconds", "milliseconds")
+        raise ToolkitError(f"--data {path}: column {name!r} mixes epoch {units[0]} and {units[1]}: {_row_text(row)} "
+                           f"holds {texts[row] if row < len(texts) else values[row]!r}, data row 1 holds {texts[0]!r}")
+    return (values / 1000.0, "epoch milliseconds") if ms[0] else (values, "epoch seconds")
+
+
+def _strptime_column(path: Path, column, name: str, time_format: str) -> tuple[np.ndarray, str]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.fill_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())), "")
+    try:
+        stamps = pc.strptime(text, format=time_format, unit="us", error_is_null=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ToolkitError(f"--time-format {time_format!r}: not a strptime format ({str(e).splitlines()[0]})") from None
+    bad = pc.is_null(stamps)
+    if pc.any(bad).as_py():
+        row = int(pc.index(bad, True).as_py())
+        raise ToolkitError(f"--data {path}: {_row_text(row)} holds {text[row].as_py()!r} in column {name!r}, which "
+                           f"does not match --time-format {time_format!r}")
+    seconds = pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+    return seconds, f"--time-format {time_format!r}" + (", converted to UTC" if stamps.type.tz else " (read as UTC)")
 
 
 def _sorted_codes(codes: np.ndarray, values: list[str], used: np.ndarray | None = None
@@ -452,6 +643,9 @@ def _sorted_codes(codes: np.ndarray, values: list[str], used: np.ndarray | None 
 
 def _build_dataset(path: Path, sha256: str, users: tuple[np.ndarray, list[str]], items: tuple[np.ndarray, list[str]],
                    stamps: np.ndarray) -> Dataset:
+    rows_read = len(stamps)
+    first = first_occurrences(users[0], items[0], stamps)
+    users, items, stamps = (users[0][first], users[1]), (items[0][first], items[1]), stamps[first]
     user_codes, user_values = users
     counts = np.bincount(user_codes, minlength=len(user_values))
     kept_users = counts >= MIN_INTERACTIONS_PER_USER
@@ -476,7 +670,19 @@ def _build_dataset(path: Path, sha256: str, users: tuple[np.ndarray, list[str]],
         num_interactions=int(len(item_index)),
         dropped_users=int((~kept_users).sum()),
         path=str(path),
+        rows_read=rows_read,
+        duplicates_dropped=rows_read - len(first),
     )
+
+
+def first_occurrences(user_codes: np.ndarray, item_codes: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Row indices (file order) of the first of each set of exact duplicates: the same user, item and
+    instant (times compare after conversion, so 07:16+02:00 and 05:16Z are one event)."""
+    order = np.lexsort((np.arange(len(stamps)), stamps, item_codes, user_codes))
+    u, i, t = user_codes[order], item_codes[order], stamps[order]
+    again = np.zeros(len(order), dtype=bool)
+    again[1:] = (u[1:] == u[:-1]) & (i[1:] == i[:-1]) & (t[1:] == t[:-1])
+    return np.sort(order[~again])
 
 
 def first_users(dataset: Dataset, n: int) -> Dataset:

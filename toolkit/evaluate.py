@@ -2,7 +2,8 @@
 
 One protocol everywhere (training, build, artifacts, benchmark): for each user the model sees the
 last `max_history` items before the target; every item the user interacted with before the target
-(the whole history, not only the window) and the padding index are excluded; the target's rank is
+(the whole history, not only the window) and the padding index are excluded (under `--repeats
+allow`, `Split.allow_repeats`, only the padding: a seen item is an answer and can be the hit); the target's rank is
 the number of remaining items scoring **at least as high** as the target (ties count against the
 model: a model that scores every item equally ranks every target last). Never sampled negatives.
 
@@ -81,7 +82,8 @@ def evaluate_scores(score_fn: Callable[[np.ndarray], np.ndarray], split: Split, 
         for row in range(stop - start):
             user = start + row
             scores[row, 0] = -np.inf
-            scores[row, histories[user]] = -np.inf
+            if not split.allow_repeats:
+                scores[row, histories[user]] = -np.inf
             target = scores[row, targets[user]]
             # every other item scoring >= the target ranks above it (ties count against the model);
             # a target excluded as history (-inf) is never a hit
@@ -124,7 +126,7 @@ def evaluate_topk(predict: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     for user in range(len(targets)):
         scores, items = predict(padded[user:user + 1])
         scores, items = np.asarray(scores, dtype=np.float64).reshape(-1), np.asarray(items).reshape(-1)
-        seen = set(histories[user].tolist())
+        seen = set() if split.allow_repeats else set(histories[user].tolist())
         kept = [(s, int(i)) for s, i in zip(scores.tolist(), items.tolist()) if int(i) not in seen and np.isfinite(s)]
         target = int(targets[user])
         found = [s for s, i in kept if i == target]

@@ -60,6 +60,7 @@ class TeacherScoresConfig:
     item_col: str | None = None
     time_col: str | None = None
     encoding: str = "utf-8"
+    time_format: str | None = None  # strptime format of the time column (None: detected)
     profile: str = "mobile-arm"  # max_history comes from the profile the student will serve
     top_k: int = 64  # items per position (the distillation's top_k)
     max_users: int = 0  # > 0: the first N users only (as `build --max-users`)
@@ -443,7 +444,7 @@ def teacher_scores_command(cfg: TeacherScoresConfig, log=print) -> int:
     if not out.parent.is_dir():
         raise ToolkitError(f"--out {out}: folder {out.parent} does not exist")
     check_data_path(cfg.data)
-    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding)
+    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding, cfg.time_format)
     if cfg.max_users:
         dataset = first_users(dataset, cfg.max_users)
     split = split_leave_one_out(dataset).sealed()

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from toolkit.data import DataSummary
 from toolkit.evaluate import Metrics
 from toolkit.profiler import ArtifactProfile
 from toolkit.profiles import DeviceProfile
 
 PROTOCOL = ("leave-one-out by time; full ranking over all items, the user's whole history excluded; ties count "
             "against the model; test metrics unless named valid")
+PROTOCOL_REPEATS = ("leave-one-out by time; full ranking over all items, the user's history included (repeats "
+                    "allowed: a seen item is an answer and a hit); ties count against the model; test metrics "
+                    "unless named valid")
 
 
 def metrics_dict(metrics: dict[str, Metrics]) -> dict:
@@ -51,6 +55,8 @@ class ServingRecord:
     k: int  # the cutoff every metric is measured at
     how: str
     two_stage: dict | None = None  # the compressed artifacts score clusters first: index shape, probe, recall
+    # "drop": the app drops every item the user has seen; "allow": seen items are answers, the app keeps them
+    repeats: str = "drop"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,14 +107,16 @@ class Manifest:
     artifacts: list[ArtifactRecord]
     build_seconds: float
     steps_seconds: dict[str, float] = field(default_factory=dict)
+    data: DataSummary | None = None  # what was read and kept: duplicates, repeats, unreachable test targets
 
     def to_dict(self) -> dict:
         return {
             "toolkit_version": self.toolkit_version,
             "profile": self.profile.to_dict(),
             "dataset": self.dataset,
+            "data": self.data.to_dict() if self.data is not None else None,
             "seed": self.seed,
-            "protocol": PROTOCOL,
+            "protocol": PROTOCOL_REPEATS if self.serving.repeats == "allow" else PROTOCOL,
             "serving": self.serving.to_dict(),
             "popularity": metrics_dict(self.popularity),
             "teacher": self.teacher.to_dict(),

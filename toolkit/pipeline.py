@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import toolkit
-from toolkit.data import Dataset, Split, check_data_path, check_encoding, first_users, load_dataset, split_leave_one_out
+from toolkit.data import (Dataset, DataSummary, Split, check_data_path, check_encoding, check_repeats, first_users,
+                          load_dataset, split_leave_one_out, summarize)
 from toolkit.distill import DistillConfig
 from toolkit.errors import ToolkitError
 from toolkit.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_model, evaluate_popularity, pad_histories
@@ -68,6 +69,11 @@ class BuildConfig:
     item_col: str | None = None
     time_col: str | None = None
     encoding: str = "utf-8"  # of a CSV/TSV --data file
+    time_format: str | None = None  # strptime format of the time column (None: epoch s/ms or ISO-8601, detected)
+    # "drop": an item the user already has is never recommended (the artifact and the apps drop it,
+    # the metrics exclude it); "allow": repeat consumption (groceries, music): seen items may be
+    # answers, the apps keep them and the metrics count them
+    repeats: str = "drop"
     out: Path | None = None  # None = builds/<profile name>
     seed: int = 0
     max_users: int = 0  # > 0: build on the first N users only (quick runs and tests)
@@ -168,6 +174,7 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
     data_path = check_data_path(cfg.data)
     if data_path is not None and data_path.suffix.lower() != ".parquet":
         check_encoding(cfg.encoding)
+    check_repeats(cfg.repeats)
     check_teacher(cfg.teacher, data_path)
     out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
     protected = [cache_dir()] + ([data_path] if data_path else []) + ([Path(profile.path)] if profile.path else [])
@@ -189,8 +196,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         with step("data", seconds):
             dataset, split, data_key = load_split(cfg, profile)
             sealed = split.sealed()  # training, planning and selection never see a test target
-        log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
-            f"{dataset.num_interactions} interactions")
+            data_summary = log_data_summary(dataset, split, cfg.repeats, log)
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
 
         with step("teacher", seconds):
@@ -215,8 +221,11 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         with step("evaluate", seconds):
             student = planned_student(plan, split, k, log)
             serving = serving_record(plan.float_model, sealed, profile, k)
-            log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
-                f"after the app drops what the user has seen ({serving.how})")
+            if serving.repeats == "allow":
+                log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
+            else:
+                log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
+                    f"after the app drops what the user has seen ({serving.how})")
             if index is not None:
                 serving.two_stage = choose_two_stage(plan, index, sealed, serving.candidates, log)
 
@@ -232,6 +241,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
                                          two_stage=(index, serving.two_stage["probe"]) if index is not None else None)
             (staging / ITEMS_FILE).write_text(json.dumps(item_ids, ensure_ascii=False))
         manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=dataset.summary(),
+                            data=data_summary,
                             seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
                             student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
                             plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds)
@@ -252,12 +262,24 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
 def load_split(cfg: BuildConfig, profile: DeviceProfile) -> tuple[Dataset, Split, dict]:
     """The build's data (its first `max_users` users), its leave-one-out split, and the data key
     that the cached teacher and priors are found by (`build` and `train-teacher` alike)."""
-    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding)
+    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding, cfg.time_format)
     if cfg.max_users:
         dataset = first_users(dataset, cfg.max_users)
     check_catalogue(dataset, profile)
-    split = split_leave_one_out(dataset).evaluated_on(cfg.eval_users, cfg.seed)
-    return dataset, split, {**dataset.key(), "max_users": cfg.max_users}
+    allow = check_repeats(cfg.repeats) == "allow"
+    split = split_leave_one_out(dataset, allow_repeats=allow).evaluated_on(cfg.eval_users, cfg.seed)
+    # "allow" changes what validation counts as a hit (early stopping, priors): part of the key; "drop"
+    # adds nothing, so the caches of builds made before the mode existed stay valid
+    return dataset, split, {**dataset.key(), "max_users": cfg.max_users, **({"repeats": "allow"} if allow else {})}
+
+
+def log_data_summary(dataset: Dataset, split: Split, repeats: str, log) -> DataSummary:
+    """The data summary (rows, duplicates, dropped users, items, unreachable test targets) into the log."""
+    summary = summarize(dataset, split, repeats)
+    log(summary.text())
+    for warning in summary.warnings():
+        log(warning)
+    return summary
 
 
 def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
@@ -390,8 +412,7 @@ def train_teacher_only(cfg: BuildConfig, world=None, log=print) -> TrainedModel:
                            "MODULE:FACTORY or --teacher-scores teacher is already trained: give it to `build`")
     with world.main_first():  # a first download of the default data: one rank
         dataset, split, data_key = load_split(cfg, profile)
-    log(f"data: {dataset.name}: {len(dataset.user_ids)} users, {dataset.num_items - 1} items, "
-        f"{dataset.num_interactions} interactions")
+    log_data_summary(dataset, split, cfg.repeats, log)
     sealed = split.sealed()
     teacher = train_teacher_for(cfg, sealed, data_key, profile.serving.max_history, log, dataset, world)
     if world.is_main:  # validation only: test figures belong to the build, after every choice
@@ -481,6 +502,10 @@ def serving_record(model, split: Split, profile: DeviceProfile, k: int) -> Servi
         with torch.no_grad():
             return model.score_last(torch.from_numpy(batch)).numpy()
 
+    if split.allow_repeats:  # the app keeps every answer: nothing to make room for
+        return ServingRecord(max_history=max_history, top_k=top_k, candidates=top_k, k=k, repeats="allow",
+                             how="repeats allowed: the artifacts may answer items the user already has and the "
+                                 "app keeps them, so top_k candidates are enough")
     candidates, figures = candidates_needed(scores, split, max_history, top_k)
     how = (f"on {figures['users']} validation histories at most {figures['max_older_items_above']} items older "
            f"than the {max_history}-item window rank above the {top_k}th new one (99th percentile "
@@ -593,8 +618,8 @@ def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: 
         if source == "compressed" and two_stage is not None:
             from export.two_stage import TwoStageServing
 
-            return TwoStageServing(models[source], candidates, *two_stage)
-        return ServingModel(models[source], candidates, split_table=split_table)
+            return TwoStageServing(models[source], candidates, *two_stage, allow_repeats=split.allow_repeats)
+        return ServingModel(models[source], candidates, split_table=split_table, allow_repeats=split.allow_repeats)
 
     max_history = profile.serving.max_history
     calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
@@ -669,7 +694,8 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
         a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known,
                                      native=natives.get(Path(a.path).suffix.lower()))
         results.append(a.profile)
-    write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict())
+    write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict(),
+                 data=manifest.data.to_dict() if manifest.data is not None else None)
     log("\n" + verdict_table(profile, results))
     return results
 

@@ -46,17 +46,21 @@ def verdict_table(profile: DeviceProfile, results: list[ArtifactProfile]) -> str
 
 
 def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfile], plan: dict | None = None,
-                 serving: dict | None = None) -> list[Path]:
+                 serving: dict | None = None, data: dict | None = None) -> list[Path]:
     """Write report.json, report.md and the plots into `out`; returns the paths written.
 
     plan: a build's `PlanResult.to_dict()`: adds the candidates the plan considered and their
-    Pareto plot (candidates.png). serving: the build's ServingRecord (candidates returned)."""
+    Pareto plot (candidates.png). serving: the build's ServingRecord (candidates returned). data: the
+    build's DataSummary (what was read, dropped and kept)."""
     out = Path(out)
     report = report_dict(profile, results)
     text = markdown(profile, results, serving)
     written = plot(out, profile, results)
     if serving is not None:
         report["serving"] = serving
+    if data is not None:
+        report["data"] = data
+        text += "\n" + data_markdown(data)
     if plan is not None:
         report["plan"] = plan
         text += "\n" + plan_markdown(profile, plan)
@@ -64,6 +68,30 @@ def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfil
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2))
     (out / REPORT_MD).write_text(text)
     return [out / REPORT_JSON, out / REPORT_MD] + written
+
+
+def data_markdown(data: dict) -> str:
+    """The data section: rows read, what was dropped and why, repeats, unreachable test targets."""
+    test_users = max(data["test_users"], 1)
+    lines = ["# Data", "", "| | |", "|---|---:|",
+             f"| rows read | {data['rows_read']:,} |",
+             f"| exact duplicates dropped (same user, item, time) | {data['duplicates_dropped']:,} |",
+             f"| users dropped (fewer than 3 events) | {data['users_dropped']:,} |",
+             f"| users / items / interactions kept | {data['users']:,} / {data['items']:,} / {data['interactions']:,} |",
+             f"| repeat events kept (an item the user already had) | {data['repeat_events']:,} |",
+             f"| test targets already in the user's history | {data['test_targets_seen']:,} of {data['test_users']:,} "
+             f"({data['test_targets_seen'] / test_users:.1%}) |",
+             f"| unreachable test targets (`--repeats {data['repeats']}`) | {data['unreachable_test_targets']:,} "
+             f"({data['unreachable_test_targets'] / test_users:.1%}) |", "",
+             f"Time column read as {data['time_read_as']}. "
+             + ("Seen items are never recommended (`--repeats drop`): a test target the user already has can never "
+                "be hit." if data["repeats"] == "drop" else
+                "Repeats allowed (`--repeats allow`): seen items may be recommended, the apps keep them and the "
+                "metrics count them as hits.")]
+    if data["unreachable_test_targets"] / test_users > data["warn_share"]:
+        lines += ["", f"**Warning: more than {data['warn_share']:.0%} of the test targets are unreachable**; if users "
+                      "re-consume items, build with `--repeats allow`."]
+    return "\n".join(lines) + "\n"
 
 
 def plan_markdown(profile: DeviceProfile, plan: dict) -> str:

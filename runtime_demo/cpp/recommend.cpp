@@ -8,7 +8,8 @@
 // Contract (shared/DESIGN.md): input `history` int64 [1, L], item indices oldest first, left-padded
 // with 0; outputs `scores` float32 [1, K] and `items` int64 [1, K], best first. items.json next to
 // the model maps index -> original id (index 0 is padding). The app drops answers that are in the
-// WHOLE history (the model only knows its window) or have a non-finite score, then keeps at most
+// WHOLE history (the model only knows its window; kept when manifest.json's serving.repeats is
+// "allow") or have a non-finite score, then keeps at most
 // manifest.json's profile.serving.top_k (everything, when there is no manifest.json next to it).
 //
 // Exit codes: 0 success, 2 bad input or usage (one line on stderr), 3 internal error.
@@ -458,6 +459,19 @@ std::optional<size_t> read_top_k(const std::string& path) {
   return static_cast<size_t>(top_k->number);
 }
 
+// Whether the app keeps answers the user has already seen: manifest.json's serving.repeats is "allow"
+// (a build made with --repeats allow); "drop", no such field or no manifest: they are dropped.
+bool read_allow_repeats(const std::string& path) {
+  if (!is_file(path)) return false;
+  const Json manifest = parse_json(read_file(path, ""), path);
+  const Json* serving = manifest.field("serving");
+  const Json* repeats = serving ? serving->field("repeats") : nullptr;
+  if (!repeats) return false;
+  if (repeats->kind != Json::Kind::String || (repeats->text != "drop" && repeats->text != "allow"))
+    throw BadInput(path + ": serving.repeats must be \"drop\" or \"allow\"");
+  return repeats->text == "allow";
+}
+
 class Recommender {
  public:
   // Loads the program and its forward method now (not on the first request), with the XNNPACK
@@ -466,6 +480,7 @@ class Recommender {
       : model_(model),
         item_ids_(read_items(directory_of(model) + "/" + kItemsFile)),
         keep_(read_top_k(directory_of(model) + "/" + kManifestFile)),
+        allow_repeats_(read_allow_repeats(directory_of(model) + "/" + kManifestFile)),
         module_(std::make_unique<Module>(model, Module::LoadMode::Mmap)) {
     for (size_t i = 1; i < item_ids_.size(); ++i) index_.emplace(item_ids_[i], static_cast<int64_t>(i));
     auto* pool = executorch::extension::threadpool::get_threadpool();
@@ -526,7 +541,8 @@ class Recommender {
     std::vector<int64_t> known;
     std::vector<int64_t> input = encode(history, answer, known);
     const auto [scores, items] = run(input);
-    const std::unordered_set<int64_t> seen(known.begin(), known.end());
+    std::unordered_set<int64_t> seen;  // empty when repeats are allowed: seen items are answers
+    if (!allow_repeats_) seen.insert(known.begin(), known.end());
     for (size_t k = 0; k < items.size(); ++k) {
       const int64_t index = items[k];
       if (index == 0 || seen.count(index) || !std::isfinite(scores[k])) continue;
@@ -545,6 +561,7 @@ class Recommender {
   std::vector<std::string> item_ids_;
   std::unordered_map<std::string, int64_t> index_;
   std::optional<size_t> keep_;
+  bool allow_repeats_;
   std::unique_ptr<Module> module_;
   size_t threads_ = 0;
   int64_t max_history_ = 0;

@@ -9,7 +9,8 @@
 // with 0; outputs `scores` float32 [1, K] and `items` int64 [1, K], best first. items.json next to
 // the artifact maps index -> original item id (index 0 is padding). Unknown ids are skipped with a
 // warning; a history longer than L keeps its most recent L items; answers already in the whole
-// history (not only the window the model saw), padding and non-finite scores are left out, then at
+// history (not only the window the model saw; kept when manifest.json's serving.repeats is "allow"),
+// padding and non-finite scores are left out, then at
 // most manifest.json's profile.serving.top_k answers are kept (all of them without a manifest.json
 // next to the model): the model may return more candidates than top_k.
 //
@@ -111,6 +112,16 @@ function readTopK(file) {
   return topK;
 }
 
+// Whether the app keeps answers the user has already seen: manifest.json's serving.repeats is "allow"
+// (a build made with --repeats allow); "drop", no such field or no manifest: they are dropped.
+function readAllowRepeats(file) {
+  if (!fs.existsSync(file)) return false;
+  const serving = JSON.parse(fs.readFileSync(file, 'utf8')).serving; // valid JSON: readTopK read it first
+  const repeats = serving !== null && typeof serving === 'object' && serving.repeats !== undefined ? serving.repeats : 'drop';
+  if (repeats !== 'drop' && repeats !== 'allow') throw new InputError(`${file}: serving.repeats must be "drop" or "allow"`);
+  return repeats === 'allow';
+}
+
 // One loaded artifact with its vocabulary: original ids in, top-K original ids out.
 class Recommender {
   static async load(model, threads) {
@@ -121,6 +132,7 @@ class Recommender {
     if (!fs.existsSync(model) || !fs.statSync(model).isFile()) throw new InputError(`--model ${model}: no such file`);
     const itemIds = readItems(path.join(path.dirname(model), ITEMS_FILE));
     const keep = readTopK(path.join(path.dirname(model), MANIFEST_FILE));
+    const allowRepeats = readAllowRepeats(path.join(path.dirname(model), MANIFEST_FILE));
     let session;
     try {
       session = await ort.InferenceSession.create(model, {
@@ -130,12 +142,13 @@ class Recommender {
       const first = String(e.message || e).trim().split('\n')[0];
       throw new InputError(`${model}: not a loadable onnx artifact (${first})`);
     }
-    return new Recommender(ort, session, itemIds, model, keep);
+    return new Recommender(ort, session, itemIds, model, keep, allowRepeats);
   }
 
-  constructor(ort, session, itemIds, model, keep) {
+  constructor(ort, session, itemIds, model, keep, allowRepeats) {
     this.ort = ort;
     this.keep = keep; // undefined: keep every answer
+    this.allowRepeats = allowRepeats; // true: answers the user has seen are kept
     this.session = session;
     this.itemIds = itemIds;
     this.model = model;
@@ -170,7 +183,7 @@ class Recommender {
     const result = await this.session.run({ [this.inputName]: input });
     const scores = result.scores.data; // Float32Array, best first
     const items = result.items.data; // BigInt64Array
-    const seen = new Set(known);
+    const seen = new Set(this.allowRepeats ? [] : known);
     const out = { items: [], scores: [], unknown, known: known.length, used };
     for (let k = 0; k < items.length; k++) {
       const index = Number(items[k]);

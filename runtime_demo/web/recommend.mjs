@@ -46,9 +46,13 @@ export class Recommender {
     }
     const manifest = await fetchJson(new URL('manifest.json', base), { optional: true });
     let keep;
+    let allowRepeats = false; // manifest.json's serving.repeats "allow": answers the user has seen are kept
     if (manifest !== undefined) {
       keep = manifest?.profile?.serving?.top_k;
       if (!Number.isInteger(keep) || keep < 1) throw new InputError('manifest.json: profile.serving.top_k must be a positive integer');
+      const repeats = manifest?.serving?.repeats ?? 'drop';
+      if (repeats !== 'drop' && repeats !== 'allow') throw new InputError('manifest.json: serving.repeats must be "drop" or "allow"');
+      allowRepeats = repeats === 'allow';
     }
     const titles = (await fetchJson(new URL('titles.json', base), { optional: true })) || {};
     let session;
@@ -57,13 +61,14 @@ export class Recommender {
     } catch (e) {
       throw new InputError(`${modelUrl}: not a loadable onnx artifact (${String(e.message || e).split('\n')[0]})`);
     }
-    return new Recommender(session, itemIds, keep, titles);
+    return new Recommender(session, itemIds, keep, titles, allowRepeats);
   }
 
-  constructor(session, itemIds, keep, titles) {
+  constructor(session, itemIds, keep, titles, allowRepeats = false) {
     this.session = session;
     this.itemIds = itemIds;
     this.keep = keep; // undefined: keep every answer
+    this.allowRepeats = allowRepeats;
     this.titles = titles;
     this.index = new Map();
     itemIds.forEach((item, i) => { if (i > 0) this.index.set(item, i); });
@@ -89,7 +94,7 @@ export class Recommender {
     const result = await this.session.run({ [this.inputName]: input });
     const scores = result.scores.data; // Float32Array, best first
     const items = result.items.data; // BigInt64Array
-    const seen = new Set(known);
+    const seen = new Set(this.allowRepeats ? [] : known);
     const answer = { items: [], scores: [], unknown };
     for (let k = 0; k < items.length; k++) {
       const index = Number(items[k]);

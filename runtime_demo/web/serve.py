@@ -5,8 +5,9 @@
 
 / is this folder (index.html, recommend.mjs, node_modules/onnxruntime-web/dist/ after
 `npm install --ignore-scripts`); /build/ is the build folder (its files only, nothing below it).
-/build/titles.json (item id -> title) is made from the build's dataset when it can be loaded
-(MovieLens-100K by default); otherwise the page shows ids only. Ctrl-C stops it.
+/build/titles.json (item id -> title) is made from the build's dataset when that has titles
+(MovieLens-100K does; a build's own file has none, and the page then shows ids, without a warning).
+Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -58,15 +59,19 @@ class Handler(SimpleHTTPRequestHandler):
 
 
 def build_titles(build: Path) -> bytes | None:
-    """titles.json for the build's dataset, or None when it cannot be loaded (ids only, then)."""
+    """titles.json for the build's dataset when it has titles, or None (ids only, then); a warning only
+    when the data has titles and they cannot be read."""
     sys.path.insert(0, str(WEB_DIR.parent.parent))
     try:
-        from runtime_demo.histories import load_build_dataset
+        from runtime_demo.histories import has_titles, load_build_dataset
         from runtime_demo.recommend import read_manifest
         from toolkit.errors import ToolkitError
 
         try:
-            return json.dumps(load_build_dataset(read_manifest(build)).titles).encode()
+            manifest = read_manifest(build)
+            if not has_titles(manifest):
+                return None
+            return json.dumps(load_build_dataset(manifest).titles).encode()
         except ToolkitError as e:
             print(f"warning: no titles ({e})", file=sys.stderr)
             return None
