@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from toolkit.cli import OneLineParser, add_data_flags, positive_int  # the toolkit's one-line, exit-2 errors
-from toolkit.errors import ToolkitError, one_line_errors
+from toolkit.errors import ToolkitError, one_line_exit
 
 EXIT_OK = 0
 
@@ -45,7 +45,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return one_line_errors(lambda: _run(make_parser().parse_args(argv)))
+    try:
+        return _run(make_parser().parse_args(argv))
+    except (ToolkitError, KeyboardInterrupt) as e:
+        return one_line_exit(e)
 
 
 def _run(args: argparse.Namespace) -> int:
