@@ -148,6 +148,8 @@ def candidates_figure(profile: DeviceProfile, plan: dict):
     for fits, color, label in ((True, "tab:blue", "fits the budgets by estimate"),
                                (False, "tab:grey", "does not fit by estimate")):
         pts = [r for r in records if r["fits_predicted"] == fits]
+        if not pts:
+            continue
         prior_ax.scatter([max(r["predicted"]["file_bytes"].values()) / scale for r in pts],
                          [r["prior_ndcg10"] for r in pts], s=14, facecolors="none", edgecolors=color, label=label,
                          gid=f"prior-{'fits' if fits else 'misses'}")
@@ -390,9 +392,11 @@ def budget_figure(profile: DeviceProfile, results: list[ArtifactProfile]):
         values = [0.0 if c.value is None else c.value / scale for c in checks]
         verdicts = ["unknown" if c.value is None else "pass" if c.passed else "fail" for c in checks]
         ax.barh(ys, values, height=0.6, color=[VERDICT_COLORS[v] for v in verdicts])
-        for y, v, verdict in zip(ys, values, verdicts):
-            ax.annotate("unknown" if verdict == "unknown" else f"{verdict}", (v, y), xytext=(3, 0),
-                        textcoords="offset points", va="center", fontsize=7)
+        for y, v, c, verdict in zip(ys, values, checks, verdicts):
+            shown = ("" if c.value is None else format_bytes(c.value) if is_bytes
+                     else f"{c.value:.4f}" if budget == "quality" else f"{c.value:.2f} ms")
+            ax.annotate(f"{verdict} {shown}".strip(), (v, y), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
         if budget == "quality":
             q = [r.quality for r in results]
             needed = [(y, c.limit) for y, c in zip(ys, checks) if c.limit is not None]
