@@ -118,9 +118,9 @@ def recommend(results: list[ArtifactProfile], formats: tuple[str, ...], toleranc
             best = max(r.quality.ndcg for r in fitting)
             keep = [r for r in fitting if r.quality.ndcg >= best * (1 - tolerance)]
             pick = min(keep, key=lambda r: (r.bytes, -r.quality.ndcg))
-            why = (f"fits; {format_bytes(pick.bytes)}, NDCG@{pick.quality.k} {pick.quality.ndcg:.4f}: the smallest of "
-                   f"the {len(keep)} of {len(mine)} that fit with NDCG within {tolerance:.0%} of the best fitting "
-                   f"{best:.4f}")
+            why = (f"fits; {format_bytes(pick.bytes)}, NDCG@{pick.quality.k} {pick.quality.ndcg:.4f}: {len(fitting)} of "
+                   f"{len(mine)} {fmt} artifacts fit, {len(keep)} of them with NDCG within {tolerance:.0%} of the best "
+                   f"that fits ({best:.4f}); this is the smallest of those")
             out[fmt] = Recommendation(fmt, pick.path, why)
         elif mine:
             missed = "; ".join(f"{r.path} misses {', '.join(c.budget for c in r.checks if not c.passed)}"
