@@ -107,6 +107,14 @@ def test_every_failed_check_says_what_to_try_and_the_report_shows_it(tmp_path):
         "quality_rule"]
 
 
+def test_a_failed_serving_check_names_the_shape_that_differs():
+    r = artifact("model.fp32.pte", 50_000, 0.09, 0.09)
+    r.io = {"max_history": 30, "candidates": 10}
+    serving = next(c for c in judge(r, SMARTWATCH) if c.budget == "serving")
+    assert not serving.passed and "history 30 is not the device's 50" in serving.text
+    assert "10 candidates, fewer than the 20 the device shows" in serving.text and "rebuild" in serving.advice
+
+
 def test_recommended_is_the_smallest_that_fits_with_the_best_quality():
     mobile = load_profile("mobile-arm")
     fp32 = artifact("model.fp32.pte", 240_000, 0.1100, 0.1100, popularity=0.03, users=943, profile=mobile)

@@ -363,7 +363,9 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
     serving_ok = history == s.max_history and (candidates or 0) >= s.top_k
     serving_text = (f"serving: history {history} (device {s.max_history}), {candidates} candidates "
                     f"(device shows {s.top_k})")
-    if not serving_ok:
+    if history is None:  # the artifact could not be loaded: its shapes are unknown
+        serving_text = "serving: unknown (the artifact's history length and candidates were not read)"
+    elif not serving_ok:
         wrong = ([f"history {history} is not the device's {s.max_history}"] if history != s.max_history else []) + (
             [f"{candidates} candidates, fewer than the {s.top_k} the device shows"]
             if (candidates or 0) < s.top_k else [])
@@ -373,7 +375,7 @@ def judge(a: ArtifactProfile, profile: DeviceProfile) -> list[Check]:
               basis="artifact"),
         Check("precision", a.precision == "fp32" or hw.int8,
               f"precision {a.precision}: device {'has' if hw.int8 else 'has no'} fast int8 kernels", basis="artifact"),
-        Check("serving", serving_ok, serving_text, basis="artifact"),
+        Check("serving", serving_ok, serving_text, basis="artifact" if history is not None else "unknown"),
         _budget_check("model_bytes", "model", a.bytes, b.model_bytes, format_bytes, "file"),
         _budget_check("memory_bytes", "memory", a.memory.verdict_bytes, b.memory_bytes, format_bytes, a.memory.basis,
                       unknown=a.memory.how),
