@@ -160,6 +160,8 @@ def test_budget_png_draws_each_artifact_with_its_verdict_and_quality(tmp_path):
     assert [not e["fits"] for e in report["artifacts"]] == [True, True, False]
     labels = [t.get_text() for t in panels["model_bytes"].get_yticklabels()]
     assert labels == [f"{e['path']}\n{'fits' if e['fits'] else 'DOES NOT FIT'}" for e in report["artifacts"]]
+    colours = [mcolors.to_hex(t.get_color()) for t in panels["model_bytes"].get_yticklabels()]
+    assert colours == [mcolors.to_hex(VERDICT_COLORS["pass" if e["fits"] else "fail"]) for e in report["artifacts"]]
     needed = next(c for c in panels["quality"].collections if c.get_gid() == "needed").get_offsets()[:, 0]
     assert list(needed) == pytest.approx([next(c for c in e["checks"] if c["budget"] == "quality")["limit"]
                                           for e in report["artifacts"]])
