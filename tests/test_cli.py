@@ -86,6 +86,15 @@ def test_same_seed_same_build_and_the_old_build_survives_a_failure(tiny_build, t
     assert [x["sha256"] for x in a["artifacts"]] == [x["sha256"] for x in b["artifacts"]]
     assert [x["metrics"] for x in a["artifacts"]] == [x["metrics"] for x in b["artifacts"]]
     assert a["student"]["metrics"] == b["student"]["metrics"] and a["teacher"]["metrics"] == b["teacher"]["metrics"]
+    # the last lines say which file to ship per format, as the manifest records it
+    recommended = b["recommended"]
+    assert set(recommended) == set(b["profile"]["serving"]["formats"])
+    tail = first.stdout.strip().splitlines()[-len(recommended):]
+    for fmt, line in zip(recommended, tail):
+        pick = recommended[fmt]["path"]
+        assert line.startswith(f"recommended {fmt}: {'ship ' + pick if pick else 'none'} ("), first.stdout[-2000:]
+        if pick:
+            assert next(x for x in b["artifacts"] if x["path"] == pick)["verdict"]["fits"]
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     failed = run_cli("build", "--out", str(out), "--data", str(tmp_path / "missing.csv"), *TINY_BUILD_ARGS)
     assert failed.returncode == 2
@@ -171,6 +180,37 @@ def test_bad_input_after_reading_the_data_exits_2_every_time(tmp_path):
         result = run_cli("build", "--data", str(f), "--out", str(tmp_path / "out"), timeout=120)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_profiles_lists_units_and_what_each_serves():
+    result = run_cli("profiles", timeout=60)
+    assert result.returncode == 0, result.stderr
+    head, *rows = result.stdout.splitlines()
+    assert {"model", "memory", "max_history", "top_k", "formats"} <= set(head.split())
+    watch = next(r for r in rows if r.startswith("smartwatch ")).split()
+    assert watch[1:5] == ["60.0", "KB", "16.0", "MB"] and watch[-3:] == ["50", "20", "executorch"], watch
+    widget = next(r for r in rows if r.startswith("web-widget ")).split()
+    assert widget[1:3] == ["25.0", "KB"] and widget[-1] == "onnx"
+
+
+def test_a_teacher_below_popularity_is_a_warning():
+    """Measured figures of the smartwatch trial (200 users): teacher 0.0156, popularity 0.0273."""
+    from toolkit.evaluate import Metrics
+    from toolkit.manifest import ModelRecord
+    from toolkit.pipeline import teacher_warnings
+
+    popularity = {p: Metrics(k=10, hr=0.06, ndcg=0.0273, users=200) for p in ("valid", "test")}
+
+    def teacher(ndcg: float, users: int = 200) -> ModelRecord:
+        m = Metrics(k=10, hr=2 * ndcg, ndcg=ndcg, users=users)
+        return ModelRecord(config={}, parameters=1, metrics={"valid": m, "test": m}, train_seconds=0.0)
+
+    logged: list[str] = []
+    warnings = teacher_warnings(teacher(0.0156), popularity, logged.append)
+    assert len(warnings) == 1 and logged == [f"warning: {warnings[0]}"]
+    assert "0.0156 is not above the popularity baseline's 0.0273" in warnings[0] and "--epochs" in warnings[0]
+    assert teacher_warnings(teacher(0.0300), popularity, logged.append)  # above, but within the noise of 200 users
+    assert teacher_warnings(teacher(0.1000), popularity, logged.append) == []
 
 
 def test_help_and_import_are_fast_and_light():

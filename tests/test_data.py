@@ -219,9 +219,9 @@ def test_a_directory_is_named_as_one(tmp_path):
 def test_shop_log_duplicates_dropped_repeats_kept_and_counted(tmp_path):
     log = write_shop_log(tmp_path / "shop.csv")
     assert b"\r\n" in log.path.read_bytes()
-    with pytest.raises(ToolkitError, match="--user-col"):  # customer/product/event_time are not guessed
-        read_interactions(log.path)
-    ds = read_interactions(log.path, **SHOP_COLUMNS)
+    ds = read_interactions(log.path)  # a shop's own column names are recognised without flags
+    assert ds.columns == {"user": "customer", "item": "product", "time": "event_time"}
+    assert read_interactions(log.path, **SHOP_COLUMNS).sequences[0].tolist() == ds.sequences[0].tolist()
     assert ds.rows_read == log.rows and ds.duplicates_dropped == log.duplicates > 0
     assert len(ds.user_ids) == log.customers and ds.dropped_users == log.short_customers
     assert all(i.startswith("SKU-") for i in ds.item_ids[1:])

@@ -66,6 +66,18 @@ def test_trials_follow_the_measured_priors():
     assert fitting[0][0].dim == 16 and fitting[0][0].table_bits == 4  # as good and smallest
 
 
+def test_the_quality_tolerance_is_relative():
+    """The same priors at an eighth of the NDCG (0.015, a sparse log) give the same trial order: an
+    absolute 0.002 let a dim-16 int4 student (13 % below the best) go first there."""
+    low = QualityPriors(by_dim={d: q / 8 for d, q in PRIORS.by_dim.items()}, table_keep=PRIORS.table_keep,
+                        linear_keep=PRIORS.linear_keep, rank_keep=PRIORS.rank_keep, users=150)
+    cfg = PlanConfig(layers=(1,))
+    high, sparse = (rank_candidates(profile(4_000_000), NUM_ITEMS, p, cfg)[1] for p in (PRIORS, low))
+    assert high[0][0].dim == 32 and [c for c, _, _ in sparse[:5]] == [c for c, _, _ in high[:5]]
+    top = max(r.prior_ndcg10 for _, _, r in sparse)
+    assert sparse[0][2].prior_ndcg10 >= top * (1 - cfg.quality_tolerance) and cfg.quality_tolerance == 0.02
+
+
 def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
     """A real plan (one short training) for a 40 KB ONNX-only budget."""
     torch.set_num_threads(1)
@@ -77,6 +89,7 @@ def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
     assert tried[0].measured_bytes["onnx"] <= budget
     assert result.candidate.compressed and result.export["onnx"].precision == result.candidate.precision
     assert 0.0 < tried[0].valid_ndcg10 <= 1.0
+    assert result.to_dict()["quality_tolerance"] == cfg.quality_tolerance  # the report states it
     untried = [r for r in result.candidates if not r.tried]
     assert untried and all("file_bytes" in r.predicted for r in untried)
     # int8 = false: a budget that integer weights make is out of reach for fp32 students

@@ -72,11 +72,13 @@ def test_a_bare_name_resolves_inside_the_folder():
 
 
 def test_profiles_command_lists_every_profile_with_budgets():
+    from toolkit.units import format_bytes
+
     result = run_cli("profiles", timeout=60)
     assert result.returncode == 0, result.stderr
     for name in list_profiles():
         line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
-        assert f"{load_profile(name).budget.model_bytes:,}" in line
+        assert format_bytes(load_profile(name).budget.model_bytes) in line  # in the unit that fits (toolkit.units)
 
 
 @pytest.mark.parametrize("field,value,message", [

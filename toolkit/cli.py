@@ -16,6 +16,7 @@ from dataclasses import replace
 from toolkit.contract import BUILD_LOG, REPEATS_MODES
 from toolkit.distributed import DistributedConfig
 from toolkit.errors import DoesNotFitError, ToolkitError, one_line_exit
+from toolkit.units import format_bytes
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INTERNAL, EXIT_TERMINATED = 0, 1, 3, 143  # bad input, Ctrl-C: toolkit.errors
 
@@ -237,19 +238,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
     m = result.manifest
     print(f"\nbuild written to {result.out}/ in {result.seconds:.0f} s")
     k = m.serving.k
-    print(f"{'artifact':<24} {'bytes':>10} {f'NDCG@{k}':>8} {f'HR@{k}':>7} {'top-10 agree':>12} {'threads':>7}  "
+    print(f"{'artifact':<24} {'size':>9} {f'NDCG@{k}':>8} {f'HR@{k}':>7} {'top-10 agree':>12} {'threads':>7}  "
           f"verdict ({m.profile.name})")
     for a in m.artifacts:
         verdict = "-" if a.profile is None else ("fits" if a.profile.fits else "DOES NOT FIT")
         threads = "-" if a.profile is None else a.profile.latency.threads
-        print(f"{a.path:<24} {a.bytes:>10} {a.metrics.ndcg:>8.4f} {a.metrics.hr:>7.4f} "
+        print(f"{a.path:<24} {format_bytes(a.bytes):>9} {a.metrics.ndcg:>8.4f} {a.metrics.hr:>7.4f} "
               f"{a.parity['top10_agreement']:>12.3f} {threads:>7}  {verdict}")  # parity: measured at export
     for fmt, why in m.plan.get("unfit_formats", {}).items():
-        print(f"{'(' + fmt + ')':<24} {'not built':>10}  {why}")
+        print(f"{'(' + fmt + ')':<24} {'not built':>9}  {why}")
+    for warning in m.warnings:
+        print(f"warning: {warning}")
     print(f"report: {result.out / 'report.md'}, log: {result.out / BUILD_LOG}")
+    print_recommended(m.recommended)
     if not result.fits:
         raise DoesNotFitError(f"{result.out}: {result.failures()}")
     return EXIT_OK
+
+
+def print_recommended(recommended: dict) -> None:
+    """The last lines of a build or profile: per format, the file to ship (or none, and why)."""
+    for r in recommended.values():
+        print(f"recommended {r.text()}")
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
@@ -292,10 +302,12 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     from toolkit.profiles import list_profiles, load_profile
 
     rows = [load_profile(name) for name in list_profiles()]
-    print(f"{'profile':<20} {'model':>10} {'memory':>10} {'p95 ms':>7} {'int8':>5} {'thr':>4} {'GFLOP/s':>8}  formats")
+    print(f"{'profile':<20} {'model':>9} {'memory':>9} {'p95 ms':>7} {'int8':>5} {'threads':>7} {'GFLOP/s':>8} "
+          f"{'max_history':>11} {'top_k':>5}  formats")
     for p in rows:
-        print(f"{p.name:<20} {p.budget.model_bytes:>10,} {p.budget.memory_bytes:>10,} {p.budget.latency_ms:>7.1f} "
-              f"{'yes' if p.hardware.int8 else 'no':>5} {p.hardware.threads:>4} {p.hardware.gflops:>8.1f}  "
+        print(f"{p.name:<20} {format_bytes(p.budget.model_bytes):>9} {format_bytes(p.budget.memory_bytes):>9} "
+              f"{p.budget.latency_ms:>7.1f} {'yes' if p.hardware.int8 else 'no':>5} {p.hardware.threads:>7} "
+              f"{p.hardware.gflops:>8.1f} {p.serving.max_history:>11} {p.serving.top_k:>5}  "
               f"{', '.join(p.serving.formats)}")
     return EXIT_OK
 
@@ -305,6 +317,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from toolkit.calibrate import CalibrationCache
+    from toolkit.manifest import recommend
+    from toolkit.plan import PlanConfig
     from toolkit.profiler import QualityData, not_fit_message, profile_artifact
     from toolkit.profiles import load_profile
     from toolkit.report import report_dict, verdict_table, write_report
@@ -328,19 +342,24 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     reference = Path(args.reference) if args.reference is not None else None
     results = [profile_artifact(Path(a), profile, calibrations, native=natives.get(Path(a).suffix.lower()),
                                 reference=reference, data=data) for a in args.artifacts]
+    formats = tuple(dict.fromkeys(r.format for r in results if r.format in profile.serving.formats))
+    recommended = recommend(results, formats, PlanConfig().quality_tolerance)
     if args.report is not None:
         Path(args.report).mkdir(parents=True, exist_ok=True)
-        write_report(Path(args.report), profile, results)
+        write_report(Path(args.report), profile, results, recommended=recommended)
     if args.json:
-        print(json.dumps(report_dict(profile, results), indent=2))
+        print(json.dumps(report_dict(profile, results, recommended), indent=2))
     else:
         print(verdict_table(profile, results))
         for r in results:
             print(f"\n{r.path}: {'fits' if r.fits else 'DOES NOT FIT'} {profile.name}")
             for check in r.checks:
-                print(f"  {'pass' if check.passed else 'FAIL'}  {check.text}")
+                print(f"  {'pass' if check.passed else 'FAIL'}  {check.text}"
+                      + ("" if check.passed else f"\n        try: {check.advice}"))
             for budget, why in r.not_checked.items():
                 print(f"  not checked  {budget}: {why}")
+        print()
+        print_recommended(recommended)
     failures = not_fit_message(results)
     if failures:
         raise DoesNotFitError(f"{profile.name}: {failures}")

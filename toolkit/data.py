@@ -41,9 +41,14 @@ RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d
 ML100K_MEMBERS = ("ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")
 ML100K_ZIP_DIR = "recbole/dataset_example/ml-100k/"
 
-USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid")
-ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "movieId", "movie_id", "iid")
-TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date")
+# column names recognised without a --*-col flag (case-insensitive, first match wins): the common
+# spellings of recommender datasets, and of shops', news apps' and players' own event exports
+USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid", "customer_id", "customer", "visitor_id", "visitorid",
+                "client_id", "member_id", "account_id")
+ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "movieId", "movie_id", "iid", "product_id", "product", "sku",
+                "article_id", "track_id", "content_id")
+TIME_COLUMNS = ("timestamp", "ts", "time", "datetime", "date", "event_time", "event_timestamp", "created_at",
+                "occurred_at")
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".inter", ".parquet")
 MIN_INTERACTIONS_PER_USER = 3  # train + validation + test
 # Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973,

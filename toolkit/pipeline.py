@@ -34,10 +34,11 @@ from toolkit.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecor
 from toolkit.output import OutputDir, prepare_output
 from toolkit.plan import PlanConfig, PlanResult, estimate, int8_scores
 from toolkit.priors import PriorConfig
-from toolkit.profiler import PARITY_MIN_AGREEMENT, ArtifactProfile
+from toolkit.profiler import PARITY_MIN_AGREEMENT, ArtifactProfile, below_popularity
 from toolkit.profiles import DeviceProfile, load_profile
 from toolkit.teacher import TeacherConfig
 from toolkit.train import TrainConfig
+from toolkit.units import format_bytes
 
 CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
 PARITY_HISTORIES = 200  # test histories each artifact is compared on against the model it came from
@@ -212,6 +213,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             log(f"popularity baseline: test {popularity['test'].text()}")
             teacher_record = evaluated(teacher, split, k, log, "teacher", teacher_phases(cfg.teacher)).record(
                 cache_key=_short_hash(teacher.cache_key), kind=cfg.teacher.kind, **teacher.extra)
+            warnings = teacher_warnings(teacher_record, popularity, log)
         item_ids = dataset.item_ids
         index = None
         if plan.candidate.two_stage:  # items relabelled so every cluster is a contiguous range
@@ -244,7 +246,8 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
                             data=data_summary,
                             seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
                             student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
-                            plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds)
+                            plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds,
+                            warnings=warnings)
         with step("profile", seconds):
             profile_artifacts_(staging, profile, manifest, log)
         manifest.build_seconds = time.perf_counter() - start
@@ -447,6 +450,18 @@ def proxy_dims(available: tuple[int, ...], planned: tuple[int, ...]) -> tuple[in
     return tuple(sorted({max(below), min(above)} | {d for d in available if lo <= d <= hi}))
 
 
+def teacher_warnings(teacher: ModelRecord, popularity: dict[str, Metrics], log=print) -> list[str]:
+    """A teacher that is not above the popularity baseline (by more than the noise of the users
+    evaluated: `toolkit.profiler.popularity_noise`) is a warning, logged and kept for the report;
+    on test, or on validation for a teacher that answers training prefixes only."""
+    phase = "test" if "test" in teacher.metrics else "valid"
+    warning = below_popularity(f"the teacher's {phase}", teacher.metrics[phase], popularity[phase])
+    if warning is None:
+        return []
+    log(f"warning: {warning}")
+    return [warning]
+
+
 def evaluated(trained: TrainedModel, split: Split, k: int, log, what: str,
               phases: tuple[str, ...] = ("valid", "test")) -> TrainedModel:
     """`trained` with its valid and test metrics at the build's cutoff (the split unsealed: after every choice)."""
@@ -638,7 +653,7 @@ def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: 
         parity_min = PARITY_MIN_AGREEMENT["quantized at export" if quantized_at_export else "same weights"]
         artifact = check_artifact(path, job, split, profile.hardware.threads, k, float_metrics, parity_min)
         artifact.analytic_ms = (analytic or {}).get(f"{job.format}/{job.source}")
-        log(f"  {job.name}: {artifact.bytes / 1000:.1f} KB, test {artifact.metrics.text()} through {job.format}, "
+        log(f"  {job.name}: {format_bytes(artifact.bytes)}, test {artifact.metrics.text()} through {job.format}, "
             f"top-10 agreement {artifact.parity['top10_agreement']:.3f} with the {job.source} model")
         artifacts.append(artifact)
     return artifacts
@@ -674,6 +689,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     """Profile every artifact of a build in its runtime (a fresh process each), attach the result to
     its manifest record, write report.json / report.md / plots and log the verdict table."""
     from toolkit.calibrate import CalibrationCache
+    from toolkit.manifest import recommend
     from toolkit.profiler import ProfileRequest, Quality, profile_artifact
     from toolkit.report import verdict_table, write_report
 
@@ -691,7 +707,10 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
         a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known,
                                      native=natives.get(Path(a.path).suffix.lower()))
         results.append(a.profile)
+    manifest.recommended = recommend(results, profile.serving.formats, manifest.plan["quality_tolerance"],
+                                     manifest.plan.get("unfit_formats"))
     write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict(),
+                 recommended=manifest.recommended, warnings=manifest.warnings,
                  data=manifest.data.to_dict() if manifest.data is not None else None)
     log("\n" + verdict_table(profile, results))
     return results

@@ -15,7 +15,9 @@
    QAT when post-training quantization loses more than 1%), export it in every format and measure
    the files. A candidate whose measured file misses the budget is recorded and the plan steps
    down to the next one. The winner is the smallest fitting file whose validation NDCG@10 is
-   within `quality_tolerance` of the best tried: the smallest student that keeps the quality.
+   within `quality_tolerance` of the best tried, relative (2 %: at NDCG@10 0.015 a smaller student
+   may give up 0.0003, at 0.10 0.002): the smallest student that keeps the quality. The report
+   states the tolerance.
 4. Every candidate considered is recorded (config, predicted and measured bytes, predicted
    memory/latency, validation NDCG@10). When nothing fits, `DoesNotFitError` names the closest
    candidate and how far it misses each budget.
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from toolkit.errors import DoesNotFitError, ToolkitError
+from toolkit.units import format_bytes
 
 # Measured on this toolkit's exports (MovieLens-100K vocabulary, max_history 50, one block):
 # bytes a file holds beyond its weights (graph/program, delegate headers), fp32 and quantized graphs.
@@ -164,7 +167,9 @@ class PlanConfig:
     ranks: tuple[float, ...] = (0, 0.5)  # item-table rank as a fraction of dim (0 = full table)
     table_bits: tuple[int, ...] = (32, 8, 4)
     linear_bits: tuple[int, ...] = (32, 8)
-    quality_tolerance: float = 0.002  # NDCG@10 a smaller student may give up (prior order and final pick)
+    # share of the best NDCG@10 a smaller student may give up (relative; prior order, final pick and the
+    # recommended artifact): an absolute 0.002 was 12 % at NDCG@10 0.015 and 2 % at 0.10
+    quality_tolerance: float = 0.02
     margin: float = 0.02  # predicted figures must fit with this fraction to spare (files are then measured)
     max_trials: int = 1  # candidates trained (each: distil + compress + export); more only to step down
     max_trials_binding: int = 2  # ... when the budget binds: the best fitting prior is below the best overall
@@ -190,6 +195,7 @@ class PlanResult:
     teacher_valid_ndcg10: float | None = None
     priors: dict = field(default_factory=dict)  # toolkit.priors.QualityPriors.to_dict()
     unfit_formats: dict[str, str] = field(default_factory=dict)  # requested formats nothing fits -> why
+    quality_tolerance: float = 0.0  # the PlanConfig's (relative) tolerance the choice was made with
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -200,7 +206,7 @@ class PlanResult:
         return {"candidate": self.candidate.to_dict(), "export": {k: v.to_dict() for k, v in self.export.items()},
                 "candidates": [c.to_dict() for c in self.candidates], "steps": [s.to_dict() for s in self.steps],
                 "teacher_valid_ndcg10": self.teacher_valid_ndcg10, "priors": self.priors,
-                "unfit_formats": self.unfit_formats}
+                "unfit_formats": self.unfit_formats, "quality_tolerance": self.quality_tolerance}
 
 
 # --- estimates -------------------------------------------------------------------------------
@@ -379,10 +385,10 @@ def rank_candidates(profile, num_items: int, priors, cfg: PlanConfig | None = No
         raise DoesNotFitError(f"profile {profile.name}: no student fits; closest is {closest_c.name()}, "
                               f"which misses {_describe(closest.misses)} (estimates)")
     # the smallest student expected to keep the best quality: candidates whose prior is within
-    # `quality_tolerance` of the best go first, smallest first; the rest follow by prior
-    top = max(r.prior_ndcg10 for _, _, r in fitting)
-    fitting.sort(key=lambda x: (x[2].prior_ndcg10 < top - cfg.quality_tolerance,
-                                weight_bytes(x[0], num_items, max_history) if x[2].prior_ndcg10 >= top - cfg.quality_tolerance
+    # `quality_tolerance` (relative) of the best go first, smallest first; the rest follow by prior
+    floor = within_tolerance(max(r.prior_ndcg10 for _, _, r in fitting), cfg.quality_tolerance)
+    fitting.sort(key=lambda x: (x[2].prior_ndcg10 < floor,
+                                weight_bytes(x[0], num_items, max_history) if x[2].prior_ndcg10 >= floor
                                 else -x[2].prior_ndcg10))
     return records, fitting, unfit
 
@@ -461,7 +467,8 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     for f, why in unfit.items():
         log(f"plan: {why}: only {', '.join(formats)} will be built (the build then does not fit, exit 1)")
     # a budget that binds quality is worth a second trained candidate (the priors are coarse there)
-    binding = max(r.prior_ndcg10 for r in records) - max(r.prior_ndcg10 for _, _, r in fitting) > cfg.quality_tolerance
+    binding = max(r.prior_ndcg10 for _, _, r in fitting) < within_tolerance(max(r.prior_ndcg10 for r in records),
+                                                                            cfg.quality_tolerance)
     max_trials = cfg.max_trials_binding if binding else cfg.max_trials
     log(f"plan: {len(fitting)} of {len(records)} candidates fit {profile.name} by estimate; "
         f"trying up to {max_trials}{' (the budget binds)' if binding else ''}")
@@ -491,7 +498,7 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
         rec.seconds = time.perf_counter() - start
         records.remove(rec)
         records.insert(tried - 1, rec)  # tried candidates first, in the order tried
-        sizes = ", ".join(f"{f} {b / 1000:.1f} KB" for f, b in rec.measured_bytes.items())
+        sizes = ", ".join(f"{f} {format_bytes(b)}" for f, b in rec.measured_bytes.items())
         log(f"plan: {c.name()}: valid NDCG@10 {rec.valid_ndcg10:.4f} (float {float_ndcg:.4f}); {sizes}; "
             f"{'fits' if rec.fits_measured else 'misses ' + _describe(rec.misses)}"
             + ("" if rec.keeps_quality else f"; compression lost more than {QUALITY_MARGIN:.0%} of the float "
@@ -502,9 +509,9 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     if fits:
         # those that kept their quality through compression (all that fit when none did: the profiler says it)
         fits = [f for f in fits if f[2].keeps_quality] or fits
-        # the smallest file whose validation NDCG@10 is within `quality_tolerance` of the best tried
-        top = max(r.valid_ndcg10 for _, _, r, _ in fits)
-        best = min((f for f in fits if f[2].valid_ndcg10 >= top - cfg.quality_tolerance),
+        # the smallest file whose validation NDCG@10 is within `quality_tolerance` (relative) of the best tried
+        floor = within_tolerance(max(r.valid_ndcg10 for _, _, r, _ in fits), cfg.quality_tolerance)
+        best = min((f for f in fits if f[2].valid_ndcg10 >= floor),
                    key=lambda f: max(f[2].measured_bytes.values()))
     if best is None:
         tried_recs = [(c, r) for c, _, r in fitting if r.tried]
@@ -515,7 +522,12 @@ def plan_student(teacher, split, profile, priors, seed: int = 0, log=print, cfg:
     options = ExportOptions(precision=c.precision, table_bits=c.table_bits, linear_bits=c.linear_bits)
     return PlanResult(model=model, float_model=float_model, candidate=c, export={fmt: options for fmt in formats},
                       candidates=records, steps=steps, teacher_valid_ndcg10=teacher_ndcg, priors=priors.to_dict(),
-                      unfit_formats=unfit)
+                      unfit_formats=unfit, quality_tolerance=cfg.quality_tolerance)
+
+
+def within_tolerance(best: float, tolerance: float) -> float:
+    """The lowest NDCG@10 that counts as keeping `best`'s quality: `tolerance` is relative."""
+    return best * (1 - tolerance)
 
 
 def _scaled(est: Estimate, k: float) -> Estimate:

@@ -34,6 +34,7 @@ from toolkit.compress.pq import PQConfig, PQItemTable, pq_quantize_, pq_table_by
 from toolkit.compress.prune import PruneConfig, PrunedItemTable, prune_
 from toolkit.compress.quantize import QuantConfig, QuantizedItemTable, QuantizedLinear, prepare_qat_, quantize_
 from toolkit.errors import ToolkitError
+from toolkit.units import format_bytes
 
 __all__ = [
     "CompressConfig", "CompressResult", "LowRankConfig", "LowRankLinear", "PQConfig", "PQItemTable", "PruneConfig",
@@ -148,7 +149,7 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
                                 time.perf_counter() - start))
         if log:
             s = steps[-1]
-            log(f"  {name}: {s.bytes_before / 1000:.1f} -> {s.bytes_after / 1000:.1f} KB, valid NDCG@10 "
+            log(f"  {name}: {format_bytes(s.bytes_before)} -> {format_bytes(s.bytes_after)}, valid NDCG@10 "
                 f"{s.ndcg_before:.4f} -> {s.ndcg_untuned:.4f} (untuned) -> {s.ndcg_after:.4f}")
 
     if cfg.prune is not None:
