@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from toolkit.cli import OneLineParser, add_data_flags, positive_int  # the toolkit's one-line, exit-2 errors
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line_exit
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK = 0
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -47,12 +47,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _run(make_parser().parse_args(argv))
-    except ToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (ToolkitError, KeyboardInterrupt) as e:
+        return one_line_exit(e)
 
 
 def _run(args: argparse.Namespace) -> int:

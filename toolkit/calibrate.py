@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from toolkit.errors import ToolkitError
+from toolkit.measure import load_average
 
 # environment variables the common BLAS builds read for their thread count at import time
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -90,7 +91,7 @@ def measure_gflops(cfg: CalibrationConfig) -> Calibration:
                        gflops_median=float(sum(np.median(r) for r in rates)),
                        repetitions=sum(len(r) for r in rates), size=cfg.size, blas=_blas_name(),
                        machine=f"{platform.machine()} {platform.processor() or platform.system()}".strip(),
-                       load_average=_load_average(), cpus=os.cpu_count() or 0)
+                       load_average=load_average(), cpus=os.cpu_count() or 0)
 
 
 def calibrate(cfg: CalibrationConfig) -> Calibration:
@@ -123,13 +124,6 @@ class CalibrationCache:
 
             self._by_threads[threads] = calibrate(replace(self.cfg, threads=threads))
         return self._by_threads[threads]
-
-
-def _load_average() -> float:
-    try:
-        return float(os.getloadavg()[0])
-    except (OSError, AttributeError):  # not available on every platform
-        return -1.0
 
 
 def _blas_name() -> str:

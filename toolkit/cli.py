@@ -15,11 +15,10 @@ from dataclasses import replace
 
 from toolkit.contract import BUILD_LOG, REPEATS_MODES
 from toolkit.distributed import DistributedConfig
-from toolkit.errors import DoesNotFitError, ToolkitError
+from toolkit.errors import DoesNotFitError, ToolkitError, one_line_exit
 from toolkit.units import format_bytes
 
-EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INTERNAL, EXIT_TERMINATED = 0, 1, 3, 143  # bad input, Ctrl-C: toolkit.errors
 
 
 class Terminated(BaseException):
@@ -423,15 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except ToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (ToolkitError, KeyboardInterrupt) as e:
+        return one_line_exit(e)
     except DoesNotFitError as e:
         print(f"does not fit: {e}", file=sys.stderr)
         return EXIT_DOES_NOT_FIT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except Terminated:
         print("terminated", file=sys.stderr)
         return EXIT_TERMINATED

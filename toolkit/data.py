@@ -25,10 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,10 +33,10 @@ import numpy as np
 
 from toolkit.contract import REPEATS_MODES
 from toolkit.errors import ToolkitError
+from toolkit.wheels import WheelError, unpack_wheel
 
 DEFAULT_DATASET = "movielens-100k"
 RECBOLE_WHEEL = "recbole==1.2.1"
-RECBOLE_WHEEL_FILE = "recbole-1.2.1-py3-none-any.whl"
 RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
 ML100K_MEMBERS = ("ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")
 ML100K_ZIP_DIR = "recbole/dataset_example/ml-100k/"
@@ -319,26 +315,15 @@ def movielens_100k_files() -> Path:
     target = cache_dir() / "movielens-100k"
     if all((target / m).is_file() for m in ML100K_MEMBERS):
         return target
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = Path(tmp) / RECBOLE_WHEEL_FILE
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", tmp]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not wheel.is_file():
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ToolkitError(f"dataset {DEFAULT_DATASET}: could not download {RECBOLE_WHEEL} from PyPI ({last})")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != RECBOLE_WHEEL_SHA256:
-            raise ToolkitError(
-                f"dataset {DEFAULT_DATASET}: {RECBOLE_WHEEL_FILE} has sha256 {digest}, expected {RECBOLE_WHEEL_SHA256}"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent))
-        with zipfile.ZipFile(wheel) as zf:
-            for member in ML100K_MEMBERS:
-                (staging / member).write_bytes(zf.read(ML100K_ZIP_DIR + member))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)  # atomic: a half-extracted cache is never seen
+
+    def extract(zf: zipfile.ZipFile, staging: Path) -> None:
+        for member in ML100K_MEMBERS:
+            (staging / member).write_bytes(zf.read(ML100K_ZIP_DIR + member))
+
+    try:
+        unpack_wheel(RECBOLE_WHEEL, target, extract, sha256=RECBOLE_WHEEL_SHA256)
+    except WheelError as e:
+        raise ToolkitError(f"dataset {DEFAULT_DATASET}: {e}") from None
     return target
 
 

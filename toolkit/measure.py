@@ -98,7 +98,7 @@ class LoadMonitor:
     """`with LoadMonitor() as m: ...` then `m.load`: the host's load over the block."""
 
     def __enter__(self) -> LoadMonitor:
-        self._load = _load_average()
+        self._load = load_average()
         self._busy = _cpu_busy_seconds()
         self._own = _own_cpu_seconds()
         self._wall = time.perf_counter()
@@ -111,14 +111,15 @@ class LoadMonitor:
         others = None
         if busy is not None and self._busy is not None and wall > 0:
             others = max(0.0, min(1.0, ((busy - self._busy) - (own - self._own)) / (wall * cpus)))
-        self.load = HostLoad(cpus=cpus, load_average_before=self._load, load_average_after=_load_average(),
+        self.load = HostLoad(cpus=cpus, load_average_before=self._load, load_average_after=load_average(),
                              others_busy_fraction=others)
 
 
-def _load_average() -> float:
+def load_average() -> float:
+    """The host's 1-minute load average, -1.0 where the platform has none."""
     try:
         return float(os.getloadavg()[0])
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):  # not available on every platform
         return -1.0
 
 

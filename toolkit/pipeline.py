@@ -543,17 +543,14 @@ def cluster_index_(plan: PlanResult, split: Split, item_ids: list[str], log) -> 
     return index, split.relabelled(new_of_old), [item_ids[i] for i in index.order.tolist()]
 
 
-TWO_STAGE_TARGET = 0.96  # recall@10 the probe is chosen for on validation: held-out recall stays >= 0.95
-
-
 def choose_two_stage(plan: PlanResult, index, split: Split, candidates: int, log, histories: int = 1000) -> dict:
-    """The smallest probe reaching recall@10 `TWO_STAGE_TARGET` against exhaustive scoring of the same
-    model, on validation histories (0.95 chosen on 300 histories gave 0.942-0.949 held out)."""
-    from export.two_stage import choose_probe
+    """The smallest probe reaching recall@10 `export.two_stage.RECALL_TARGET` against exhaustive scoring
+    of the same model, on validation histories."""
+    from export.two_stage import RECALL_TARGET, choose_probe
 
     sample = split.evaluated_on(histories)
     padded = pad_histories(sample.history("valid"), plan.model.cfg.max_history)
-    choice = choose_probe(plan.model, index, padded, candidates=candidates, target=TWO_STAGE_TARGET)
+    choice = choose_probe(plan.model, index, padded, candidates=candidates, target=RECALL_TARGET)
     log(f"two-stage: probe {choice.probe} of {index.clusters} clusters, {choice.scored_fraction:.1%} of the items "
         f"scored, recall@10 {choice.recall:.3f} against exhaustive scoring on {len(padded)} validation histories")
     return {**index.summary(), **choice.to_dict(), "validation_histories": len(padded)}

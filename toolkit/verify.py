@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.errors import ToolkitError
 from toolkit.contract import ITEMS_FILE, read_items
+from toolkit.wheels import WheelError, unpack_wheel
 from toolkit.native import Log, NativeClient, Target, build_client, indices_to_ids, native_client
 
 if TYPE_CHECKING:
@@ -361,24 +361,17 @@ def aarch64_executorch(version: str, log: Log) -> Path:
     if (package / "lib" / "libexecutorch.so").is_file():
         return package
     log(f"fetching the aarch64 executorch {base_version} wheel (pip download) ...")
-    with tempfile.TemporaryDirectory(prefix="wheel-") as tmp:
-        pyver = f"{sys.version_info.major}{sys.version_info.minor}"
-        command = [sys.executable, "-m", "pip", "download", f"executorch=={base_version}", "--platform", WHEEL_PLATFORM,
-                   "--python-version", pyver, "--only-binary=:all:", "--no-deps", "-d", tmp, "-q"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        wheels = list(Path(tmp).glob("executorch-*.whl"))
-        if result.returncode != 0 or not wheels:
-            last = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ToolkitError(f"could not fetch the aarch64 executorch wheel ({last}); run: {' '.join(command[2:])}")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
-        with zipfile.ZipFile(wheels[0]) as wheel:  # only what a C++ build needs
-            wheel.extractall(staging, [n for n in wheel.namelist()
-                                       if n.startswith(("executorch/lib/", "executorch/include/", "executorch/share/"))])
+
+    def extract(wheel: zipfile.ZipFile, staging: Path) -> None:  # only what a C++ build needs
+        wheel.extractall(staging, [n for n in wheel.namelist()
+                                   if n.startswith(("executorch/lib/", "executorch/include/", "executorch/share/"))])
+
+    pyver = f"{sys.version_info.major}{sys.version_info.minor}"
     try:
-        staging.rename(root)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process unpacked it first
+        unpack_wheel(f"executorch=={base_version}", root, extract,
+                     pip_args=("--platform", WHEEL_PLATFORM, "--python-version", pyver, "--only-binary=:all:"))
+    except WheelError as e:
+        raise ToolkitError(f"could not fetch the aarch64 executorch wheel ({e.reason}); run: {e.command}") from None
     return package
 
 

@@ -23,6 +23,7 @@ const path = require('path');
 const EXIT_OK = 0;
 const EXIT_BAD_INPUT = 2;
 const EXIT_INTERRUPTED = 130;
+const HISTORY_MODULE = '../web/history.mjs'; // the encoding the web client uses too (an ES module)
 const ITEMS_FILE = 'items.json';
 const MANIFEST_FILE = 'manifest.json';
 const SCORE_DECIMALS = 6;
@@ -126,6 +127,7 @@ function readAllowRepeats(file) {
 class Recommender {
   static async load(model, threads) {
     const ort = require('onnxruntime-node');
+    const { encodeHistory } = await import(HISTORY_MODULE);
     if (path.extname(model).toLowerCase() !== '.onnx') {
       throw new InputError(`--model ${model}: the node demo runs .onnx artifacts (use python -m runtime_demo for .pte)`);
     }
@@ -142,11 +144,12 @@ class Recommender {
       const first = String(e.message || e).trim().split('\n')[0];
       throw new InputError(`${model}: not a loadable onnx artifact (${first})`);
     }
-    return new Recommender(ort, session, itemIds, model, keep, allowRepeats);
+    return new Recommender(ort, encodeHistory, session, itemIds, model, keep, allowRepeats);
   }
 
-  constructor(ort, session, itemIds, model, keep, allowRepeats) {
+  constructor(ort, encodeHistory, session, itemIds, model, keep, allowRepeats) {
     this.ort = ort;
+    this.encodeHistory = encodeHistory;
     this.keep = keep; // undefined: keep every answer
     this.allowRepeats = allowRepeats; // true: answers the user has seen are kept
     this.session = session;
@@ -166,16 +169,8 @@ class Recommender {
 
   // Original ids (oldest first) -> { input [1, L] int64, unknown ids, known count, used count }.
   encode(history) {
-    const known = [];
-    const unknown = [];
-    for (const item of history) {
-      const i = this.index.get(item);
-      if (i === undefined) unknown.push(item); else known.push(i);
-    }
-    const window = known.slice(-this.maxHistory); // the most recent L items
-    const data = new BigInt64Array(this.maxHistory); // zeros: left padding
-    window.forEach((i, k) => { data[this.maxHistory - window.length + k] = BigInt(i); });
-    return { input: new this.ort.Tensor('int64', data, [1, this.maxHistory]), unknown, known, used: window.length };
+    const { data, known, unknown, used } = this.encodeHistory(this.index, this.maxHistory, history);
+    return { input: new this.ort.Tensor('int64', data, [1, this.maxHistory]), unknown, known, used };
   }
 
   async recommend(history) {

@@ -11,6 +11,8 @@
 // Only the documented onnxruntime-web API: env.wasm, InferenceSession.create, Tensor, session.run.
 import * as ort from 'onnxruntime-web';
 
+import { encodeHistory } from './history.mjs';
+
 const SCORE_DECIMALS = 6;
 
 export class InputError extends Error {}
@@ -81,15 +83,7 @@ export class Recommender {
   }
 
   async recommend(history) {
-    const known = [];
-    const unknown = [];
-    for (const item of history) {
-      const i = this.index.get(item);
-      if (i === undefined) unknown.push(item); else known.push(i);
-    }
-    const window = known.slice(-this.maxHistory); // the most recent L items
-    const data = new BigInt64Array(this.maxHistory); // zeros: left padding
-    window.forEach((i, k) => { data[this.maxHistory - window.length + k] = BigInt(i); });
+    const { data, known, unknown } = encodeHistory(this.index, this.maxHistory, history);
     const input = new ort.Tensor('int64', data, [1, this.maxHistory]);
     const result = await this.session.run({ [this.inputName]: input });
     const scores = result.scores.data; // Float32Array, best first
