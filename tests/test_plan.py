@@ -167,3 +167,24 @@ def test_the_float_students_int8_export_counts_its_table_twice_once():
         est = estimate(Candidate(32, table_bits=8, linear_bits=8), items, 50, 30.0, ("executorch",))
         assert est.file_bytes["executorch"] - est.weight_bytes < items * 32 * 2  # at most one extra copy
     assert float_precisions(plan, profile, 50_000) == {"executorch": ["int8"], "onnx": ["int8"]}
+
+
+def test_movielens_students_and_their_finetunes_stay_under_their_budgets(movielens):
+    """The plan's students (every width it may choose) train under the from-scratch budget with room
+    for 40 epochs on MovieLens-100K (its members stop at 24-26), and a fine-tune's budget allows more
+    than its epoch cap (15 epochs), so neither binds there and the default build is unchanged."""
+    from toolkit.compress import CompressConfig
+    from toolkit.data import split_leave_one_out
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit_budget
+
+    split = split_leave_one_out(movielens)
+    plan, tune = PlanConfig(), CompressConfig()
+    per_epoch = 19  # 2,412 windows of 50 in batches of 128
+    for dim in plan.dims:
+        for layers in plan.layers:
+            cfg = ModelConfig(num_items=split.num_items, dim=dim, layers=layers, max_history=50, dropout=plan.dropout)
+            student = fit_budget(cfg, split, TrainConfig(epochs=plan.epochs, patience=plan.patience))
+            assert student.steps >= 40 * per_epoch, (dim, layers, student.steps)
+            finetune = fit_budget(cfg, split, TrainConfig(budget=tune.finetune_budget))
+            assert finetune.steps > tune.finetune_epochs * per_epoch, (dim, layers, finetune.steps)
