@@ -153,7 +153,7 @@ def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) 
             log(f"  {items:,} items, {loss} softmax, seed {seed}…")
             start = time.perf_counter()
             result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
-                         TrainConfig(seed=seed, loss=loss, max_steps=LOSS_STEPS), desc=f"{loss} {seed}")
+                         TrainConfig(seed=seed, loss=loss, max_steps=LOSS_STEPS, budget=0), desc=f"{loss} {seed}")
             out[f"{loss}_seconds"].append(time.perf_counter() - start)
             out[f"{loss}_steps"].append(result.steps)
             out[loss].append(evaluate_model(result.model, split, "test").ndcg)
