@@ -21,7 +21,7 @@ backward (x2) and the optimizer's update of every parameter, plus the validation
 spread over the epoch's steps. A full-softmax step at 6,000 items costs ~3x one at MovieLens-100K's
 1,682, so it gets a third of the steps: the budget bounds each loop's work, not its step count,
 and is deterministic (no wall clock). It is sized not to bind on MovieLens-100K; a loop it stops
-is `capped` (in the log and the manifest).
+is `capped` (in the log; the teacher's and the priors' in the manifest too).
 
 A loss function returns (sum over target positions, number of positions): the step divides, so
 the same code averages correctly when positions are spread over processes. On several processes
