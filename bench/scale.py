@@ -3,12 +3,18 @@
     python bench/scale.py            # 20k and 50k items end to end, full vs sampled at 20k (3 seeds), 1M serving
     python bench/scale.py --quick    # the same at small sizes (a smoke run; never committed)
     python bench/scale.py --render   # rewrite SCALE.md and scale.png from scale.json
+    python bench/scale.py --only shapes --merge   # only the second generator setting's builds, into scale.json
 
 What it measures:
 - `build --profile mobile-arm --data FILE`, cold (empty cache: teacher, priors, plan, exports,
   profiling), in a fresh process tree: wall time, peak RSS, exit code, the shipped artifacts' bytes
   and one-thread latency (the profiler's figures), NDCG@10 through the best shipped artifact and
   the popularity baseline (test, the build's user sample);
+- the same cold build on logs of another shape (bench/synthetic.py's `series` setting: ~67
+  interactions a user, 300 topics, mostly series continuation), at about MovieLens-100K's size
+  (6,000 items, 133,508 interactions, 2,000 users) and at 50,000 items (1M, 15,000 users): the
+  training budgets (toolkit/train.py) must hold there too, not only on bench's own log (section
+  `shapes`; each loop's steps and whether its budget capped it from the manifest);
 - at 20,000 items, where full softmax is still affordable: the same student trained with the full
   and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference),
   for the same optimizer steps; and each softmax as a build trains it (its step budget and early
@@ -38,11 +44,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 BUILDS = ((20_000, 400_000), (50_000, 1_000_000))  # (items, interactions) built end to end
 QUICK_BUILDS = ((3_000, 60_000),)
+# (shape, items, interactions): issue 26's logs, where the build had not finished in 30 and 45 minutes
+SHAPED_BUILDS = (("series", 6_000, 133_508), ("series", 50_000, 1_000_000))
+QUICK_SHAPED_BUILDS = (("series", 2_000, 40_000),)
 SERVE = (1_000_000, 5_000_000)  # trained, exported and served
 QUICK_SERVE = (60_000, 300_000)
 LOSS_SEEDS = 3
-# full vs sampled: both trained for the same optimizer steps (~10 epochs at 20k items; the build's own
-# cap is TrainConfig.max_steps = 4,000): full softmax costs ~50 s an epoch there on 2 cores, 7x sampled
+# full vs sampled: both trained for the same optimizer steps (~10 epochs at 20k items; a build's own
+# loops stop at their compute budget, TrainConfig.budget): full softmax costs ~50 s an epoch there on
+# 2 cores, 7x sampled
 LOSS_STEPS = 1_000
 
 
@@ -71,19 +81,21 @@ def commit() -> str | None:
         return None
 
 
-def run_build(items: int, interactions: int, work: Path, log) -> dict:
-    """One cold `build --profile mobile-arm --data FILE` of a synthetic log, in a fresh process tree."""
-    from synthetic import SyntheticConfig, write
+def run_build(items: int, interactions: int, work: Path, log, shape: str = "bench") -> dict:
+    """One cold `build --profile mobile-arm --data FILE` of a synthetic log (generator setting
+    `shape`, bench/synthetic.py's SHAPES), in a fresh process tree."""
+    from synthetic import shaped, write
 
     from toolkit.measure import run_timed
 
-    data = write(SyntheticConfig(items=items, interactions=interactions), work / f"log-{items}.parquet")
-    out, cache = work / f"build-{items}", work / f"cache-{items}"
-    log(f"build at {items:,} items, {interactions:,} interactions (cold)…")
+    name = f"{items}" if shape == "bench" else f"{shape}-{items}"
+    data = write(shaped(shape, items, interactions), work / f"log-{name}.parquet")
+    out, cache = work / f"build-{name}", work / f"cache-{name}"
+    log(f"build at {items:,} items, {interactions:,} interactions, {shape} shape (cold)…")
     run = run_timed([sys.executable, "-m", "toolkit", "build", "--profile", "mobile-arm", "--data", str(data),
                      "--out", str(out)], env={"TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     log(f"  exit {run.exit_code} in {run.seconds:.0f} s, peak RSS {run.peak_rss_bytes / 1e9:.2f} GB")
-    entry = {"items": items, "interactions": interactions, "build_seconds": run.seconds,
+    entry = {"items": items, "interactions": interactions, "shape": shape, "build_seconds": run.seconds,
              "peak_rss_bytes": run.peak_rss_bytes, "exit_code": run.exit_code, "ndcg10": None,
              "popularity_ndcg10": None, "full_softmax_ndcg10": None, "artifacts": [], "two_stage": None}
     manifest_path = out / "manifest.json"
@@ -97,6 +109,12 @@ def run_build(items: int, interactions: int, work: Path, log) -> dict:
     entry["student_ndcg10"] = manifest["student"]["metrics"]["test"]["ndcg"]
     entry["teacher_ndcg10"] = manifest["teacher"]["metrics"]["test"]["ndcg"]
     entry["teacher_members"] = manifest["teacher"].get("members")
+    entry["users"] = manifest["dataset"].get("users")
+    # what each loop took under its budget (toolkit/train.py): the teacher's members, the priors' proxies
+    entry["budgets"] = {"teacher_steps": manifest["teacher"].get("member_steps"),
+                        "teacher_capped": manifest["teacher"].get("member_capped"),
+                        "prior_steps": manifest["plan"].get("priors", {}).get("steps"),
+                        "prior_capped": manifest["plan"].get("priors", {}).get("capped")}
     entry["evaluated_users"] = manifest["popularity"]["test"]["users"]
     entry["plan"] = manifest["plan"]["candidate"]
     for a in manifest["artifacts"]:
@@ -135,7 +153,7 @@ def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) 
             log(f"  {items:,} items, {loss} softmax, seed {seed}…")
             start = time.perf_counter()
             result = fit(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split.sealed(),
-                         TrainConfig(seed=seed, loss=loss, max_steps=LOSS_STEPS), desc=f"{loss} {seed}")
+                         TrainConfig(seed=seed, loss=loss, max_steps=LOSS_STEPS, budget=0), desc=f"{loss} {seed}")
             out[f"{loss}_seconds"].append(time.perf_counter() - start)
             out[f"{loss}_steps"].append(result.steps)
             out[loss].append(evaluate_model(result.model, split, "test").ndcg)
@@ -153,8 +171,8 @@ def as_built(items: int, interactions: int, work: Path, seeds: int, log, loss: s
     from toolkit.train import TrainConfig, fit
 
     split = loss_split(items, interactions, work)
-    out: dict = {"items": items, "loss": loss, "max_steps": TrainConfig().max_steps, "ndcg10": [], "seconds": [],
-                 "steps": [], "seeds": seeds}
+    out: dict = {"items": items, "loss": loss, "budget": TrainConfig().budget, "ndcg10": [], "seconds": [],
+                 "steps": [], "capped": [], "seeds": seeds}
     for seed in range(seeds):
         log(f"  {items:,} items, {loss} softmax as a build trains it, seed {seed}…")
         start = time.perf_counter()
@@ -162,6 +180,7 @@ def as_built(items: int, interactions: int, work: Path, seeds: int, log, loss: s
                      TrainConfig(seed=seed, loss=loss), desc=f"{loss} {seed}")
         out["seconds"].append(time.perf_counter() - start)
         out["steps"].append(result.steps)
+        out["capped"].append(result.capped)
         out["ndcg10"].append(evaluate_model(result.model, split, "test").ndcg)
         log(f"    test NDCG@10 {out['ndcg10'][-1]:.4f} in {out['seconds'][-1]:.0f} s, {result.steps} steps")
         if save:
@@ -174,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--render", action="store_true")
-    parser.add_argument("--only", choices=("builds", "loss", "sampled-as-built", "full-as-built", "serve"),
+    parser.add_argument("--only", choices=("builds", "shapes", "loss", "sampled-as-built", "full-as-built", "serve"),
                         action="append",
                         help="run only these sections")
     parser.add_argument("--items", type=int, action="append", help="only the builds of these catalogue sizes")
@@ -185,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_results(json.loads((out_dir / "scale.json").read_text()), out_dir)
         return 0
-    sections = set(args.only or ("builds", "loss", "sampled-as-built", "full-as-built", "serve"))
+    sections = set(args.only or ("builds", "shapes", "loss", "sampled-as-built", "full-as-built", "serve"))
     work = Path(tempfile.mkdtemp(prefix="scale."))
     log = print
     results: dict = {"machine": machine(), "mode": "quick" if args.quick else "full",
@@ -203,6 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             results["catalogs"] = [c for c in results["catalogs"] if c["items"] != items] + [entry]
             results["catalogs"].sort(key=lambda c: c["items"])
             write_results({**results, "complete": False}, out_dir)  # a section at a time: a later crash loses less
+    if "shapes" in sections:
+        for shape, items, n in QUICK_SHAPED_BUILDS if args.quick else SHAPED_BUILDS:
+            if args.items and items not in args.items:
+                continue
+            entry = {**run_build(items, n, work, log, shape), "measured": time.strftime("%Y-%m-%d %H:%M"),
+                     "commit": commit()}
+            results["shapes"] = sorted([c for c in results.get("shapes", []) if (c["shape"], c["items"]) != (shape, items)]
+                                       + [entry], key=lambda c: (c["shape"], c["items"]))
+            write_results({**results, "complete": False}, out_dir)
     if "loss" in sections:
         items, n = builds[0]
         results["loss_comparison"] = {**full_vs_sampled(items, n, work, 2 if args.quick else LOSS_SEEDS, log),
@@ -231,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                                      key=lambda c: c["items"])
     results["finished"] = time.strftime("%Y-%m-%d %H:%M")
     have = {c["items"] for c in results["catalogs"]}
+    shapes = {(c["shape"], c["items"]) for c in results.get("shapes", [])}
     results["complete"] = all(i in have for i, _ in builds) and "loss_comparison" in results and all(
+        (shape, i) in shapes for shape, i, _ in (QUICK_SHAPED_BUILDS if args.quick else SHAPED_BUILDS)) and all(
         len(results.get(f"{loss}_as_built", {}).get("ndcg10", ())) == (2 if args.quick else LOSS_SEEDS)
         for loss in ("sampled", "full")) and (
         (QUICK_SERVE if args.quick else SERVE)[0] in have)
@@ -275,6 +305,22 @@ def render(r: dict) -> str:
                      f"{fmt(c['peak_rss_bytes'] and c['peak_rss_bytes'] / 1e9, '.2f')} | {c.get('exit_code', '-')} | "
                      f"{fmt(c['ndcg10'], '.4f')} | {fmt(c['popularity_ndcg10'], '.4f')} | "
                      f"{fmt(c['full_softmax_ndcg10'], '.4f')} | {arts} | {two} |")
+    if r.get("shapes"):
+        lines += ["", "The same cold build on logs of another shape (bench/synthetic.py's `series` setting): each "
+                  "loop's optimizer steps under its compute budget (toolkit/train.py), * where the budget stopped it.", "",
+                  "| shape | items | interactions | users | build s | peak RSS GB | exit | NDCG@10 (best artifact) | "
+                  "popularity | teacher members' steps | proxies' steps (dim: steps) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for c in r["shapes"]:
+            b = c.get("budgets") or {}
+            teacher = ", ".join(f"{n:,}" + ("*" if k else "") for n, k in zip(b.get("teacher_steps") or [],
+                                                                              b.get("teacher_capped") or []))
+            proxies = ", ".join(f"{d}: {n:,}" + ("*" if int(d) in (b.get("prior_capped") or []) else "")
+                                for d, n in (b.get("prior_steps") or {}).items())
+            fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+            lines.append(f"| {c['shape']} | {c['items']:,} | {c['interactions']:,} | {fmt(c.get('users'), ',')} | "
+                         f"{fmt(c['build_seconds'], '.0f')} | {fmt(c['peak_rss_bytes'] and c['peak_rss_bytes'] / 1e9, '.2f')} | "
+                         f"{c.get('exit_code', '-')} | {fmt(c['ndcg10'], '.4f')} | {fmt(c['popularity_ndcg10'], '.4f')} | "
+                         f"{teacher or '-'} | {proxies or '-'} |")
     if r.get("loss_comparison"):
         lc = r["loss_comparison"]
         lines += ["", f"Full vs sampled softmax at {lc['items']:,} items (the same dim-32 student from labels, "
@@ -286,7 +332,9 @@ def render(r: dict) -> str:
                   + (f" Note: {lc['notes']}." if lc.get("notes") else "")]
     if r.get("sampled_as_built") and r.get("loss_comparison"):
         sb, lc = r["sampled_as_built"], r["loss_comparison"]
-        lines += ["", f"The sampled softmax as a build trains it ({sb['max_steps']:,} steps at most, early stopping; "
+        cap = (f"{sb['max_steps']:,} steps at most" if sb.get("max_steps") else
+               f"its compute budget, {sb.get('budget', 0):.3g} multiply-adds")
+        lines += ["", f"The sampled softmax as a build trains it ({cap}, early stopping; "
                   f"same data and student, {len(sb['ndcg10'])} seeds): {_seeds(sb)}: "
                   f"{np.mean(sb['ndcg10']) / np.mean(lc['full']) - 1:+.1%} against the full softmax above "
                   f"({lc.get('max_steps', 0):,} steps, {np.median(lc['full_seconds']):.0f} s a run, median). Measured "

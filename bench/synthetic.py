@@ -2,6 +2,7 @@
 structure a sequence model can learn, string ids, deterministic for a seed.
 
     python bench/synthetic.py --items 50000 --interactions 1000000 --out /tmp/log50k.parquet
+    python bench/synthetic.py --shape series --items 6000 --interactions 133508 --out /tmp/log6k.parquet
 
 The catalogue is split into topics; within a topic, items are ordered and each item's successors
 are the next few items of its topic (a "series": episodes, a product line, the next article of a
@@ -11,6 +12,10 @@ catalogue by its Zipf popularity (exponent `zipf`: the hits everyone sees), othe
 the user's topics by the same popularity. So popularity alone recovers part of the signal and
 the sequence and the user's taste the rest, as on real logs.
 Timestamps increase within a user (ties are absent); user and item ids are strings.
+
+Two shapes (`SHAPES`): `bench`, the defaults (many short histories, sqrt(items) topics), and
+`series`, the shape issue 26 tried the build on: fewer, longer histories (~67 interactions a user:
+15,000 users for 10^6 interactions, 2,000 for 133,508), 300 topics, mostly series continuation.
 
 With a Zipf tail, a log draws only part of a large catalogue (5M interactions over 10^6 ids
 reach about 74 % of them). `every_item` makes every id occur: each item never drawn replaces the
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,17 @@ class SyntheticConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+SHAPES = {
+    "bench": SyntheticConfig(),
+    "series": SyntheticConfig(mean_length=66.75, topics=300, sequential=0.6, popular=0.15),
+}
+
+
+def shaped(shape: str, items: int, interactions: int, seed: int = 0, every_item: bool = False) -> SyntheticConfig:
+    """The generator setting `shape` (one of `SHAPES`) at this size."""
+    return replace(SHAPES[shape], items=items, interactions=interactions, seed=seed, every_item=every_item)
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
@@ -186,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interactions", type=int, default=SyntheticConfig.interactions)
     parser.add_argument("--seed", type=int, default=SyntheticConfig.seed)
     parser.add_argument("--every-item", action="store_true", help="every item id occurs at least once")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="bench", help="the generator setting")
     parser.add_argument("--out", required=True, help=".parquet or .csv")
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(items=args.items, interactions=args.interactions, every_item=args.every_item,
-                          seed=args.seed)
+    cfg = shaped(args.shape, args.items, args.interactions, args.seed, args.every_item)
     path = write(cfg, Path(args.out))
     print(f"wrote {path}: {cfg.to_dict()}")
     return 0

@@ -167,3 +167,44 @@ def test_the_float_students_int8_export_counts_its_table_twice_once():
         est = estimate(Candidate(32, table_bits=8, linear_bits=8), items, 50, 30.0, ("executorch",))
         assert est.file_bytes["executorch"] - est.weight_bytes < items * 32 * 2  # at most one extra copy
     assert float_precisions(plan, profile, 50_000) == {"executorch": ["int8"], "onnx": ["int8"]}
+
+
+def test_movielens_students_and_their_finetunes_stay_under_their_budgets(movielens):
+    """The plan's students (every width it may choose) train under the from-scratch budget with room
+    for 40 epochs on MovieLens-100K (its members stop at 24-26), and a fine-tune's budget allows more
+    than its epoch cap (15 epochs), so neither binds there and the default build is unchanged."""
+    from toolkit.compress import CompressConfig
+    from toolkit.data import split_leave_one_out
+    from toolkit.models import ModelConfig
+    from toolkit.train import TrainConfig, fit_budget
+
+    split = split_leave_one_out(movielens)
+    plan, tune = PlanConfig(), CompressConfig()
+    per_epoch = 19  # 2,412 windows of 50 in batches of 128
+    for dim in plan.dims:
+        for layers in plan.layers:
+            cfg = ModelConfig(num_items=split.num_items, dim=dim, layers=layers, max_history=50, dropout=plan.dropout)
+            student = fit_budget(cfg, split, TrainConfig(epochs=plan.epochs, patience=plan.patience))
+            assert student.steps >= 40 * per_epoch, (dim, layers, student.steps)
+            finetune = fit_budget(cfg, split, TrainConfig(budget=tune.finetune_budget))
+            assert finetune.steps > tune.finetune_epochs * per_epoch, (dim, layers, finetune.steps)
+
+
+def test_the_priors_proxies_stop_at_their_budget_and_record_it(cache_dir, small_split):
+    """Each proxy trains under `PriorConfig.train.budget` (2.5 steps' work of the widest here): every
+    width stops at its budget's step, mid-epoch, and the priors say which and after how many steps."""
+    from dataclasses import replace
+
+    from toolkit.models import ModelConfig
+    from toolkit.priors import PriorConfig, measure_priors
+    from toolkit.train import TrainConfig, fit_budget
+
+    train = TrainConfig(epochs=20, batch_size=16, min_steps=0, patience=20)
+    widest = fit_budget(ModelConfig(num_items=small_split.num_items, dim=16, max_history=20, dropout=0.2),
+                        small_split, train).step_work
+    cfg = PriorConfig(dims=(8, 16), train=replace(train, budget=2.5 * widest))
+    priors = measure_priors(small_split.sealed(), 20, cfg, 0, {"sha256": "priors-budget"}, log=lambda *_: None)
+    assert priors.capped == [8, 16]
+    assert priors.steps[16] == 2 and priors.steps[8] >= 2  # a narrower proxy's step costs less
+    assert priors.steps[8] == fit_budget(ModelConfig(num_items=small_split.num_items, dim=8, max_history=20,
+                                                     dropout=0.2), small_split, cfg.train).steps

@@ -47,16 +47,34 @@ def test_a_damaged_cache_is_retrained_and_said(cache_dir, small_split):
     assert any("other data, settings or code" in x for x in lines)
 
 
-def test_the_ensemble_stops_adding_members_at_its_step_budget(cache_dir, small_split):
-    """Each member is capped at `train.max_steps` (it stops at the end of the epoch that reaches
-    them); the ensemble adds a member only while its spent steps plus the last member's fit the
-    budget, and says so."""
+def test_the_ensemble_stops_adding_members_at_its_budget(cache_dir, small_split):
+    """Each member stops at its own budget (`train.budget`: 3 steps' work here); the ensemble adds a
+    member only while the work spent plus the last member's fits `TeacherConfig.budget`, says so,
+    and records each member's steps and that its budget capped it."""
+    from toolkit.train import fit_budget
+
     split = small_split.sealed()
     lines: list[str] = []
-    capped = TeacherConfig(members=3, dim=8, max_steps=5, train=TrainConfig(epochs=50, batch_size=64, min_steps=0,
-                                                                           max_steps=3, patience=50))
+    train = TrainConfig(epochs=50, batch_size=64, min_steps=0, patience=50)
+    member = TeacherConfig(dim=8).member_config(split.num_items, 50)
+    step = fit_budget(member, small_split, train).step_work
+    capped = TeacherConfig(members=3, dim=8, budget=5 * step, train=replace(train, budget=3.5 * step))
     teacher = train_teacher(capped, split, {**DATA, "sha256": "budget"}, 50, 0, log=lines.append)
-    assert len(teacher.model.members) == 1  # one member spends >= 3 steps; two would pass 5
-    assert any("1 of 3 members" in line and "budget" in line for line in lines)
-    roomy = replace(capped, max_steps=10_000)
-    assert len(train_teacher(roomy, split, {**DATA, "sha256": "budget"}, 50, 0, log=lines.append).model.members) == 3
+    assert len(teacher.model.members) == 1  # one member spends 3 steps' work; two would pass 5
+    assert teacher.member_steps == [3] and teacher.member_capped == [True]
+    assert any("1 of 3 members" in line and "TeacherConfig.budget" in line for line in lines)
+    roomy = replace(capped, budget=100 * step)
+    assert train_teacher(roomy, split, {**DATA, "sha256": "budget"}, 50, 0, log=lines.append).member_steps == [3, 3, 3]
+
+
+def test_movielens_keeps_its_three_members_within_the_ensemble_budget(movielens):
+    """MovieLens-100K's members stop early at 456, 456 and 494 steps (seed 0; ~900 the most seen):
+    the ensemble's budget must leave room for a third member of 900 steps after two."""
+    from toolkit.data import split_leave_one_out
+    from toolkit.train import fit_budget
+
+    split = split_leave_one_out(movielens)
+    cfg = TeacherConfig()
+    member = fit_budget(cfg.member_config(split.num_items, 50), split, cfg.train)
+    assert 3 * 900 * member.step_work <= cfg.budget
+    assert member.steps >= 900

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -135,12 +137,60 @@ def test_no_training_pairs_is_a_clear_error():
         training_windows(split, max_history=10, stride=10)
 
 
-def test_max_steps_stops_at_the_end_of_the_epoch_that_reaches_them(small_split):
+def test_a_budget_stops_the_loop_at_the_step_it_runs_out_and_says_capped(small_split, capsys):
+    """A budget of 2.5 steps' work stops the loop after its 2nd step, mid-epoch; the best state is kept."""
+    from toolkit.train import fit_budget
+
     cfg = ModelConfig(num_items=small_split.num_items, dim=8, max_history=20)
-    windows = len(training_windows(small_split, 20, 20))
-    per_epoch = -(-windows // 64)
-    result = fit(cfg, small_split.sealed(), TrainConfig(epochs=50, batch_size=64, min_steps=0, patience=50,
-                                                        max_steps=per_epoch + 1))
-    assert result.capped and result.epochs == 2 and result.steps == 2 * per_epoch
-    free = fit(cfg, small_split.sealed(), TrainConfig(epochs=2, batch_size=64, min_steps=0, max_steps=0))
-    assert not free.capped and free.epochs == 2
+    per_epoch = -(-len(training_windows(small_split, 20, 20)) // 16)
+    assert per_epoch > 3
+    train_cfg = TrainConfig(epochs=50, batch_size=16, min_steps=0, patience=50)
+    step = fit_budget(cfg, small_split, train_cfg).step_work
+    result = fit(cfg, small_split.sealed(), replace(train_cfg, budget=2.5 * step))
+    assert result.capped and result.steps == 2 and result.epochs == 1 and result.budget.steps == 2
+    assert result.work == pytest.approx(2 * step)
+    assert "capped at 2 steps" in capsys.readouterr().err
+    explicit = fit(cfg, small_split.sealed(), replace(train_cfg, max_steps=per_epoch + 1))  # a step cap besides it
+    assert explicit.capped and explicit.steps == per_epoch + 1 and explicit.epochs == 2
+    free = fit(cfg, small_split.sealed(), replace(train_cfg, epochs=2))
+    assert not free.capped and free.epochs == 2 and free.steps == 2 * per_epoch
+
+
+def test_a_step_costs_what_its_catalogue_and_loss_cost(small_split):
+    """Work per step grows with the items each target is scored against, not with the steps: a
+    larger catalogue under the full softmax gets fewer steps from the same budget; the sampled
+    softmax's step costs its negatives, whatever the catalogue."""
+    from dataclasses import replace as with_
+
+    from toolkit.train import fit_budget
+
+    def step(num_items: int, **train) -> float:
+        split = with_(small_split, num_items=num_items)
+        return fit_budget(ModelConfig(num_items=num_items, dim=32, max_history=50), split,
+                          TrainConfig(**train)).step_work
+
+    small, large = step(1_682), step(6_000)
+    assert 2.5 < large / small < 3.6  # the logits dominate: ~(6,000 / 1,682) x, less the blocks' share
+    assert fit_budget(ModelConfig(num_items=6_000, dim=32, max_history=50), with_(small_split, num_items=6_000),
+                      TrainConfig()).steps < fit_budget(ModelConfig(num_items=1_682, dim=32, max_history=50),
+                                                        small_split, TrainConfig()).steps
+    sampled_20k, sampled_50k = step(20_000, loss="sampled"), step(50_000, loss="sampled")
+    assert sampled_50k / sampled_20k < 1.3  # only validation and the optimizer see the whole catalogue
+    assert step(20_000, loss="sampled") < step(20_000, loss="full") / 5
+
+
+def test_movielens_trains_well_under_every_from_scratch_budget(movielens):
+    """MovieLens-100K's default build must not change: its loops stop early long before their
+    budget. Seed 0's first teacher member stops at epoch 24 (456 steps); the most seen there is
+    ~900 steps (47 epochs). A dim-32 member's step is what the budgets are counted in."""
+    from toolkit.data import split_leave_one_out
+    from toolkit.train import MEMBER_BUDGET, MOVIELENS_MEMBER_STEP, fit_budget
+
+    split = split_leave_one_out(movielens)
+    member = fit_budget(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split, TrainConfig())
+    assert member.step_work == pytest.approx(MOVIELENS_MEMBER_STEP, rel=0.02)
+    assert member.steps >= 1_100 and MEMBER_BUDGET == TrainConfig().budget
+    for dim in (8, 16, 64):  # the priors' proxies (dim 32 is a teacher member), full data on MovieLens
+        proxy = fit_budget(ModelConfig(num_items=split.num_items, dim=dim, max_history=50, dropout=0.2), split,
+                           TrainConfig())
+        assert proxy.steps >= 45 * 19, (dim, proxy.steps)  # >= 45 epochs of 19 steps

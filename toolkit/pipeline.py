@@ -364,10 +364,13 @@ def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_histor
     how = ("loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s") + (
         f", trained on {ranks} ranks ({teacher.trained_with['backend']})" if ranks > 1 else "")
     what = "knowledge-graph teacher" if kg is not None else "teacher"
-    log(f"{what} ({teacher.members} × dim {t.dim}, {t.layers} block(s); {how})")
+    steps = "" if teacher.cached else "; steps " + ", ".join(
+        f"{n:,}" + (" (capped)" if c else "") for n, c in zip(teacher.member_steps, teacher.member_capped))
+    log(f"{what} ({teacher.members} × dim {t.dim}, {t.layers} block(s); {how}{steps})")
+    budgets = {} if teacher.cached else {"member_steps": teacher.member_steps, "member_capped": teacher.member_capped}
     return TrainedModel(model=teacher.model, config=t.to_dict(), parameters=count_parameters(teacher.model),
                         metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key,
-                        extra={"trained_with": teacher.trained_with, "members": teacher.members,
+                        extra={"trained_with": teacher.trained_with, "members": teacher.members, **budgets,
                                **({"knowledge_graph": extra} if kg is not None else {})})
 
 

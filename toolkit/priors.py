@@ -11,8 +11,9 @@ are, if anything, underrated.
 
 The teacher's members are proxies already when their architecture matches one (they are trained
 from scratch with the same recipe); they are reused. The priors are cached like the teacher, keyed
-on the data, the settings and the code; a large dataset trains its proxies on a sample of users so
-their cost stays bounded.
+on the data, the settings and the code; a large dataset trains its proxies on a sample of users, and
+each proxy stops at its compute budget (`PriorConfig.train.budget`, toolkit/train.py), so their cost
+stays bounded: `steps` and `capped` say what each took.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class QualityPriors:
     seconds: float = 0.0
     cached: bool = False
     reused: list[int] = field(default_factory=list)  # widths taken from the teacher's members
+    steps: dict[int, int] = field(default_factory=dict)  # width -> optimizer steps its proxy took (trained here)
+    capped: list[int] = field(default_factory=list)  # widths whose proxy its budget stopped (not early stopping)
 
     def predict(self, dim: int, table_bits: int = 32, linear_bits: int = 32, factorized: bool = False,
                 pq: bool = False, two_stage: bool = False) -> float:
@@ -78,7 +81,8 @@ class QualityPriors:
         return cls(by_dim={int(k): v for k, v in d["by_dim"].items()},
                    table_keep={int(k): v for k, v in d["table_keep"].items()}, linear_keep=d["linear_keep"],
                    rank_keep=d["rank_keep"], users=d["users"], seconds=d["seconds"], reused=d.get("reused", []),
-                   pq_keep=d.get("pq_keep", 1.0), two_stage_keep=d.get("two_stage_keep", 1.0))
+                   pq_keep=d.get("pq_keep", 1.0), two_stage_keep=d.get("two_stage_keep", 1.0),
+                   steps={int(k): v for k, v in d.get("steps", {}).items()}, capped=d.get("capped", []))
 
 
 def measure_priors(split: Split, max_history: int, cfg: PriorConfig, seed: int, data_key: dict,
@@ -123,12 +127,14 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
 
     proxy_split = _sample_users(split, max_history, cfg.max_windows, seed)
     by_dim, table_keep, linear_keep, rank_keep, pq_keep, reused = {}, {8: [], 4: []}, [], [], [], []
+    steps, capped = {}, []
     for dim in cfg.dims:
         model_cfg = ModelConfig(num_items=split.num_items, dim=dim, max_history=max_history, dropout=cfg.dropout)
         if dim in reuse and len(proxy_split.train) == len(split.train):
             model, reused = reuse[dim], reused + [dim]
         else:
-            model = fit(model_cfg, proxy_split, cfg.train, desc=f"prior dim {dim}").model
+            result = fit(model_cfg, proxy_split, cfg.train, desc=f"prior dim {dim}")
+            model, steps[dim], capped = result.model, result.steps, capped + [dim] * result.capped
         base = evaluate_model(model, proxy_split, "valid").ndcg
         by_dim[dim] = base
 
@@ -143,12 +149,13 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
         rank_keep.append(keep(lambda m, d=dim: low_rank_(m, LowRankConfig(table_rank=d // 2))))
         if split.num_items >= plan.pq_min_items and dim % PQ_DIMS_PER_CODE == 0:
             pq_keep.append(keep(lambda m, d=dim: pq_quantize_(m, PQConfig(d // PQ_DIMS_PER_CODE))))
-        log(f"  prior: dim {dim}: valid NDCG@10 {base:.4f}" + (" (a teacher member)" if dim in reused else ""))
+        log(f"  prior: dim {dim}: valid NDCG@10 {base:.4f}" + (" (a teacher member)" if dim in reused else
+                                                                f" ({steps[dim]:,} steps{', capped' if dim in capped else ''})"))
     from export.two_stage import RECALL_TARGET
 
     return QualityPriors(by_dim=by_dim, table_keep={32: 1.0, **{b: float(np.mean(v)) for b, v in table_keep.items()}},
                          linear_keep=float(np.mean(linear_keep)), rank_keep=float(np.mean(rank_keep)),
-                         users=len(proxy_split.train), reused=reused,
+                         users=len(proxy_split.train), reused=reused, steps=steps, capped=capped,
                          pq_keep=float(np.mean(pq_keep)) if pq_keep else 1.0,
                          two_stage_keep=RECALL_TARGET if split.num_items >= plan.two_stage_min_items else 1.0)
 

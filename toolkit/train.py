@@ -14,6 +14,15 @@ not, so a step's cost does not grow with the catalogue:
 Rule (`TrainConfig.loss = "auto"`): full up to `FULL_SOFTMAX_MAX_ITEMS` items, sampled above; the
 measured quality cost of sampling is in bench/scale.json.
 
+Every loop has a compute budget (`TrainConfig.budget`, multiply-adds), turned into a step count by
+the loop's own cost per step (`loop_budget`): every position of a batch through the blocks, every
+real target position scored against the items its loss reads (all N, or the sampled negatives),
+backward (x2) and the optimizer's update of every parameter, plus the validation after each epoch
+spread over the epoch's steps. A full-softmax step at 6,000 items costs ~3x one at MovieLens-100K's
+1,682, so it gets a third of the steps: the budget bounds each loop's work, not its step count,
+and is deterministic (no wall clock). It is sized not to bind on MovieLens-100K; a loop it stops
+is `capped` (in the log; the teacher's and the priors' in the manifest too).
+
 A loss function returns (sum over target positions, number of positions): the step divides, so
 the same code averages correctly when positions are spread over processes. On several processes
 (`world`, toolkit/distributed.py: torchrun + DistributedDataParallel) each rank takes its share of
@@ -39,6 +48,29 @@ from toolkit.evaluate import Metrics, evaluate_model, pad_histories
 LossFn = Callable[[object, "torch.Tensor", "torch.Tensor", "torch.Tensor"], tuple["torch.Tensor", int]]
 FULL_SOFTMAX_MAX_ITEMS = 8192  # above, (positions x items) logits cost more than the model: sample negatives
 POPULARITY_POWER = 0.75  # the negatives' proposal: training counts^0.75 (flatter than popularity)
+# --- training budgets (see the module docstring): work in multiply-adds -----------------------------
+BACKWARD_FACTOR = 3  # a step's forward + backward: the backward of a matmul costs two more of its forward
+# a logit's own work beyond its dot product, in multiply-adds: writing it, the softmax, the loss and their
+# gradients are passes over the (positions x items) logits whatever the width, and they dominate a step
+# (CPU time of one step, one thread, 2-core host, dim 8/16/32/64: MovieLens-100K 123/115/128/165 ms,
+# 6,000 items 337/318/341/432 ms; dims 32 -> 64 fit 118-170). The sampled softmax also gathers, masks and
+# concatenates its negatives: at 50,000 items (2,049 scored) a step took 233 ms, 1.8x MovieLens's 128 ms
+# for 1.1x its logits
+LOGIT_WORK = 150
+SAMPLED_LOGIT_WORK = 300
+# AdamW's update of one parameter (dense: the item table's every row, each step), in multiply-adds of
+# the host's matmuls: one step over 1.6M parameters took as long as 23-40 multiply-adds a parameter in
+# a (5000 x 32) x (32 x 50000) matmul (2-core host, one thread, 3 runs)
+OPTIMIZER_WORK_PER_PARAMETER = 30
+# the work of one step of a MovieLens-100K dim-32 member (1,682 items, 2,412 windows of 50, ~40 targets
+# each, 19 steps an epoch): what the budgets below are counted in (`loop_budget` measures it; a test checks it)
+MOVIELENS_MEMBER_STEP = 5.1e9
+# a model trained from scratch (a teacher member, a prior's proxy, the student, the plan's candidate):
+# 1,200 MovieLens member steps, 63 epochs, 2.6x what seed 0's first member takes there (24 epochs: best
+# at 19 + patience 5; 650-900 steps the most seen); a dim-8 proxy there gets 77 epochs, a dim-64 one 47.
+# Issue 26's logs: 6,000 items / 133,508 interactions (full softmax, 3.0x MovieLens's step) ~400 steps,
+# 14 epochs (their members had run 36-56); 50,000 items / 1M (sampled, 1.9x) ~600 steps, ~3 epochs
+MEMBER_BUDGET = 1_200 * MOVIELENS_MEMBER_STEP
 
 
 @dataclass
@@ -51,16 +83,28 @@ class TrainConfig:
     # never stop before this many optimizer steps: 15 epochs of MovieLens-100K (2,412 windows, 19 steps an
     # epoch), where early quality plateaus; a large log reaches it within an epoch or two
     min_steps: int = 270
-    # stop at the end of the epoch that reaches this many optimizer steps (the best validation state is
-    # kept): a budget that binds only on large logs (MovieLens-100K: 19 steps an epoch, early stopping
-    # ends at ~30-60 epochs; 50,000 items / 1M interactions: ~290 steps an epoch, ~14 epochs); 0 = none
-    max_steps: int = 4_000
+    # compute budget of the loop, multiply-adds (`loop_budget` turns it into steps from the loop's own
+    # step cost; it stops at that step, the best validation state kept); 0 = none
+    budget: float = MEMBER_BUDGET
+    max_steps: int = 0  # an explicit cap on optimizer steps besides the budget (benchmarks); 0 = none
     window_stride: int = 0  # 0 means max_history: windows do not overlap, each target is seen once an epoch
     seed: int = 0
     threads: int = 0  # 0 = torch default
     loss: str = "auto"  # "full" | "sampled" | "auto" (full up to FULL_SOFTMAX_MAX_ITEMS items)
     negatives: int = 2048  # sampled softmax: negatives shared by one batch
     eval_users: int = 5_000  # early stopping reads at most this many validation users (a fixed sample); 0 = all
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LoopBudget:
+    """One loop's compute budget as optimizer steps, from its own cost per step (module docstring)."""
+
+    work: float  # the budget, multiply-adds (0: none)
+    step_work: float  # one step's multiply-adds: forward, backward, update, and its share of validation
+    steps: int  # the most optimizer steps the budget allows (0: no cap)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,9 +118,48 @@ class TrainResult:
     seconds: float
     step_seconds: float = 0.0  # in the optimisation steps only (validation excluded): what throughput is read from
     steps: int = 0  # optimizer steps taken
-    capped: bool = False  # stopped by `TrainConfig.max_steps`, not by early stopping
+    capped: bool = False  # stopped by its budget (or `TrainConfig.max_steps`), not by early stopping
+    budget: LoopBudget | None = None  # what it was allowed
     best_epoch: int = 0  # the epoch whose state was kept (0: a fine-tune that kept its starting weights)
     best_seconds: float = 0.0  # from the first step to the end of that epoch's validation
+
+    @property
+    def work(self) -> float:
+        """Multiply-adds spent (its steps at the loop's cost per step)."""
+        return self.steps * self.budget.step_work if self.budget else 0.0
+
+
+def loop_budget(cfg, windows: np.ndarray, validation_users: int, parameters: int, train_cfg: TrainConfig) -> LoopBudget:
+    """The steps `train_cfg.budget` allows a loop training a model of `cfg` (a ModelConfig) on
+    `windows` (W, T+1), validated on `validation_users` after each epoch, with `parameters`
+    trained parameters; the explicit `train_cfg.max_steps` applies as well."""
+    sampled = use_sampled(cfg.num_items, train_cfg)
+    scored, logit = (train_cfg.negatives + 1, SAMPLED_LOGIT_WORK) if sampled else (cfg.num_items, LOGIT_WORK)
+    d, t = cfg.dim, cfg.max_history
+    steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
+    block = cfg.layers * (4 * d * d + 2 * d * cfg.hidden + 2 * t * d)  # one position through the blocks
+    score = cfg.embedding_rank or d  # a factorized table scores through its rank
+    targets = int(np.count_nonzero(windows[:, 1:]))
+    epoch = (BACKWARD_FACTOR * (windows.shape[0] * t * block + targets * scored * (score + logit))
+             + steps_per_epoch * OPTIMIZER_WORK_PER_PARAMETER * parameters
+             + validation_users * (t * block + (cfg.num_items - 1) * (score + LOGIT_WORK)))  # validation: every item
+    step_work = epoch / steps_per_epoch
+    caps = ([int(train_cfg.budget // step_work)] if train_cfg.budget else []) + (
+        [train_cfg.max_steps] if train_cfg.max_steps else [])
+    return LoopBudget(work=train_cfg.budget, step_work=step_work, steps=max(1, min(caps)) if caps else 0)
+
+
+def fit_budget(cfg, split: Split, train_cfg: TrainConfig, parameters: int | None = None) -> LoopBudget:
+    """The budget `fit` gives a loop training `cfg` (a ModelConfig; `parameters` trained, default a
+    fresh SASRec's) on `split` with `train_cfg`: what a caller can read before training."""
+    if parameters is None:
+        from toolkit.models import SASRec
+
+        parameters = sum(p.numel() for p in SASRec(cfg).parameters())
+    selection = split.evaluated_on(train_cfg.eval_users, train_cfg.seed)
+    validated = len(selection.train) if selection.eval_rows is None else len(selection.eval_rows)
+    return loop_budget(cfg, training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)), validated,
+                       parameters, train_cfg)
 
 
 def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
@@ -222,8 +305,9 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     best_seconds = 0.0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
         best = validate()
+    budget = fit_budget(cfg, split, train_cfg, sum(p.numel() for p in model.parameters()))
     steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
-    start, step_seconds = time.perf_counter(), 0.0
+    steps, start, step_seconds = 0, time.perf_counter(), 0.0
     bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
                disable=None if world.is_main else True)
     for epoch in bar:
@@ -244,6 +328,9 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
             loss.backward()
             opt.step()
             total += (summed / max(positions, 1)).item() * len(chosen)
+            steps += 1
+            if steps == budget.steps:  # the budget is spent: validate what it bought, then stop
+                break
         step_seconds += time.perf_counter() - steps_start
         valid = validate()
         bar.set_postfix(loss=f"{total / len(windows):.3f}", val_ndcg10=f"{valid.ndcg:.4f}")
@@ -255,12 +342,16 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
             best_seconds = time.perf_counter() - start
         elif epoch - best_epoch >= train_cfg.patience and epoch * steps_per_epoch >= train_cfg.min_steps:
             break
-        if train_cfg.max_steps and epoch * steps_per_epoch >= train_cfg.max_steps:
+        if steps == budget.steps:
             capped = True
+            if world.is_main:
+                print(f"  {desc}: capped at {steps:,} steps ({epoch} epochs of {steps_per_epoch}) by its budget of "
+                      f"{budget.work:.3g} multiply-adds ({budget.step_work:.3g} a step; TrainConfig.budget)",
+                      file=sys.stderr, flush=True)
             break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model=model.cpu(), valid=best, epochs=epoch, seconds=time.perf_counter() - start,
-                       step_seconds=step_seconds, steps=epoch * steps_per_epoch, capped=capped,
+                       step_seconds=step_seconds, steps=steps, capped=capped, budget=budget,
                        best_epoch=best_epoch, best_seconds=best_seconds)

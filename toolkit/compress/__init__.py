@@ -34,7 +34,14 @@ from toolkit.compress.pq import PQConfig, PQItemTable, pq_quantize_, pq_table_by
 from toolkit.compress.prune import PruneConfig, PrunedItemTable, prune_
 from toolkit.compress.quantize import QuantConfig, QuantizedItemTable, QuantizedLinear, prepare_qat_, quantize_
 from toolkit.errors import ToolkitError
+from toolkit.train import MOVIELENS_MEMBER_STEP
 from toolkit.units import format_bytes
+
+# 500 MovieLens member steps: MovieLens-100K's fine-tunes stop at `finetune_epochs` (15 x 19 = 285 steps)
+# first, for every student the plan may choose (the widest, dim 64 with two blocks, costs 1.57x a dim-32
+# step: 319 steps); at 50,000 items a fine-tune had cost ~360 s under the old 1,000-step cap, and a plan
+# runs one to three of them a candidate
+FINETUNE_BUDGET = 500 * MOVIELENS_MEMBER_STEP
 
 __all__ = [
     "CompressConfig", "CompressResult", "LowRankConfig", "LowRankLinear", "PQConfig", "PQItemTable", "PruneConfig",
@@ -48,10 +55,9 @@ class CompressConfig:
     """Which techniques to run (None = skip) and how to fine-tune after each.
 
     finetune_epochs / finetune_patience: the distillation fine-tune after each step.
-    finetune_max_steps: its optimizer-step budget (it stops at the end of the epoch that reaches it):
-        a fine-tune starts from a trained model, so it needs far fewer steps than training. Binds
-        only on large catalogues (MovieLens: 15 epochs x 19 steps); at 50,000 items a fine-tune
-        under the training budget (4,000 steps) cost ~360 s, and a plan tries several.
+    finetune_budget: its compute budget, multiply-adds (toolkit/train.py's budgets: turned into
+        steps from the fine-tune's own step cost, it stops at that step): a fine-tune starts from
+        a trained model, so it needs far fewer steps than training (`FINETUNE_BUDGET`).
     qat_threshold: relative loss of validation NDCG@10 from PTQ above which QAT is run instead.
     """
 
@@ -61,7 +67,7 @@ class CompressConfig:
     quant: QuantConfig | None = None
     finetune_epochs: int = 15
     finetune_patience: int = 4
-    finetune_max_steps: int = 1_000
+    finetune_budget: float = FINETUNE_BUDGET
     qat_threshold: float = 0.01
 
     def __post_init__(self) -> None:
@@ -108,12 +114,12 @@ def model_bytes(model) -> int:
 
 
 def finetune_(model, teacher, split, epochs: int, patience: int, seed: int = 0, distill_cfg=None,
-              max_steps: int = 1_000):
+              budget: float = FINETUNE_BUDGET):
     """Distillation fine-tune in place (plain cross-entropy when `teacher` is None); best valid state kept."""
     from toolkit.distill import DistillConfig, distill
     from toolkit.train import TrainConfig, fit
 
-    train_cfg = TrainConfig(epochs=epochs, patience=patience, min_steps=0, seed=seed, lr=1e-3, max_steps=max_steps)
+    train_cfg = TrainConfig(epochs=epochs, patience=patience, min_steps=0, seed=seed, lr=1e-3, budget=budget)
     if teacher is None:
         return fit(model.cfg, split, train_cfg, init=model, desc="finetune").model
     return distill(teacher, model.cfg, split, train_cfg, distill_cfg or DistillConfig(), init=model,
@@ -141,7 +147,7 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
         untuned = evaluate_model(model, split, "valid").ndcg
         if tune and cfg.finetune_epochs:
             model = finetune_(model, teacher, split, cfg.finetune_epochs, cfg.finetune_patience, seed, distill_cfg,
-                              cfg.finetune_max_steps)
+                              cfg.finetune_budget)
             ndcg = evaluate_model(model, split, "valid").ndcg
         else:
             ndcg = untuned
