@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # numpy stays out of `import toolkit.native` (the profiler im
     import numpy as np
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "runtime_demo" / "cpp"
-SOURCES = ("CMakeLists.txt", "recommend.cpp", "aarch64-linux-gnu.cmake")
+SOURCES = ("CMakeLists.txt", "recommend.cpp", "process_memory.h", "aarch64-linux-gnu.cmake")
 BINARY = "recommend"
 BUILD_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 900  # a whole build's reference histories under qemu take tens of seconds
@@ -256,7 +256,7 @@ def _cache_dir() -> Path:
 # --- the .onnx client (ONNX Runtime's C API) -------------------------------------------------------
 
 ONNX_SOURCE_DIR = SOURCE_DIR / "onnx"
-ONNX_SOURCES = ("CMakeLists.txt", "bench_onnx.cpp")
+ONNX_SOURCES = ("CMakeLists.txt", "bench_onnx.cpp", "../process_memory.h")
 ONNX_BINARY = "bench_onnx"
 # where the C API header is looked for: $ONNXRUNTIME_INCLUDE_DIR first, then libonnxruntime-dev's place
 ONNX_HEADER_DIRS = (Path("/usr/include/onnxruntime"), Path("/usr/local/include/onnxruntime"))

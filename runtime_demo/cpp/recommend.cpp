@@ -22,6 +22,8 @@
 #include <executorch/runtime/platform/platform.h>
 #include <executorch/runtime/platform/runtime.h>
 
+#include "process_memory.h"  // status_bytes, shared with the .onnx client (onnx/bench_onnx.cpp)
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -690,16 +692,6 @@ void print_table(const Answer& answer, const Recommender& rec, const Args& args,
   for (size_t k = 0; k < answer.items.size(); ++k)
     std::printf("%4zu  %-*s  %10s\n", k + 1, static_cast<int>(width), answer.items[k].c_str(),
                 format_score(answer.scores[k]).c_str());
-}
-
-// VmRSS / VmHWM of this process from /proc/self/status, in bytes (0 where there is no /proc).
-uint64_t status_bytes(const char* field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  const std::string prefix = std::string(field) + ":";
-  while (std::getline(status, line))
-    if (line.rfind(prefix, 0) == 0) return std::strtoull(line.c_str() + prefix.size(), nullptr, 10) * 1024;
-  return 0;
 }
 
 // --bench N: N timed model calls (after --warmup untimed ones) cycling through the histories,

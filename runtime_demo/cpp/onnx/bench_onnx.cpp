@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "../process_memory.h"  // status_bytes, shared with the .pte client
+
 namespace {
 
 constexpr const char* kUsage =
@@ -47,16 +49,6 @@ void check(OrtStatus* status, const char* what) {
   const std::string message = std::string(what) + ": " + ort->GetErrorMessage(status);
   ort->ReleaseStatus(status);
   throw std::runtime_error(message);
-}
-
-// VmRSS / VmHWM of this process from /proc/self/status, in bytes (0 where there is no /proc).
-uint64_t status_bytes(const char* field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  const std::string prefix = std::string(field) + ":";
-  while (std::getline(status, line))
-    if (line.rfind(prefix, 0) == 0) return std::strtoull(line.c_str() + prefix.size(), nullptr, 10) * 1024;
-  return 0;
 }
 
 struct Args {
