@@ -78,6 +78,28 @@ def shop_build(cache_dir, tmp_path_factory):
     return out, log, result
 
 
+WEB_DIR = ROOT / "runtime_demo" / "web"
+CHROMIUM = "/usr/bin/chromium"
+NPM_INSTALL_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="session")
+def web() -> Path:
+    """runtime_demo/web with onnxruntime-web and playwright-core installed (`npm install --ignore-scripts`):
+    the web client's tests and the profiler's browser checks."""
+    import shutil
+
+    for tool, why in (("node", "Node.js >= 18"), ("npm", "npm"), (CHROMIUM, "apt-get install chromium")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed ({why})")
+    if not all((WEB_DIR / "node_modules" / p).is_dir() for p in ("onnxruntime-web", "playwright-core")):
+        result = subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=WEB_DIR,
+                                capture_output=True, text=True, timeout=NPM_INSTALL_TIMEOUT_S)
+        if result.returncode != 0:
+            pytest.skip(f"npm install failed (no registry?): {(result.stderr.strip().splitlines() or [''])[-1]}")
+    return WEB_DIR
+
+
 @pytest.fixture(scope="session")
 def trained_small(small_split):
     """A small SASRec (dim 16, 2 heads, window 50) trained 4 epochs on the 150-user slice, shared by the

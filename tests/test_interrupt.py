@@ -30,7 +30,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def _kill_at(out: Path, line_start: str, sig: int, timeout: float = 600) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "build", "--out", str(out), *TINY_BUILD_ARGS, *SEED],
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "build", "--out", str(out), "--verbose", *TINY_BUILD_ARGS,
+                             *SEED],  # --verbose: each epoch on the terminal, to interrupt at
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     seen, deadline = [], time.monotonic() + timeout
     for line in proc.stdout:

@@ -336,13 +336,12 @@ def test_reference_without_histories_exits_2(tmp_path):
     assert result.returncode == 2 and "history" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_counted_web_runtime_is_in_the_download_budget(tmp_path):
+def test_a_counted_web_runtime_is_in_the_download_budget(web, tmp_path):
     """A browser profile whose page downloads onnxruntime-web: the model_bytes check adds the runtime's
     files (gzip, as served) to the model's (before: the 3.7 MB runtime was ignored)."""
     from toolkit.profiler import WEB_RUNTIME_DIR, WEB_RUNTIME_FILES
 
-    if not all((WEB_RUNTIME_DIR / f).is_file() for f in WEB_RUNTIME_FILES):
-        pytest.skip("onnxruntime-web not installed (npm install in runtime_demo/web)")
+    assert all((WEB_RUNTIME_DIR / f).is_file() for f in WEB_RUNTIME_FILES), "the web fixture installed the runtime"
     model = foreign_onnx(tmp_path / "theirs.onnx")
     counted = tmp_path / "page.toml"
     counted.write_text(open(load_profile("browser-wasm").path).read().replace('web_runtime = "cached"',

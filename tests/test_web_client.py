@@ -18,10 +18,7 @@ import pytest
 from runtime_demo.histories import sample_histories
 from runtime_demo.recommend import Recommendation, Recommender, format_json
 
-ROOT = Path(__file__).resolve().parent.parent
-WEB_DIR = ROOT / "runtime_demo" / "web"
-CHROMIUM = "/usr/bin/chromium"
-NPM_INSTALL_TIMEOUT_S = 240
+from tests.conftest import CHROMIUM, ROOT, WEB_DIR  # the `web` fixture (conftest) installs the page's packages
 AGREEMENT_HISTORIES = 24
 SCORE_TOLERANCE = 5e-6  # float at run time: wasm and native kernels may differ in the last printed digits
 # A graph that quantizes its activations at run time (ONNX Runtime's quantize_dynamic: DynamicQuantizeLinear
@@ -80,20 +77,6 @@ def assert_same_answers(model: Path, expected: list[str], page: list[str]) -> No
         assert sum(overlap) / len(overlap) >= PARITY_MIN_AGREEMENT["quantized at export"], (model.name, overlap)
     else:
         assert all(json.loads(w)["items"] == json.loads(g)["items"] for w, g in zip(expected, page)), model.name
-
-
-@pytest.fixture(scope="module")
-def web() -> Path:
-    """runtime_demo/web with onnxruntime-web and playwright-core installed (`npm install --ignore-scripts`)."""
-    for tool, why in (("node", "Node.js >= 18"), ("npm", "npm"), (CHROMIUM, "apt-get install chromium")):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed ({why})")
-    if not all((WEB_DIR / "node_modules" / p).is_dir() for p in ("onnxruntime-web", "playwright-core")):
-        result = subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=WEB_DIR,
-                                capture_output=True, text=True, timeout=NPM_INSTALL_TIMEOUT_S)
-        if result.returncode != 0:
-            pytest.skip(f"npm install failed (no registry?): {(result.stderr.strip().splitlines() or [''])[-1]}")
-    return WEB_DIR
 
 
 @contextmanager
