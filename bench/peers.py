@@ -8,7 +8,7 @@
     python bench/peers.py --quick --out /tmp/peers   # 100 users, 2 epochs each: a smoke run (never committed)
 
 RecBole 1.2.1 (`recbole.model.sequential_recommender.SASRec`, trained by its own `Trainer`) and the
-toolkit's teacher member (`toolkit.train.fit` on `TeacherConfig().member_config`), on the same
+toolkit's teacher member (`toolkit.training.loop.fit` on `TeacherConfig().member_config`), on the same
 MovieLens-100K split and evaluation, with the same architecture (dim 32, 1 block, 1 head, FFN 128,
 GELU, dropout 0.2, 50 items of history, full-softmax cross-entropy), each with its own optimiser
 settings and early stopping (RecBole's defaults: Adam lr 1e-3, 2,048 sequences a batch, 10
@@ -18,7 +18,7 @@ evaluations without a better NDCG@10; the toolkit's: AdamW lr 5e-3, 128 windows 
 - Same split: RecBole reads an atomic file written from the toolkit's own split, each user's
   interactions stamped 0, 1, 2, ... in the toolkit's order, so RecBole's leave-one-out by time
   ('LS' valid_and_test, order 'TO') gives the same training prefix, validation and test item.
-- Same evaluation for the final figure: both trained models are scored by `toolkit.evaluate`
+- Same evaluation for the final figure: both trained models are scored by `toolkit.training.evaluate`
   (full ranking over every item, history excluded) on test; each model's selection is its own
   framework's validation NDCG@10 (full ranking).
 - `windows_per_s`: training sequences a second in the optimisation steps alone. A toolkit window
@@ -65,7 +65,7 @@ class Run:
     epochs: int
     best_epoch: int
     valid_ndcg10: float  # its own framework's selection figure
-    test_ndcg10: float  # toolkit.evaluate, the same for both
+    test_ndcg10: float  # toolkit.training.evaluate, the same for both
 
 
 @dataclass
@@ -81,12 +81,12 @@ class Peer:
 
 
 def toolkit_run(split, seed: int, log, epochs: int = 0) -> Run:
-    """The teacher's member recipe (toolkit.teacher.TeacherConfig), trained once with `seed`."""
+    """The teacher's member recipe (toolkit.teachers.ensemble.TeacherConfig), trained once with `seed`."""
     from dataclasses import replace
 
-    from toolkit.evaluate import evaluate_model
-    from toolkit.teacher import TeacherConfig
-    from toolkit.train import fit, training_windows, window_stride
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.teachers.ensemble import TeacherConfig
+    from toolkit.training.loop import fit, training_windows, window_stride
 
     cfg = TeacherConfig()
     member = cfg.member_config(split.num_items, MAX_HISTORY)
@@ -120,7 +120,7 @@ def recbole_config(folder: Path, seed: int, epochs: int = 0) -> dict:
         "state": "WARNING", "log_wandb": False,
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": MAX_HISTORY,
-        # the toolkit member's architecture (toolkit/models.py: pre-norm aside, the same block)
+        # the toolkit member's architecture (toolkit/models/sasrec.py: pre-norm aside, the same block)
         "hidden_size": DIM, "inner_size": 4 * DIM, "n_layers": 1, "n_heads": 1, "hidden_act": "gelu",
         "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "loss_type": "CE", "train_neg_sample_args": None,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
@@ -129,7 +129,7 @@ def recbole_config(folder: Path, seed: int, epochs: int = 0) -> dict:
 
 
 def recbole_run(split, seed: int, work: Path, log, epochs: int = 0) -> Run:
-    """RecBole's SASRec trained by RecBole's Trainer; test measured by toolkit.evaluate."""
+    """RecBole's SASRec trained by RecBole's Trainer; test measured by toolkit.training.evaluate."""
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -137,7 +137,7 @@ def recbole_run(split, seed: int, work: Path, log, epochs: int = 0) -> Run:
     from recbole.trainer import Trainer
     from recbole.utils import init_seed
 
-    from toolkit.evaluate import evaluate_scores
+    from toolkit.training.evaluate import evaluate_scores
 
     folder = work / RECBOLE_DATASET
     write_recbole_dataset(split, folder)
@@ -147,30 +147,32 @@ def recbole_run(split, seed: int, work: Path, log, epochs: int = 0) -> Run:
     dataset = create_dataset(config)
     train_data, valid_data, _ = data_preparation(config, dataset)
     model = SASRec(config, train_data._dataset).to("cpu")
-    with contextlib.chdir(work):  # RecBole's Trainer opens a TensorBoard folder in the working directory
+    # RecBole's Trainer writes its TensorBoard events and checkpoint relative to the working directory,
+    # lazily (a writer thread): the whole run stays in `work`
+    with contextlib.chdir(work):
         trainer = Trainer(config, model)
 
-    clock = {"train": 0.0, "evals": []}  # training time in its optimisation steps; (time, score) per validation
-    start = time.perf_counter()
-    train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+        clock = {"train": 0.0, "evals": []}  # training time in its optimisation steps; (time, score) per validation
+        start = time.perf_counter()
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
-    def timed_train(*args, **kwargs):
-        t = time.perf_counter()
-        out = train_epoch(*args, **kwargs)
-        clock["train"] += time.perf_counter() - t
-        return out
+        def timed_train(*args, **kwargs):
+            t = time.perf_counter()
+            out = train_epoch(*args, **kwargs)
+            clock["train"] += time.perf_counter() - t
+            return out
 
-    def timed_valid(*args, **kwargs):
-        score, result = valid_epoch(*args, **kwargs)
-        clock["evals"].append((time.perf_counter() - start, float(score)))
-        return score, result
+        def timed_valid(*args, **kwargs):
+            score, result = valid_epoch(*args, **kwargs)
+            clock["evals"].append((time.perf_counter() - start, float(score)))
+            return score, result
 
-    trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    seconds = time.perf_counter() - start
-    scores = [s for _, s in clock["evals"]]
-    best = int(np.argmax(scores))  # RecBole keeps the first best (a later equal score does not replace it)
-    checkpoint = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
+        trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        seconds = time.perf_counter() - start
+        scores = [s for _, s in clock["evals"]]
+        best = int(np.argmax(scores))  # RecBole keeps the first best (a later equal score does not replace it)
+        checkpoint = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
 
@@ -220,7 +222,7 @@ def render(results: dict) -> str:
              f"{results['commit']}. Written by `python bench/peers.py` (its docstring says what is compared and "
              "how).", "",
              "MovieLens-100K, the toolkit's leave-one-out split; dim 32, 1 block, 1 head, 50 items of history, "
-             "full softmax; test NDCG@10 by `toolkit.evaluate` (full ranking) for both; mean over seeds "
+             "full softmax; test NDCG@10 by `toolkit.training.evaluate` (full ranking) for both; mean over seeds "
              f"{results['seeds']}.", "",
              "| | sequences / s | targets / s | seconds to best | epochs to best (of run) | valid NDCG@10 | "
              "test NDCG@10 |", "|---|---:|---:|---:|---:|---:|---:|"]

@@ -14,7 +14,7 @@ bench/frontier.png. What it measures, all in this one run of the code:
   the same candidate trained from scratch is the control, never the headline;
 - each compression technique alone on the mobile-arm student (valid and test);
 - latency: batch 1, one thread, real histories, all contenders interleaved in blocks
-  (toolkit.measure.time_calls, the profiler's loop);
+  (toolkit.profiler.measure.time_calls, the profiler's loop);
 - the quality-per-byte frontier of the shipped (distilled, planned) artifacts.
 """
 
@@ -60,9 +60,9 @@ def machine_info() -> dict:
 
 
 def timed_build(args: list[str], cache: Path, out: Path) -> dict:
-    """Run the real CLI build in a fresh process tree (toolkit.measure.run_timed); only exit 0 (built
+    """Run the real CLI build in a fresh process tree (toolkit.profiler.measure.run_timed); only exit 0 (built
     and fits) is a success."""
-    from toolkit.measure import run_timed
+    from toolkit.profiler.measure import run_timed
 
     run = run_timed([sys.executable, "-m", "toolkit", "build", "--profile", BUILD_PROFILE, "--out", str(out), *args],
                     env={"TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
@@ -78,7 +78,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def bench_config(quick: bool):
     """The build configuration of the benchmark's in-process training (the same as `build`'s;
     quick: 300 users, a 1-member teacher and 3 epochs)."""
-    from toolkit.pipeline import BuildConfig
+    from toolkit.recipe.build import BuildConfig
 
     cfg = BuildConfig(profile=BUILD_PROFILE)
     if quick:
@@ -89,7 +89,7 @@ def bench_config(quick: bool):
 def ship(plan, profile, split, seeds_models: dict, folder: Path, k: int, log) -> list:
     """Export the plan's models as the build does (jobs, candidates, reference) into `folder`; the
     artifact records, measured through their runtimes on test."""
-    from toolkit.pipeline import analytic_latency, evaluated, export_artifacts, export_jobs, serving_record, TrainedModel
+    from toolkit.recipe.build import analytic_latency, evaluated, export_artifacts, export_jobs, serving_record, TrainedModel
 
     folder.mkdir(parents=True)
     serving = serving_record(plan.float_model, split.sealed(), profile, k)
@@ -103,9 +103,9 @@ def ship(plan, profile, split, seeds_models: dict, folder: Path, k: int, log) ->
 def run_profile(name: str, teacher, priors, split, seeds: list[int], cfg, work: Path, log) -> dict:
     """The plan for profile `name` (seed 0, distilled: what the build ships), the same candidate
     distilled and from scratch for every seed, each shipped and measured through its runtimes."""
-    from toolkit.evaluate import cutoff_for, evaluate_model
-    from toolkit.plan import plan_student, train_candidate
-    from toolkit.profiles import load_profile
+    from toolkit.training.evaluate import cutoff_for, evaluate_model
+    from toolkit.planning.search import plan_student, train_candidate
+    from toolkit.core.profiles import load_profile
 
     profile = load_profile(name)
     k = cutoff_for(profile.serving.top_k)
@@ -172,10 +172,10 @@ def frontier(rows: list[dict]) -> dict:
 
 
 def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
-    """Each technique of toolkit.compress alone on the same distilled student, then all combined:
+    """Each technique of toolkit.compression alone on the same distilled student, then all combined:
     weight bytes and NDCG@10 before/after on validation (what chose) and test (what is reported)."""
-    from toolkit.compress import CompressConfig, LowRankConfig, PruneConfig, QuantConfig, compress, model_bytes
-    from toolkit.evaluate import evaluate_model
+    from toolkit.compression import CompressConfig, LowRankConfig, PruneConfig, QuantConfig, compress, model_bytes
+    from toolkit.training.evaluate import evaluate_model
 
     tune = {"finetune_epochs": 2 if quick else 15}
     configs = {
@@ -223,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     from export.runtime import Predictor
     from export.serving import ServingModel
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.evaluate import evaluate_model, evaluate_popularity, pad_histories
-    from toolkit.measure import TimingConfig, time_calls
+    from toolkit.training.evaluate import evaluate_model, evaluate_popularity, pad_histories
+    from toolkit.profiler.measure import TimingConfig, time_calls
     from toolkit.data import first_users
-    from toolkit.pipeline import measure_priors_for, train_teacher_for
+    from toolkit.recipe.build import measure_priors_for, train_teacher_for
 
     cfg = bench_config(args.quick)
     build_args = ["--max-users", "300", "--epochs", "3", "--teacher-members", "1"] if args.quick else []
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(results: dict, out_dir: Path) -> None:
     """Derived figures (frontier, ratios, goals), then results.json (atomically), RESULTS.md and the plot."""
-    from toolkit.cache import write_json_atomic
+    from toolkit.core.cache import write_json_atomic
 
     results.update(frontier(results["students"]))
     teachers = out_dir / "teachers.json"  # the teachers' comparison is its own run: bench/teachers.py

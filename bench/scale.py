@@ -13,7 +13,7 @@ What it measures:
 - the same cold build on logs of another shape (bench/synthetic.py's `series` setting: ~67
   interactions a user, 300 topics, mostly series continuation), at about MovieLens-100K's size
   (6,000 items, 133,508 interactions, 2,000 users) and at 50,000 items (1M, 15,000 users): the
-  training budgets (toolkit/train.py) must hold there too, not only on bench's own log (section
+  training budgets (toolkit/training/loop.py) must hold there too, not only on bench's own log (section
   `shapes`; each loop's steps and whether its budget capped it from the manifest);
 - at 20,000 items, where full softmax is still affordable: the same student trained with the full
   and with the sampled softmax, 3 seeds (from labels only, so the loss is the only difference),
@@ -86,7 +86,7 @@ def run_build(items: int, interactions: int, work: Path, log, shape: str = "benc
     `shape`, bench/synthetic.py's SHAPES), in a fresh process tree."""
     from synthetic import shaped, write
 
-    from toolkit.measure import run_timed
+    from toolkit.profiler.measure import run_timed
 
     name = f"{items}" if shape == "bench" else f"{shape}-{items}"
     data = write(shaped(shape, items, interactions), work / f"log-{name}.parquet")
@@ -110,7 +110,7 @@ def run_build(items: int, interactions: int, work: Path, log, shape: str = "benc
     entry["teacher_ndcg10"] = manifest["teacher"]["metrics"]["test"]["ndcg"]
     entry["teacher_members"] = manifest["teacher"].get("members")
     entry["users"] = manifest["dataset"].get("users")
-    # what each loop took under its budget (toolkit/train.py): the teacher's members, the priors' proxies
+    # what each loop took under its budget (toolkit/training/loop.py): the teacher's members, the priors' proxies
     entry["budgets"] = {"teacher_steps": manifest["teacher"].get("member_steps"),
                         "teacher_capped": manifest["teacher"].get("member_capped"),
                         "prior_steps": manifest["plan"].get("priors", {}).get("steps"),
@@ -141,9 +141,9 @@ def loss_split(items: int, interactions: int, work: Path):
 
 def full_vs_sampled(items: int, interactions: int, work: Path, seeds: int, log) -> dict:
     """The same student (dim 32, labels only) trained with the full and the sampled softmax."""
-    from toolkit.evaluate import evaluate_model
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, fit
 
     split = loss_split(items, interactions, work)
     out = {"items": items, "max_steps": LOSS_STEPS, "full": [], "sampled": [], "full_seconds": [],
@@ -166,9 +166,9 @@ def as_built(items: int, interactions: int, work: Path, seeds: int, log, loss: s
     """One softmax as a build trains it (TrainConfig's step budget and early stopping), on the loss
     comparison's data and student: sections `sampled-as-built` and `full-as-built`, run apart
     (the full softmax to its own early stop costs ~35 min a seed); `save(out)` after every seed."""
-    from toolkit.evaluate import evaluate_model
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, fit
 
     split = loss_split(items, interactions, work)
     out: dict = {"items": items, "loss": loss, "budget": TrainConfig().budget, "ndcg10": [], "seconds": [],
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(results: dict, out_dir: Path) -> None:
-    from toolkit.cache import write_json_atomic
+    from toolkit.core.cache import write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "scale.json", results)
@@ -307,7 +307,7 @@ def render(r: dict) -> str:
                      f"{fmt(c['full_softmax_ndcg10'], '.4f')} | {arts} | {two} |")
     if r.get("shapes"):
         lines += ["", "The same cold build on logs of another shape (bench/synthetic.py's `series` setting): each "
-                  "loop's optimizer steps under its compute budget (toolkit/train.py), * where the budget stopped it.", "",
+                  "loop's optimizer steps under its compute budget (toolkit/training/loop.py), * where the budget stopped it.", "",
                   "| shape | items | interactions | users | build s | peak RSS GB | exit | NDCG@10 (best artifact) | "
                   "popularity | teacher members' steps | proxies' steps (dim: steps) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for c in r["shapes"]:

@@ -3,11 +3,11 @@
 Called by bench/scale.py (`serve_large_catalog`). A synthetic log (bench/synthetic.py) at 10^6
 items in which every item occurs (`every_item`: with its Zipf tail alone, 5M interactions reach
 only 743,604 of the 10^6 ids, and the model's catalogue is what the log holds); a dim-32 student trained from labels with the sampled softmax; the plan's large-catalogue
-candidate (`toolkit.plan.train_candidate`: a product-quantized item table + int8 linears,
-fine-tuned); the two-stage index (`toolkit.pipeline.cluster_index_`, `choose_two_stage`: faiss
+candidate (`toolkit.planning.search.train_candidate`: a product-quantized item table + int8 linears,
+fine-tuned); the two-stage index (`toolkit.recipe.build.cluster_index_`, `choose_two_stage`: faiss
 k-means, capacity-balanced clusters, the smallest probe with recall@10 >= 0.95 on validation);
 then the same student exported exhaustive and two-stage in both formats (`export_artifacts`) and
-profiled in its runtime on one thread (`toolkit.profiler.profile_artifact`: a `.pte` in the native
+profiled in its runtime on one thread (`toolkit.profiler.profile.profile_artifact`: a `.pte` in the native
 C++ client), judged against the `mobile-arm-catalog` profile (20 MB).
 """
 
@@ -28,12 +28,12 @@ def serve_large_catalog(items: int, interactions: int, work: Path, log, epochs: 
     from synthetic import SyntheticConfig, write
 
     from toolkit.data import read_interactions, split_leave_one_out
-    from toolkit.evaluate import cutoff_for, evaluate_popularity, pad_histories
-    from toolkit.measure import memory_status
-    from toolkit.pipeline import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
+    from toolkit.training.evaluate import cutoff_for, evaluate_popularity, pad_histories
+    from toolkit.profiler.measure import memory_status
+    from toolkit.recipe.build import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
                                   export_jobs, serving_record)
-    from toolkit.plan import Candidate, ExportOptions, PlanConfig, PlanResult, train_candidate
-    from toolkit.profiles import load_profile
+    from toolkit.planning.search import Candidate, ExportOptions, PlanConfig, PlanResult, train_candidate
+    from toolkit.core.profiles import load_profile
 
     profile = load_profile(PROFILE)
     k = cutoff_for(profile.serving.top_k)
@@ -94,9 +94,9 @@ def profile_one_thread(path: Path, a, profile, popularity_ndcg: float, log) -> d
     """The profiler's one-thread figures for an artifact (a .pte in the native client)."""
     from dataclasses import replace
 
-    from toolkit.calibrate import CalibrationCache
-    from toolkit.pipeline import _native_client
-    from toolkit.profiler import ProfileRequest, Quality, profile_artifact
+    from toolkit.profiler.calibrate import CalibrationCache
+    from toolkit.recipe.build import _native_client
+    from toolkit.profiler.profile import ProfileRequest, Quality, profile_artifact
 
     one = replace(profile, hardware=replace(profile.hardware, threads=1))
     quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, float_ndcg=a.float_metrics.ndcg,

@@ -11,7 +11,7 @@ Writes bench/serving_scale.json (atomically) and prints a table. What it measure
   popularity-like scale), so item vectors are clustered the way trained ones are and recall means
   something; users' histories are drawn from one to three topics;
 - variants, each exported to ONNX Runtime and ExecuTorch (XNNPACK) and measured in a fresh process
-  on ONE thread (toolkit.measure.time_calls, the project's timing loop; `quiet` = the least
+  on ONE thread (toolkit.profiler.measure.time_calls, the project's timing loop; `quiet` = the least
   disturbed blocks, as the profiler judges): file bytes, p50/p95, peak RSS of load + serve, the ops
   outside XNNPACK (.pte), top-10 agreement with the PyTorch graph it was exported from:
     int4 exhaustive     QuantizedItemTable (int4 rows, fp16 scales), every item scored
@@ -75,7 +75,7 @@ def synthetic_model(cfg: ScaleConfig):
     """A random one-block SASRec whose item table is a mixture of Gaussians; and each item's topic."""
     import torch
 
-    from toolkit.models import ModelConfig, SASRec
+    from toolkit.models.sasrec import ModelConfig, SASRec
 
     rng = np.random.default_rng(cfg.seed)
     n, d = cfg.items + 1, cfg.dim
@@ -113,7 +113,7 @@ def synthetic_histories(topic: np.ndarray, users: int, max_history: int, seed: i
 
 def measure_artifact(request: dict) -> dict:
     """Fresh-process worker: load one artifact on one thread, read its answers, time it, read its RSS."""
-    from toolkit.measure import LoadMonitor, TimingConfig, memory_status, reset_peak, time_calls
+    from toolkit.profiler.measure import LoadMonitor, TimingConfig, memory_status, reset_peak, time_calls
 
     before = memory_status()
     if request["format"] == "executorch":
@@ -155,7 +155,7 @@ def build_variants(cfg: ScaleConfig, model, valid: np.ndarray, log) -> list[dict
     """Every variant's serving module, its exhaustive reference module and its index (if any)."""
     from export.serving import ServingModel
     from export.two_stage import IndexConfig, TwoStageServing, build_index, choose_probe, permute_items_
-    from toolkit.compress import PQConfig, QuantConfig, pq_quantize_, quantize_
+    from toolkit.compression import PQConfig, QuantConfig, pq_quantize_, quantize_
 
     t = time.perf_counter()
     int4 = quantize_(copy.deepcopy(model), QuantConfig(table_bits=4, linear_bits=32))
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help="only re-judge the goals in --out and print the table")
     args = parser.parse_args(argv)
     if args.render:
-        from toolkit.cache import write_json_atomic
+        from toolkit.core.cache import write_json_atomic
 
         results = json.loads(Path(args.out).read_text())
         derive(results)
@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     from export.executorch import export_executorch
     from export.onnx import export_onnx
     from export.two_stage import top_items
-    from toolkit.cache import write_json_atomic
-    from toolkit.measure import TimingConfig, run_fresh
-    from toolkit.profiler import inspect_pte
+    from toolkit.core.cache import write_json_atomic
+    from toolkit.profiler.measure import TimingConfig, run_fresh
+    from toolkit.profiler.profile import inspect_pte
 
     torch.set_num_threads(1)
     log = print

@@ -13,7 +13,7 @@ parts:
 
 - "teachers": {"id_only": {"ndcg10": [per seed]}, "kg": {"ndcg10": [per seed]}}: the default
   teacher (3 x dim-32 SASRec) and the same ensemble with the knowledge graph in its item vectors
-  (`toolkit.teachers`), test NDCG@10 in PyTorch; teacher seed s trains members s, s+1, s+2.
+  (`toolkit.teachers.kg`), test NDCG@10 in PyTorch; teacher seed s trains members s, s+1, s+2.
 - "kg_students": per budget (60 KB: the smartwatch plan's student; the mobile-arm plan's) and per
   teacher ("kg", "id_only", and "scratch", the same candidate without a teacher, as the control),
   the student distilled with seed s from the teacher of seed s, compressed as the plan says,
@@ -53,7 +53,7 @@ BUDGETS = {"smartwatch": {"dim": 16, "table_bits": 4, "linear_bits": 8}, "mobile
 
 def tail_users(split, max_count: int = TAIL_MAX) -> np.ndarray:
     """Rows of the users whose test item has at most `max_count` training interactions (final figures only)."""
-    from toolkit.evaluate import popularity_scores
+    from toolkit.training.evaluate import popularity_scores
 
     counts = popularity_scores(split)
     return np.flatnonzero(counts[split.test_target] <= max_count)
@@ -66,8 +66,8 @@ def through_onnx(model, split, profile, path: Path, tail: np.ndarray) -> dict:
     from export.onnx import export_onnx
     from export.runtime import Predictor
     from export.serving import ServingModel
-    from toolkit.evaluate import cutoff_for, evaluate_topk
-    from toolkit.pipeline import serving_record
+    from toolkit.training.evaluate import cutoff_for, evaluate_topk
+    from toolkit.recipe.build import serving_record
 
     k = cutoff_for(profile.serving.top_k)
     serving = serving_record(model, split.sealed(), profile, k)
@@ -81,9 +81,9 @@ def through_onnx(model, split, profile, path: Path, tail: np.ndarray) -> dict:
 
 
 def movielens_graph(dataset, split, log):
-    """MovieLens-100K's graph as the kg teacher gets it in a build (`toolkit.pipeline.knowledge_graph_for`)."""
-    from toolkit.pipeline import knowledge_graph_for
-    from toolkit.teacher import TeacherConfig
+    """MovieLens-100K's graph as the kg teacher gets it in a build (`toolkit.recipe.build.knowledge_graph_for`)."""
+    from toolkit.recipe.build import knowledge_graph_for
+    from toolkit.teachers.ensemble import TeacherConfig
 
     return knowledge_graph_for(TeacherConfig(kind="kg"), dataset, split, log)
 
@@ -97,10 +97,10 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
     import torch
 
     from toolkit.data import load_dataset
-    from toolkit.evaluate import evaluate_model
-    from toolkit.plan import Candidate, PlanConfig, train_candidate
-    from toolkit.profiles import load_profile
-    from toolkit.teacher import TeacherConfig, train_teacher
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.planning.search import Candidate, PlanConfig, train_candidate
+    from toolkit.core.profiles import load_profile
+    from toolkit.teachers.ensemble import TeacherConfig, train_teacher
 
     budgets = budgets or BUDGETS
     teacher_cfg, plan_cfg = teacher or TeacherConfig(), plan or PlanConfig()
@@ -141,7 +141,7 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
 
 
 def _result(teachers: dict, runs: dict, budgets: dict) -> dict:
-    from toolkit.profiles import load_profile
+    from toolkit.core.profiles import load_profile
 
     students = []
     for (name, kind), seeds in runs.items():
@@ -163,8 +163,8 @@ def teacher_tail(split, seeds: list[int], log=print) -> dict:
     import torch
 
     from toolkit.data import load_dataset
-    from toolkit.evaluate import evaluate_scores
-    from toolkit.teacher import TeacherConfig, train_teacher
+    from toolkit.training.evaluate import evaluate_scores
+    from toolkit.teachers.ensemble import TeacherConfig, train_teacher
 
     dataset = load_dataset()
     sealed = split.sealed()
@@ -196,7 +196,7 @@ def graph_variants(dataset, split) -> dict:
     """MovieLens-100K's knowledge, every way it can enter: the Freebase graph as linked, the item
     features as triples, both (features hung on the Freebase entities)."""
     from toolkit.data import movielens_100k_files
-    from toolkit.kg import feature_triples, graph_from_triples, load_kg, movielens_kg_files
+    from toolkit.teachers.graph import feature_triples, graph_from_triples, load_kg, movielens_kg_files
 
     fb = load_kg(*movielens_kg_files(), dataset.item_ids)
     fb_triples = ([fb.entities[i] for i in fb.heads], [fb.relations[i] for i in fb.rels],
@@ -218,12 +218,12 @@ def choose(log=print, seed: int = 0) -> dict:
     import torch
 
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.distill import DistillConfig, distill
-    from toolkit.evaluate import evaluate_model
-    from toolkit.kg import KGConfig, kg_alignment
-    from toolkit.models import ModelConfig
-    from toolkit.teacher import TeacherConfig, train_teacher
-    from toolkit.train import TrainConfig
+    from toolkit.training.distill import DistillConfig, distill
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.teachers.graph import KGConfig, kg_alignment
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.teachers.ensemble import TeacherConfig, train_teacher
+    from toolkit.training.loop import TrainConfig
 
     dataset = load_dataset()
     split = split_leave_one_out(dataset).sealed()
@@ -258,11 +258,11 @@ def choose_relational(seeds: list[int], log=print) -> dict:
     import torch
 
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.distill import DistillConfig, distill
-    from toolkit.models import ModelConfig
-    from toolkit.plan import PlanConfig
-    from toolkit.teacher import TeacherConfig, train_teacher
-    from toolkit.train import TrainConfig
+    from toolkit.training.distill import DistillConfig, distill
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.planning.search import PlanConfig
+    from toolkit.teachers.ensemble import TeacherConfig, train_teacher
+    from toolkit.training.loop import TrainConfig
 
     dataset = load_dataset()
     split = split_leave_one_out(dataset).sealed()
@@ -297,13 +297,13 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
 
     from bench.synthetic import SyntheticConfig, write
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.distill import DistillConfig, distill
-    from toolkit.evaluate import evaluate_model
-    from toolkit.kg import load_kg
-    from toolkit.models import ModelConfig
-    from toolkit.plan import PlanConfig
-    from toolkit.teacher import TeacherConfig, train_teacher
-    from toolkit.train import TrainConfig, fit
+    from toolkit.training.distill import DistillConfig, distill
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.teachers.graph import load_kg
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.planning.search import PlanConfig
+    from toolkit.teachers.ensemble import TeacherConfig, train_teacher
+    from toolkit.training.loop import TrainConfig, fit
 
     cfg = SyntheticConfig(items=items, interactions=interactions, seed=0)
     work.mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from toolkit.cache import write_json_atomic
+    from toolkit.core.cache import write_json_atomic
     from toolkit.data import load_dataset, split_leave_one_out
 
     torch.set_num_threads(1)  # a shared 2-core machine

@@ -3,7 +3,7 @@
 fp32: the serving graph as is. The tied table is one tensor in the graph, but XNNPACK keeps its
 own pre-packed copy for the scores (a fully connected layer), so an fp32 .pte holds it twice:
 the price of running the scores inside XNNPACK (≈ 2× faster than a portable matmul).
-A model compressed by `toolkit.compress` already holds its integer weights (table stored once
+A model compressed by `toolkit.compression` already holds its integer weights (table stored once
 as int8/int4 with per-row scales, int8 linears): it is lowered as is, without constant
 propagation, which would otherwise fold the integer table's dequantization into an fp32 copy;
 an int8 table's scores become XNNPACK's dynamically quantized linear on the same int8 rows
@@ -97,7 +97,7 @@ def quantize_scores_int8_(serving: ServingModel, max_history: int) -> torch.nn.M
 
 
 def stored_once(serving: ServingModel) -> bool:
-    """True when the model's item table is already integer, stored once (toolkit.compress)."""
+    """True when the model's item table is already integer, stored once (toolkit.compression)."""
     table = getattr(serving.model, "items", None)  # None: an ensemble teacher, float tables
     return table is not None and getattr(table, "embedding", None) is None
 
@@ -106,7 +106,7 @@ def export_executorch(serving: ServingModel, path: Path, max_history: int,
                       calibration: torch.Tensor | None = None) -> Path:
     """Write the serving graph as a .pte; int8 when `calibration` histories are given.
 
-    A model compressed by `toolkit.compress` (integer table stored once) is written as it is:
+    A model compressed by `toolkit.compression` (integer table stored once) is written as it is:
     its weights are already quantized, `calibration` is not needed and is ignored.
     """
     once = stored_once(serving)

@@ -6,7 +6,7 @@ item table, activations quantized at run time. The serving graph is built with a
 (`ServingModel(split_table=True)`) so the Gather and the scores MatMul own separate weights.
 
 Size: the exporter's own optimizer folds constants up to 256K elements, which turns a model's
-integer tables (toolkit.compress: int8/int4 stored once, dequantized at run time) back into
+integer tables (toolkit.compression: int8/int4 stored once, dequantized at run time) back into
 fp32 copies; here only small constants are folded (`FOLD_LIMIT`). Per-node debug metadata (stack
 traces, FX node text), node names and intermediate value_info are dropped and weights get short
 names: ONNX Runtime needs none of it, and it was a third of a small model's file.
@@ -86,7 +86,7 @@ def export_onnx(serving: ServingModel, path: Path, max_history: int, int8: bool 
         program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=FOLD_LIMIT,
                                                       output_size_limit=FOLD_LIMIT)
         program.save(str(fp32_path), external_data=False)
-        # a model compressed by toolkit.compress already holds its integer weights (table stored
+        # a model compressed by toolkit.compression already holds its integer weights (table stored
         # once): ORT's quantizer would only add dynamic activation quantization on top
         # (an int8 table's scores excepted: `serving.int8_scores`, below)
         once = getattr(getattr(serving.model, "items", None), "embedding", 0) is None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.contract import OUTPUTS, TensorSpec, contract_differences
-from toolkit.errors import ToolkitError
+from toolkit.core.contract import OUTPUTS, TensorSpec, contract_differences
+from toolkit.core.errors import ToolkitError
 
 FORMAT_BY_SUFFIX = {".pte": "executorch", ".onnx": "onnx"}
 # ExecuTorch's ScalarType codes (a .pte's tensor metadata) -> numpy-style names

@@ -10,7 +10,7 @@ int8 the two uses must be separate tensors: the lookup is a gather (quantized we
 torchao / ORT's Gather quantization) and the scores are a linear layer (quantized per channel by
 the XNNPACK quantizer / ORT's MatMul quantization). `split_table=True` builds that graph; fp32
 keeps the table tied (one tensor; ONNX stores it once, XNNPACK adds its packed copy). A table
-compressed inside the model (int4 rows, or product-quantization codes from toolkit.compress.pq)
+compressed inside the model (int4 rows, or product-quantization codes from toolkit.compression.pq)
 has no float embedding and is used as it is, stored once; a large int8 table is looked up as it is
 and scored by the runtime's int8 matmul (`int8_scores`).
 
@@ -25,8 +25,8 @@ import copy
 import torch
 from torch import nn
 
-from toolkit.compress.quantize import INT8_SCORES_MIN_ITEMS
-from toolkit.models import Ensemble, SASRec
+from toolkit.compression.quantize import INT8_SCORES_MIN_ITEMS
+from toolkit.models.sasrec import Ensemble, SASRec
 
 HISTORY_NAME = "history"
 OUTPUT_NAMES = ("scores", "items")
@@ -43,7 +43,7 @@ class ServingModel(nn.Module):
         table = getattr(self.model, "items", None)
         if table is None:  # an ensemble (the teacher): fp32 only, served through its score_last
             return
-        # a table already quantized inside the model (toolkit.compress) is stored once as integers
+        # a table already quantized inside the model (toolkit.compression) is stored once as integers
         # and has no float embedding: both uses read those integers, there is nothing to split
         stored_once = getattr(table, "embedding", None) is None
         self.split_table = split_table and not stored_once

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.errors import ToolkitError
+from toolkit.core.errors import ToolkitError
 
 CLUSTERS_PER_ROOT = 4  # C = 4·sqrt(N) by default (see IndexConfig)
 DEFAULT_BALANCE = 1.25  # α: capacity S = ceil(α·N/C); 1.25 keeps most items in their nearest cluster
@@ -188,7 +188,7 @@ def build_index(vectors: np.ndarray | torch.Tensor, cfg: IndexConfig | None = No
     faiss's k-nearest search (no N×C matrix); the stage-1 centroids are then the means of the final
     members' vectors (norms included), what stage 1 should score.
     """
-    from toolkit.compress.pq import faiss_threads
+    from toolkit.compression.pq import faiss_threads
 
     cfg = cfg or IndexConfig()
     x = vectors.detach().float().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
@@ -230,9 +230,9 @@ def permute_items_(model: nn.Module, order: np.ndarray | torch.Tensor) -> nn.Mod
     Reorders the rows of whatever holds the item table (float rows, int8/int4 rows and scales, or
     PQ codes); the codebooks, projections and the rest of the model are unchanged.
     """
-    from toolkit.compress.pq import PQItemTable
-    from toolkit.compress.quantize import QuantizedItemTable
-    from toolkit.models import ItemTable
+    from toolkit.compression.pq import PQItemTable
+    from toolkit.compression.quantize import QuantizedItemTable
+    from toolkit.models.sasrec import ItemTable
 
     table = getattr(model, "items", None)
     idx = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64))
@@ -252,9 +252,9 @@ def permute_items_(model: nn.Module, order: np.ndarray | torch.Tensor) -> nn.Mod
 
 def _table_rows(table) -> int:
     """Rows of a table two-stage serving supports; a clear error for the others."""
-    from toolkit.compress.pq import PQItemTable
-    from toolkit.compress.quantize import QuantizedItemTable
-    from toolkit.models import ItemTable
+    from toolkit.compression.pq import PQItemTable
+    from toolkit.compression.quantize import QuantizedItemTable
+    from toolkit.models.sasrec import ItemTable
 
     if isinstance(table, ItemTable):
         return table.embedding.weight.shape[0]

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from runtime_demo.recommend import Recommender
-from toolkit.measure import TimingConfig, current_rss, time_calls
+from toolkit.profiler.measure import TimingConfig, current_rss, time_calls
 
 WARMUP_REQUESTS = 50
 
@@ -45,7 +45,7 @@ class BenchResult:
 
 
 def bench(recommender: Recommender, histories: list[list[str]], threads: int) -> BenchResult:
-    """One request per history, timed (toolkit.measure, the profiler's timing loop); the first
+    """One request per history, timed (toolkit.profiler.measure, the profiler's timing loop); the first
     WARMUP_REQUESTS are run untimed first."""
     for history in histories[:WARMUP_REQUESTS]:
         recommender.recommend(history)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.data import DEFAULT_DATASET, Dataset, load_dataset
-from toolkit.errors import ToolkitError
+from toolkit.core.errors import ToolkitError
 
 READ_FLAGS = ("user_col", "item_col", "time_col", "encoding", "time_format")  # how a file is read
 

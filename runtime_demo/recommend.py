@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.contract import ITEMS_FILE, MANIFEST_FILE, read_allow_repeats, read_items, read_top_k
-from toolkit.errors import ToolkitError
+from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE, read_allow_repeats, read_items, read_top_k
+from toolkit.core.errors import ToolkitError
 
 SCORE_DECIMALS = 6  # printed scores: enough to rank, stable across runs and runtimes
 _SCORE_QUANTUM = Decimal(1).scaleb(-SCORE_DECIMALS)

@@ -106,8 +106,8 @@ def trained_small(small_split):
     compression, PQ and two-stage tests. Never changed: tests copy it before changing anything."""
     import torch
 
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, fit
 
     torch.set_num_threads(1)
     cfg = ModelConfig(num_items=small_split.num_items, dim=16, heads=2, max_history=50, dropout=0.2)

@@ -1,10 +1,10 @@
-"""toolkit/backports.py: the backports source derived from the machine's own apt sources."""
+"""toolkit/core/backports.py: the backports source derived from the machine's own apt sources."""
 
 from pathlib import Path
 
 import pytest
 
-from toolkit.backports import BackportsError, codename, deb822_stanzas, release_archive
+from toolkit.core.backports import BackportsError, codename, deb822_stanzas, release_archive
 
 DEB822 = """Types: deb
 # a comment inside the stanza

@@ -1,4 +1,4 @@
-"""toolkit/buildlog.py: library output goes to the build's log file, the toolkit's lines to the terminal."""
+"""toolkit/core/buildlog.py: library output goes to the build's log file, the toolkit's lines to the terminal."""
 
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from conftest import ROOT
 SCRIPT = textwrap.dedent("""
     import os, subprocess, sys, warnings
     from pathlib import Path
-    from toolkit.buildlog import captured
+    from toolkit.core.buildlog import captured
 
     with captured(Path(sys.argv[1]), verbose=sys.argv[2] == "1") as console:
         console.log("toolkit: what the toolkit does")

@@ -59,7 +59,7 @@ def test_artifact_metrics_are_what_the_runtimes_give(tiny_build, movielens):
     """Re-evaluate every artifact independently through its runtime: same figures as the manifest."""
     from export.runtime import Predictor
     from toolkit.data import split_leave_one_out
-    from toolkit.evaluate import evaluate_topk
+    from toolkit.training.evaluate import evaluate_topk
 
     split = split_leave_one_out(movielens)
     manifest = json.loads((tiny_build / "manifest.json").read_text())
@@ -150,12 +150,12 @@ def test_data_the_model_cannot_learn_from_is_a_clear_error(tmp_path, users, per_
 def test_an_internal_error_names_the_step_and_the_log(cache_dir, tmp_path, monkeypatch, capsys):
     """A bug (not bad input) is exit 3: one line with the step, the traceback in the cache's logs."""
     import toolkit.cli
-    import toolkit.pipeline
+    import toolkit.recipe.build
 
     def broken_teacher(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(toolkit.pipeline, "train_teacher_for", broken_teacher)
+    monkeypatch.setattr(toolkit.recipe.build, "train_teacher_for", broken_teacher)
     code = toolkit.cli.main(["build", "--out", str(tmp_path / "out"), *TINY_BUILD_ARGS])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and len(err) == 1, err
@@ -198,9 +198,9 @@ def test_profiles_lists_units_and_what_each_serves():
 
 def test_a_teacher_below_popularity_is_a_warning():
     """Measured figures of the smartwatch trial (200 users): teacher 0.0156, popularity 0.0273."""
-    from toolkit.evaluate import Metrics
-    from toolkit.manifest import ModelRecord
-    from toolkit.pipeline import teacher_warnings
+    from toolkit.training.evaluate import Metrics
+    from toolkit.core.manifest import ModelRecord
+    from toolkit.recipe.build import teacher_warnings
 
     popularity = {p: Metrics(k=10, hr=0.06, ndcg=0.0273, users=200) for p in ("valid", "test")}
 
@@ -220,7 +220,7 @@ def test_help_and_import_are_fast_and_light():
     for args in (["--help"], ["build", "--help"]):
         result = run_cli(*args, timeout=60)
         assert result.returncode == 0 and "usage:" in result.stdout
-    probe = ("import sys, toolkit, toolkit.cli, toolkit.pipeline; "
+    probe = ("import sys, toolkit, toolkit.cli, toolkit.recipe.build; "
              "print(any(m in sys.modules for m in ('torch', 'executorch', 'onnxruntime')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import scores, top10_agreement
-from toolkit.compress import (
+from toolkit.compression import (
     CompressConfig,
     LowRankConfig,
     PruneConfig,
@@ -30,11 +30,11 @@ from toolkit.compress import (
     prune_,
     quantize_,
 )
-from toolkit.compress.lowrank import LowRankLinear, energy_rank, factorize_linear
-from toolkit.compress.prune import PRUNED_SCORE
-from toolkit.compress.quantize import pack_int4, quantize_rows, unpack_int4
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import evaluate_model, pad_histories
+from toolkit.compression.lowrank import LowRankLinear, energy_rank, factorize_linear
+from toolkit.compression.prune import PRUNED_SCORE
+from toolkit.compression.quantize import pack_int4, quantize_rows, unpack_int4
+from toolkit.core.errors import ToolkitError
+from toolkit.training.evaluate import evaluate_model, pad_histories
 
 DIM, HEADS, HISTORY = 16, 2, 50
 FORMAT_OVERHEAD = {"executorch": 45_000, "onnx": 15_000}  # program/graph bytes beyond the weights
@@ -241,7 +241,7 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
     import export.serving
     from export.runtime import Predictor
     from export.serving import ServingModel
-    from toolkit.profiler import _inspect_ops
+    from toolkit.profiler.profile import _inspect_ops
 
     model = quantize_(copy.deepcopy(trained), QuantConfig(table_bits=8, linear_bits=32))
     assert not ServingModel(model, top_k=20).int8_scores

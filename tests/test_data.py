@@ -7,7 +7,7 @@ import pytest
 
 from fixtures.shop_log import write_shop_log
 from toolkit.data import UNREACHABLE_WARN_SHARE, load_dataset, read_interactions, split_leave_one_out, summarize
-from toolkit.errors import ToolkitError
+from toolkit.core.errors import ToolkitError
 
 SHOP_COLUMNS = {"user_col": "customer", "item_col": "product", "time_col": "event_time"}
 

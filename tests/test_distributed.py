@@ -1,4 +1,4 @@
-"""Training on several processes (toolkit/distributed.py): real gloo process groups on the CPU.
+"""Training on several processes (toolkit/training/distributed.py): real gloo process groups on the CPU.
 
 - exactness: 2 ranks with a batch of B/2 each reach the parameters 1 process reaches with batch B,
   for plain training (full and sampled softmax) and distillation (full and top-K forms);
@@ -21,10 +21,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from toolkit.distill import DistillConfig, distill
-from toolkit.distributed import SINGLE, World
-from toolkit.models import ModelConfig, SASRec
-from toolkit.train import TrainConfig, fit, training_windows
+from toolkit.training.distill import DistillConfig, distill
+from toolkit.training.distributed import SINGLE, World
+from toolkit.models.sasrec import ModelConfig, SASRec
+from toolkit.training.loop import TrainConfig, fit, training_windows
 
 from tests.conftest import ROOT, run_cli
 
@@ -68,7 +68,7 @@ def _train_case(case: str, split, world: World) -> dict[str, torch.Tensor]:
 def _exactness_rank(rank: int, port: int, out: str) -> None:
     """One rank of the exactness run (torch.multiprocessing.spawn): every case, rank 0 saves."""
     from toolkit.data import load_dataset, split_leave_one_out
-    from toolkit.distributed import DistributedConfig, join
+    from toolkit.training.distributed import DistributedConfig, join
     from toolkit.data import first_users
 
     os.environ.update(_launch_env(rank, port))
@@ -99,7 +99,7 @@ def _roundoff_only(split) -> set[str]:
     attention key bias, since a query's softmax over keys is shift invariant (q·(k + b) moves all its
     logits alike). AdamW divides a gradient by its own scale, so round-off becomes ±lr steps that
     differ between any two summation orders: one process on 1 vs 2 threads differs there as much."""
-    from toolkit.train import full_softmax
+    from toolkit.training.loop import full_softmax
 
     model = _start(split)
     windows = torch.from_numpy(training_windows(split, HISTORY, HISTORY))[:BATCH]
@@ -137,9 +137,9 @@ def _toolkit_cli(*args: str, runner: list[str] | None = None, env: dict | None =
 
 def test_torchrun_trains_the_teacher_that_build_loads(cache_dir, tmp_path, monkeypatch):
     from toolkit.cli import build_config, make_parser
-    from toolkit.evaluate import evaluate_model, evaluate_popularity
-    from toolkit.pipeline import load_split, train_teacher_for
-    from toolkit.profiles import load_profile
+    from toolkit.training.evaluate import evaluate_model, evaluate_popularity
+    from toolkit.recipe.build import load_split, train_teacher_for
+    from toolkit.core.profiles import load_profile
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={RANKS}"]
     run = _toolkit_cli("train-teacher", *TRAIN_FLAGS, runner=torchrun, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,8 +1,8 @@
-"""toolkit/errors.py: the one-line answer both command lines give to bad input and to Ctrl-C."""
+"""toolkit/core/errors.py: the one-line answer both command lines give to bad input and to Ctrl-C."""
 
 from __future__ import annotations
 
-from toolkit.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ToolkitError, one_line_exit
+from toolkit.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ToolkitError, one_line_exit
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys):

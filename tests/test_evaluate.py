@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from toolkit.data import Split, TestDataAccessError
-from toolkit.evaluate import (candidates_needed, cutoff_for, evaluate_popularity, evaluate_scores, evaluate_topk,
+from toolkit.training.evaluate import (candidates_needed, cutoff_for, evaluate_popularity, evaluate_scores, evaluate_topk,
                               metrics_from_ranks, pad_histories)
 
 

@@ -8,7 +8,7 @@ import torch
 
 from export.runtime import Predictor
 from export.serving import ServingModel
-from toolkit.models import ModelConfig, SASRec
+from toolkit.models.sasrec import ModelConfig, SASRec
 
 L, K, N = 12, 8, 300
 
@@ -72,7 +72,7 @@ def test_artifact_contract_and_parity(model, histories, tmp_path, fmt, suffix, p
 
 
 def test_corrupt_artifact_is_a_clear_error(tmp_path):
-    from toolkit.errors import ToolkitError
+    from toolkit.core.errors import ToolkitError
 
     for name in ("bad.pte", "bad.onnx"):
         (tmp_path / name).write_bytes(b"not a model at all")
@@ -85,7 +85,7 @@ def test_corrupt_artifact_is_a_clear_error(tmp_path):
 def test_ensemble_teacher_exports_in_fp32(model, histories, tmp_path):
     from export.executorch import export_executorch
     from export.onnx import export_onnx
-    from toolkit.models import Ensemble
+    from toolkit.models.sasrec import Ensemble
 
     torch.manual_seed(1)
     other = SASRec(model.cfg).eval()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, run_cli
-from toolkit.errors import ToolkitError
+from toolkit.core.errors import ToolkitError
 
 GRU = "tests/fixtures/gru_teacher.py:make_teacher"
 
@@ -34,7 +34,7 @@ def gru_weights(data, tmp_path_factory) -> Path:
     """The example teacher trained for two epochs on the slice; its weights file (never committed)."""
     import sys
 
-    from toolkit.train import training_windows
+    from toolkit.training.loop import training_windows
 
     sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
     from gru_teacher import GRURecommender
@@ -59,7 +59,7 @@ def gru_weights(data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def module_teacher(data, gru_weights):
-    from toolkit.external import load_module_teacher
+    from toolkit.teachers.external import load_module_teacher
 
     dataset, split = data
     teacher = load_module_teacher(GRU, dataset, split, 50)
@@ -69,7 +69,7 @@ def module_teacher(data, gru_weights):
 
 @pytest.fixture(scope="module")
 def scores_file(data, module_teacher, tmp_path_factory) -> Path:
-    from toolkit.external import write_teacher_scores
+    from toolkit.teachers.external import write_teacher_scores
 
     path = tmp_path_factory.mktemp("scores") / "gru.parquet"
     assert write_teacher_scores(module_teacher.scores, data[0], path) == sum(len(t) for t in data[1].train)
@@ -78,9 +78,9 @@ def scores_file(data, module_teacher, tmp_path_factory) -> Path:
 
 def test_windows_map_onto_users_and_positions(data):
     """window_origins enumerates exactly training_windows' windows (so file rows land where they should)."""
-    from toolkit.evaluate import pad_histories
-    from toolkit.external import window_origins
-    from toolkit.train import training_windows
+    from toolkit.training.evaluate import pad_histories
+    from toolkit.teachers.external import window_origins
+    from toolkit.training.loop import training_windows
 
     _, split = data
     for stride in (50, 20):
@@ -91,11 +91,11 @@ def test_windows_map_onto_users_and_positions(data):
 
 
 def test_both_paths_give_the_same_labels_and_both_distil(data, module_teacher, scores_file):
-    from toolkit.distill import DistillConfig, distill, soft_labels
-    from toolkit.evaluate import evaluate_model
-    from toolkit.external import read_teacher_scores
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, training_windows
+    from toolkit.training.distill import DistillConfig, distill, soft_labels
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, training_windows
 
     dataset, split = data
     from_file = read_teacher_scores(scores_file, dataset, split, 50)
@@ -120,10 +120,10 @@ def test_both_paths_give_the_same_labels_and_both_distil(data, module_teacher, s
 
 def test_uncovered_positions_keep_the_hard_label(data, scores_file, tmp_path):
     """A file covering half the positions: covered marks them; distillation runs (finite)."""
-    from toolkit.distill import DistillConfig, distill, soft_labels
-    from toolkit.external import read_teacher_scores
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, training_windows
+    from toolkit.training.distill import DistillConfig, distill, soft_labels
+    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, training_windows
 
     dataset, split = data
     table = pq.read_table(scores_file)
@@ -147,7 +147,7 @@ def _write(path: Path, **columns) -> Path:
 
 
 def test_a_bad_scores_file_is_one_clear_error(data, scores_file, tmp_path):
-    from toolkit.external import read_teacher_scores
+    from toolkit.teachers.external import read_teacher_scores
 
     dataset, split = data
     user, item = dataset.user_ids[0], dataset.item_ids[1]
@@ -190,7 +190,7 @@ BAD_MODULES = {
     ("raises", "the factory raised FileNotFoundError"),
 ])
 def test_a_bad_module_is_one_clear_error(data, tmp_path, name, expected):
-    from toolkit.external import load_module_teacher
+    from toolkit.teachers.external import load_module_teacher
 
     dataset, split = data
     path = tmp_path / f"{name}.py"
@@ -201,11 +201,11 @@ def test_a_bad_module_is_one_clear_error(data, tmp_path, name, expected):
 
 
 def test_a_bad_teacher_spec_is_one_clear_error():
-    from toolkit.external import import_factory
+    from toolkit.teachers.external import import_factory
 
     for spec, expected in (("tests/fixtures/gru_teacher.py:nope", "has no function 'nope'; it has"),
                            ("no.such.module:make", "no module named 'no'"),
-                           ("toolkit.errors:ToolkitError2", "has no function")):
+                           ("toolkit.core.errors:ToolkitError2", "has no function")):
         with pytest.raises(ToolkitError, match=expected):
             import_factory(spec)
     factory, path = import_factory(str(ROOT / GRU))
@@ -228,7 +228,7 @@ def test_bad_teacher_flags_exit_2_before_training(cache_dir, tmp_path):
 
 
 def test_teacher_scores_command_writes_what_build_reads(data, gru_weights, tmp_path):
-    from toolkit.external import read_teacher_scores
+    from toolkit.teachers.external import read_teacher_scores
 
     dataset, split = data
     out = tmp_path / "gru.parquet"
@@ -245,7 +245,7 @@ def test_teacher_scores_command_writes_what_build_reads(data, gru_weights, tmp_p
 def test_the_pipeline_records_an_external_teacher(data, gru_weights, scores_file):
     """train_teacher_for: the kind, the file's and weights' hashes, and no relational term."""
     from toolkit.data import Dataset
-    from toolkit.pipeline import BuildConfig, train_teacher_for
+    from toolkit.recipe.build import BuildConfig, train_teacher_for
 
     dataset, split = data
     cfg = BuildConfig(max_users=150)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, TINY_BUILD_ARGS, run_cli
-from toolkit.output import is_build
+from toolkit.recipe.output import is_build
 
 # (signal, the log line to send it at, the exit status it must give)
 KILLS = [

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from toolkit.errors import ToolkitError
-from toolkit.kg import KGConfig, TransEConfig, item_neighbourhoods, kg_alignment, kg_item_neighbours, load_kg
+from toolkit.core.errors import ToolkitError
+from toolkit.teachers.graph import KGConfig, TransEConfig, item_neighbourhoods, kg_alignment, kg_item_neighbours, load_kg
 
 ITEMS = ["", "a", "b", "c", "d"]
 
@@ -75,7 +75,7 @@ def test_movielens_graph_and_its_alignment(movielens, small_split):
     """MovieLens-100K's own graph: the counts the issue quotes; its links use MovieLens-1M/20M movie ids
     (sequels pair up there, not under ML-100K's numbering), so graph-near items share no more users
     than random pairs. `kg_alignment` is the check a user's graph gets too."""
-    from toolkit.kg import movielens_kg_files
+    from toolkit.teachers.graph import movielens_kg_files
 
     kg = load_kg(*movielens_kg_files(), movielens.item_ids)
     s = kg.summary()
@@ -91,12 +91,12 @@ def test_movielens_graph_and_its_alignment(movielens, small_split):
 
 
 def test_kg_teacher_is_cached_on_the_graph_and_its_student_stays_id_only(small_split, tmp_path):
-    from toolkit.distill import DistillConfig, distill
-    from toolkit.models import ItemTable, ModelConfig
-    from toolkit.teacher import TeacherConfig, teacher_key, train_teacher
-    from toolkit.distill import item_embeddings
-    from toolkit.teachers import KGItemTable
-    from toolkit.train import TrainConfig
+    from toolkit.training.distill import DistillConfig, distill
+    from toolkit.models.sasrec import ItemTable, ModelConfig
+    from toolkit.teachers.ensemble import TeacherConfig, teacher_key, train_teacher
+    from toolkit.training.distill import item_embeddings
+    from toolkit.teachers.kg import KGItemTable
+    from toolkit.training.loop import TrainConfig
 
     torch.set_num_threads(1)
     items = [""] + [str(i) for i in range(1, small_split.num_items)]
@@ -127,8 +127,8 @@ def test_kg_teacher_is_cached_on_the_graph_and_its_student_stays_id_only(small_s
 
 
 def test_relational_term_pulls_the_student_table_towards_the_teacher():
-    from toolkit.distill import DistillConfig, RelationalTerm
-    from toolkit.models import ModelConfig, SASRec
+    from toolkit.training.distill import DistillConfig, RelationalTerm
+    from toolkit.models.sasrec import ModelConfig, SASRec
 
     torch.manual_seed(0)
     teacher = torch.nn.functional.normalize(torch.randn(50, 4), dim=-1)

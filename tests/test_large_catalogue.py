@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.plan import Candidate, PlanConfig, enumerate_candidates, estimate, weight_bytes
+from toolkit.planning.search import Candidate, PlanConfig, enumerate_candidates, estimate, weight_bytes
 
 
 def test_pq_and_two_stage_are_candidates_only_for_large_catalogues():
@@ -35,11 +35,11 @@ def test_a_million_items_fit_20_mb_only_compressed_and_two_stage_is_faster():
 @pytest.fixture(scope="module")
 def two_stage_build(trained_small, small_split, tmp_path_factory):
     """The pipeline's two-stage step on a real (small) PQ model, exported in both formats."""
-    from toolkit.compress import PQConfig, pq_quantize_
-    from toolkit.evaluate import metrics_from_ranks
-    from toolkit.pipeline import ExportJob, choose_two_stage, cluster_index_, export_artifacts, serving_record
-    from toolkit.plan import ExportOptions, PlanResult
-    from toolkit.profiles import load_profile
+    from toolkit.compression import PQConfig, pq_quantize_
+    from toolkit.training.evaluate import metrics_from_ranks
+    from toolkit.recipe.build import ExportJob, choose_two_stage, cluster_index_, export_artifacts, serving_record
+    from toolkit.planning.search import ExportOptions, PlanResult
+    from toolkit.core.profiles import load_profile
 
     float_model = copy.deepcopy(trained_small)
     model = pq_quantize_(copy.deepcopy(trained_small), PQConfig(4))
@@ -73,7 +73,7 @@ def test_relabelling_keeps_every_item_and_its_answers(two_stage_build, small_spl
 
 def test_two_stage_artifacts_answer_like_their_graph_and_mostly_like_exhaustive(two_stage_build):
     from export.runtime import Predictor
-    from toolkit.evaluate import pad_histories
+    from toolkit.training.evaluate import pad_histories
 
     b = two_stage_build
     two = b["serving"].two_stage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from toolkit.models import Ensemble, ModelConfig, SASRec, count_parameters
+from toolkit.models.sasrec import Ensemble, ModelConfig, SASRec, count_parameters
 
 
 def _model(**kw) -> SASRec:

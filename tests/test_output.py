@@ -1,4 +1,4 @@
-"""The build directory (toolkit/output.py): a user's folder is never moved or deleted, a build is
+"""The build directory (toolkit/recipe/output.py): a user's folder is never moved or deleted, a build is
 swapped in atomically with normal permissions, and a killed run's leftovers are recovered."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from toolkit.errors import ToolkitError
-from toolkit.output import MARKER, is_build, prepare_output, write_marker
+from toolkit.core.errors import ToolkitError
+from toolkit.recipe.output import MARKER, is_build, prepare_output, write_marker
 
 
 def _web_app(folder: Path) -> dict[str, bytes]:

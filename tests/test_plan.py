@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.errors import DoesNotFitError
-from toolkit.plan import (Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student,
+from toolkit.core.errors import DoesNotFitError
+from toolkit.planning.search import (Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student,
                           rank_candidates, weight_bytes)
-from toolkit.priors import QualityPriors
-from toolkit.profiles import parse_profile
+from toolkit.training.priors import QualityPriors
+from toolkit.core.profiles import parse_profile
 
 NUM_ITEMS, HISTORY = 1683, 50
-# priors as a build measures them (toolkit.priors): here written down, so the plan's order is known
+# priors as a build measures them (toolkit.training.priors): here written down, so the plan's order is known
 PRIORS = QualityPriors(by_dim={8: 0.09, 16: 0.11, 32: 0.12, 64: 0.115}, table_keep={32: 1.0, 8: 0.99, 4: 0.95},
                        linear_keep=0.995, rank_keep=0.9, users=150)
 
@@ -30,8 +30,8 @@ def profile(model_bytes: int, int8: bool = True, formats=("onnx",), latency_ms: 
                                                                                       table_bits=8, linear_bits=8),
                                   Candidate(8)])
 def test_estimates_match_real_exports(cand):
-    from toolkit.compress import QuantConfig, model_bytes, quantize_
-    from toolkit.models import ModelConfig, SASRec
+    from toolkit.compression import QuantConfig, model_bytes, quantize_
+    from toolkit.models.sasrec import ModelConfig, SASRec
 
     torch.manual_seed(0)
     model = SASRec(ModelConfig(num_items=NUM_ITEMS, dim=cand.dim, heads=cand.heads, embedding_rank=cand.embedding_rank,
@@ -129,9 +129,9 @@ def test_a_student_that_compression_broke_is_not_chosen(small_split, monkeypatch
     """The plan applies the profiler's quality rule on validation: a tried candidate whose compressed
     NDCG is more than QUALITY_MARGIN below its float student's makes the plan step down to the next,
     and the one that kept its quality is chosen even when it is larger."""
-    import toolkit.plan as plan
-    from toolkit.evaluate import evaluate_model
-    from toolkit.models import ModelConfig, SASRec
+    import toolkit.planning.search as plan
+    from toolkit.training.evaluate import evaluate_model
+    from toolkit.models.sasrec import ModelConfig, SASRec
 
     torch.set_num_threads(1)
     split = small_split.sealed()
@@ -156,9 +156,9 @@ def test_the_float_students_int8_export_counts_its_table_twice_once():
     """The float student's int8 export holds the table twice as int8 (lookup + scores) at any size;
     at 50,000 items the estimate already counts that copy and must not add a third (the dim-32 int8
     exports, 3.4-3.6 MB measured, fit mobile-arm's 4 MB)."""
-    from toolkit.pipeline import float_precisions
-    from toolkit.plan import ExportOptions, PlanResult
-    from toolkit.profiles import load_profile
+    from toolkit.recipe.build import float_precisions
+    from toolkit.planning.search import ExportOptions, PlanResult
+    from toolkit.core.profiles import load_profile
 
     profile = load_profile("mobile-arm")
     plan = PlanResult(model=None, float_model=None, candidate=Candidate(32, table_bits=8, linear_bits=8),
@@ -173,10 +173,10 @@ def test_movielens_students_and_their_finetunes_stay_under_their_budgets(moviele
     """The plan's students (every width it may choose) train under the from-scratch budget with room
     for 40 epochs on MovieLens-100K (its members stop at 24-26), and a fine-tune's budget allows more
     than its epoch cap (15 epochs), so neither binds there and the default build is unchanged."""
-    from toolkit.compress import CompressConfig
+    from toolkit.compression import CompressConfig
     from toolkit.data import split_leave_one_out
-    from toolkit.models import ModelConfig
-    from toolkit.train import TrainConfig, fit_budget
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.loop import TrainConfig, fit_budget
 
     split = split_leave_one_out(movielens)
     plan, tune = PlanConfig(), CompressConfig()
@@ -195,9 +195,9 @@ def test_the_priors_proxies_stop_at_their_budget_and_record_it(cache_dir, small_
     width stops at its budget's step, mid-epoch, and the priors say which and after how many steps."""
     from dataclasses import replace
 
-    from toolkit.models import ModelConfig
-    from toolkit.priors import PriorConfig, measure_priors
-    from toolkit.train import TrainConfig, fit_budget
+    from toolkit.models.sasrec import ModelConfig
+    from toolkit.training.priors import PriorConfig, measure_priors
+    from toolkit.training.loop import TrainConfig, fit_budget
 
     train = TrainConfig(epochs=20, batch_size=16, min_steps=0, patience=20)
     widest = fit_budget(ModelConfig(num_items=small_split.num_items, dim=16, max_history=20, dropout=0.2),

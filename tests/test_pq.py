@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests.conftest import scores, top10_agreement
-from toolkit.compress import CompressConfig, PQConfig, PQItemTable, QuantConfig, compress, model_bytes, pq_quantize_
-from toolkit.compress.pq import LUT_MAX_ROWS, pq_table_bytes
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import evaluate_model, pad_histories
+from toolkit.compression import CompressConfig, PQConfig, PQItemTable, QuantConfig, compress, model_bytes, pq_quantize_
+from toolkit.compression.pq import LUT_MAX_ROWS, pq_table_bytes
+from toolkit.core.errors import ToolkitError
+from toolkit.training.evaluate import evaluate_model, pad_histories
 
 DIM, HEADS, HISTORY = 16, 2, 50
 SUBSPACES = 8  # 8 bytes an item against 64 in fp32
@@ -88,7 +88,7 @@ def test_pq_keeps_rankings_and_shrinks_the_table(trained, quantized, histories):
 
 
 def test_codebooks_train_and_codes_stay_fixed(quantized, small_split):
-    from toolkit.train import full_softmax, training_windows
+    from toolkit.training.loop import full_softmax, training_windows
 
     model = copy.deepcopy(quantized).train()
     codes = model.items.codes.clone()

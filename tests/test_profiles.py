@@ -8,8 +8,8 @@ import re
 import pytest
 
 from tests.conftest import run_cli
-from toolkit.errors import ToolkitError
-from toolkit.profiles import FORMATS, PROFILES_DIR, list_profiles, load_profile, resolve_profile_path
+from toolkit.core.errors import ToolkitError
+from toolkit.core.profiles import FORMATS, PROFILES_DIR, list_profiles, load_profile, resolve_profile_path
 
 
 @pytest.mark.parametrize("name", list_profiles())
@@ -72,13 +72,13 @@ def test_a_bare_name_resolves_inside_the_folder():
 
 
 def test_profiles_command_lists_every_profile_with_budgets():
-    from toolkit.units import format_bytes
+    from toolkit.core.units import format_bytes
 
     result = run_cli("profiles", timeout=60)
     assert result.returncode == 0, result.stderr
     for name in list_profiles():
         line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
-        assert format_bytes(load_profile(name).budget.model_bytes) in line  # in the unit that fits (toolkit.units)
+        assert format_bytes(load_profile(name).budget.model_bytes) in line  # in the unit that fits (toolkit.core.units)
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -118,7 +118,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_a_small_top_k_is_allowed():
-    from toolkit.profiles import parse_profile
+    from toolkit.core.profiles import parse_profile
 
     raw = {"name": "widget-5", "description": "five slots",
            "budget": {"model_bytes": 10_000, "memory_bytes": 10_000_000, "latency_ms": 5.0},

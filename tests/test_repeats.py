@@ -9,8 +9,8 @@ import json
 from conftest import SHOP_BUILD_ARGS, run_cli
 from fixtures.shop_log import write_shop_log
 from toolkit.data import UNREACHABLE_WARN_SHARE, load_dataset, split_leave_one_out
-from toolkit.pipeline import BuildConfig, load_split, log_data_summary
-from toolkit.profiles import load_profile
+from toolkit.recipe.build import BuildConfig, load_split, log_data_summary
+from toolkit.core.profiles import load_profile
 
 SHOP_READ = {"user_col": "customer", "item_col": "product", "time_col": "event_time"}
 
@@ -57,7 +57,7 @@ def test_allow_artifacts_answer_seen_items_and_the_metrics_count_them(shop_build
     """Through every artifact: some user's answers hold items of their history (impossible under drop),
     and the artifact's metrics equal a count made here that keeps seen items."""
     from export.runtime import Predictor
-    from toolkit.evaluate import evaluate_topk, pad_histories
+    from toolkit.training.evaluate import evaluate_topk, pad_histories
 
     out, log, _ = shop_build
     manifest = json.loads((out / "manifest.json").read_text())
@@ -91,8 +91,8 @@ def test_time_format_flag_reaches_the_data(tmp_path, cache_dir):
 def test_clients_read_the_mode_from_the_manifest(tmp_path):
     import pytest
 
-    from toolkit.contract import read_allow_repeats
-    from toolkit.errors import ToolkitError
+    from toolkit.core.contract import read_allow_repeats
+    from toolkit.core.errors import ToolkitError
 
     path = tmp_path / "manifest.json"
     assert read_allow_repeats(path) is False  # no manifest: seen items are dropped, as always

@@ -1,11 +1,11 @@
-"""The report and its verdicts (toolkit/report.py, the judging in toolkit/profiler.py, toolkit/units.py,
-`toolkit.manifest.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
+"""The report and its verdicts (toolkit/report/write.py, the judging in toolkit/profiler/profile.py, toolkit/core/units.py,
+`toolkit.core.manifest.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
 much and what to try, the recommended artifact per format, and plots whose drawn values are the
 report's (read back from each matplotlib figure's data, not from pixels).
 
 The artifacts here are typed profiler records with the figures of the smartwatch trial build
 (issue 25: a 55 KB .pte at NDCG@10 0.0062 against popularity 0.0273 on 200 users); their timings
-go through the real `toolkit.measure` summary.
+go through the real `toolkit.profiler.measure` summary.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.manifest import recommend
-from toolkit.measure import timing_from_samples
-from toolkit.profiler import ArtifactProfile, Latency, Memory, Quality, judge, popularity_noise
-from toolkit.profiles import load_profile
-from toolkit.units import format_bytes
+from toolkit.core.manifest import recommend
+from toolkit.profiler.measure import timing_from_samples
+from toolkit.profiler.profile import ArtifactProfile, Latency, Memory, Quality, judge, popularity_noise
+from toolkit.core.profiles import load_profile
+from toolkit.core.units import format_bytes
 
 SMARTWATCH = load_profile("smartwatch")
 
@@ -97,7 +97,7 @@ def test_every_failed_check_says_what_to_try_and_the_report_shows_it(tmp_path):
     failed = [c for c in r.checks if not c.passed]
     assert {c.budget for c in failed} == {"format", "model_bytes", "memory_bytes", "quality"}
     assert all(c.advice for c in failed) and all("try:" in f for f in r.failures())
-    from toolkit.report import write_report
+    from toolkit.report.write import write_report
 
     write_report(tmp_path, SMARTWATCH, [r])
     md = (tmp_path / "report.md").read_text()
@@ -135,8 +135,8 @@ def test_recommended_is_the_smallest_that_fits_with_the_best_quality():
 def test_budget_png_draws_each_artifact_with_its_verdict_and_quality(tmp_path):
     """The trial's figure drew every bar green while both smartwatch artifacts failed, without quality:
     each bar's length and colour are read back from the figure and checked against report.json."""
-    from toolkit.report import BUDGET_PANELS, VERDICT_COLORS, budget_figure, write_report
-    from toolkit.units import UNITS
+    from toolkit.report.write import BUDGET_PANELS, VERDICT_COLORS, budget_figure, write_report
+    from toolkit.core.units import UNITS
 
     results = [artifact("model.compressed.pte", 55_424, 0.0062, 0.0062),  # fits the size, fails quality
                artifact("model.int8.pte", 104_000, 0.0400, 0.0400, memory=None),  # too big, memory unknown
@@ -172,7 +172,7 @@ def test_latency_png_draws_the_calls_readably_and_counts_the_slow_ones(tmp_path)
     to an overflow bin at 4 ms. Now the fast calls spread over many bins of a log axis that ends at
     3 x p95, the 3 slow ones are counted in a note, every call is in the report's histogram once,
     and the marked percentiles are the report's."""
-    from toolkit.report import latency_figure, write_report
+    from toolkit.report.write import latency_figure, write_report
 
     r = artifact("model.compressed.pte", 55_424, 0.0062, 0.0062)
     write_report(tmp_path, SMARTWATCH, [r])
@@ -208,7 +208,7 @@ def _plan() -> dict:
 
 
 def test_candidates_png_keeps_priors_and_measurements_apart_and_marks_the_chosen(tmp_path):
-    from toolkit.report import candidates_figure, write_report
+    from toolkit.report.write import candidates_figure, write_report
 
     plan = _plan()
     write_report(tmp_path, SMARTWATCH, [artifact("model.compressed.pte", 41_000, 0.05, 0.05)], plan=plan)
@@ -240,7 +240,7 @@ def test_candidates_png_keeps_priors_and_measurements_apart_and_marks_the_chosen
 
 
 def test_the_report_names_what_to_ship_and_the_warnings(tmp_path):
-    from toolkit.report import write_report
+    from toolkit.report.write import write_report
 
     results = [artifact("model.compressed.pte", 55_424, 0.0062, 0.0062), artifact("model.small.pte", 30_000, 0.09, 0.09)]
     picks = recommend(results, ("executorch",), 0.02)

@@ -361,7 +361,7 @@ def test_no_titles_and_no_warning_when_the_data_has_none(shop_build, shop_histor
 
 def test_every_client_keeps_seen_items_when_repeats_are_allowed(shop_build, shop_histories, node):
     """Python (both runtimes), node and the C++ client: the same answers, and seen items among them."""
-    from toolkit.native import native_client
+    from toolkit.profiler.native import native_client
 
     build, _, _ = shop_build
     for model in shop_artifacts(build, "onnx") + shop_artifacts(build, "executorch"):

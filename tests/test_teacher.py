@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import torch
 
-from toolkit.teacher import TeacherConfig, teacher_key, train_teacher
-from toolkit.train import TrainConfig
+from toolkit.teachers.ensemble import TeacherConfig, teacher_key, train_teacher
+from toolkit.training.loop import TrainConfig
 
 CFG = TeacherConfig(members=1, dim=8, train=TrainConfig(epochs=1, batch_size=64))
 DATA = {"sha256": "abc", "columns": {"user": "user_id", "item": "item_id", "time": "timestamp"}, "min_interactions": 3,
@@ -51,7 +51,7 @@ def test_the_ensemble_stops_adding_members_at_its_budget(cache_dir, small_split)
     """Each member stops at its own budget (`train.budget`: 3 steps' work here); the ensemble adds a
     member only while the work spent plus the last member's fits `TeacherConfig.budget`, says so,
     and records each member's steps and that its budget capped it."""
-    from toolkit.train import fit_budget
+    from toolkit.training.loop import fit_budget
 
     split = small_split.sealed()
     lines: list[str] = []
@@ -71,7 +71,7 @@ def test_movielens_keeps_its_three_members_within_the_ensemble_budget(movielens)
     """MovieLens-100K's members stop early at 456, 456 and 494 steps (seed 0; ~900 the most seen):
     the ensemble's budget must leave room for a third member of 900 steps after two."""
     from toolkit.data import split_leave_one_out
-    from toolkit.train import fit_budget
+    from toolkit.training.loop import fit_budget
 
     split = split_leave_one_out(movielens)
     cfg = TeacherConfig()

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tests.conftest import top10_agreement
-from toolkit.distill import DistillConfig, distill, distillation_loss
-from toolkit.evaluate import evaluate_model, evaluate_popularity
-from toolkit.models import ModelConfig
-from toolkit.train import TrainConfig, fit, training_windows
+from toolkit.training.distill import DistillConfig, distill, distillation_loss
+from toolkit.training.evaluate import evaluate_model, evaluate_popularity
+from toolkit.models.sasrec import ModelConfig
+from toolkit.training.loop import TrainConfig, fit, training_windows
 
 
 def test_training_windows_cover_every_training_transition(small_split):
@@ -40,7 +40,7 @@ def test_distillation_loss_limits():
 
 def test_topk_distillation_equals_full_when_it_sees_every_item():
     """With K = every item and no negatives, the top-K form is the full form."""
-    from toolkit.distill import topk_distillation_loss
+    from toolkit.training.distill import topk_distillation_loss
 
     torch.manual_seed(0)
     s, t = torch.randn(6, 7), torch.log_softmax(torch.randn(6, 7), -1)
@@ -54,8 +54,8 @@ def test_topk_distillation_equals_full_when_it_sees_every_item():
 
 def test_sampled_softmax_points_where_the_full_softmax_points(small_split):
     """The logQ-corrected sampled loss's gradient, averaged over draws, is the exact one's direction."""
-    from toolkit.models import SASRec
-    from toolkit.train import SampledSoftmax, full_softmax
+    from toolkit.models.sasrec import SASRec
+    from toolkit.training.loop import SampledSoftmax, full_softmax
 
     torch.manual_seed(0)
     model = SASRec(ModelConfig(num_items=small_split.num_items, dim=16, max_history=20, dropout=0.0))
@@ -98,8 +98,8 @@ def _top10_overlap(a: torch.nn.Module, b: torch.nn.Module, histories: torch.Tens
 
 
 def test_distilled_student_follows_the_teacher(trained, small_split):
-    from toolkit.evaluate import pad_histories
-    from toolkit.models import SASRec
+    from toolkit.training.evaluate import pad_histories
+    from toolkit.models.sasrec import SASRec
 
     cfg = ModelConfig(num_items=small_split.num_items, dim=8, layers=1, max_history=50, dropout=0.1)
     torch.manual_seed(1)
@@ -128,7 +128,7 @@ def test_no_training_pairs_is_a_clear_error():
     import numpy as np
 
     from toolkit.data import Split
-    from toolkit.errors import ToolkitError
+    from toolkit.core.errors import ToolkitError
 
     # every user has exactly 3 interactions: one training item each, so no (input, next item) pair
     split = Split(train=[np.array([i]) for i in range(1, 6)], valid_target=np.arange(6, 11),
@@ -139,7 +139,7 @@ def test_no_training_pairs_is_a_clear_error():
 
 def test_a_budget_stops_the_loop_at_the_step_it_runs_out_and_says_capped(small_split, capsys):
     """A budget of 2.5 steps' work stops the loop after its 2nd step, mid-epoch; the best state is kept."""
-    from toolkit.train import fit_budget
+    from toolkit.training.loop import fit_budget
 
     cfg = ModelConfig(num_items=small_split.num_items, dim=8, max_history=20)
     per_epoch = -(-len(training_windows(small_split, 20, 20)) // 16)
@@ -162,7 +162,7 @@ def test_a_step_costs_what_its_catalogue_and_loss_cost(small_split):
     softmax's step costs its negatives, whatever the catalogue."""
     from dataclasses import replace as with_
 
-    from toolkit.train import fit_budget
+    from toolkit.training.loop import fit_budget
 
     def step(num_items: int, **train) -> float:
         split = with_(small_split, num_items=num_items)
@@ -184,7 +184,7 @@ def test_movielens_trains_well_under_every_from_scratch_budget(movielens):
     budget. Seed 0's first teacher member stops at epoch 24 (456 steps); the most seen there is
     ~900 steps (47 epochs). A dim-32 member's step is what the budgets are counted in."""
     from toolkit.data import split_leave_one_out
-    from toolkit.train import MEMBER_BUDGET, MOVIELENS_MEMBER_STEP, fit_budget
+    from toolkit.training.loop import MEMBER_BUDGET, MOVIELENS_MEMBER_STEP, fit_budget
 
     split = split_leave_one_out(movielens)
     member = fit_budget(ModelConfig(num_items=split.num_items, dim=32, max_history=50), split, TrainConfig())

@@ -30,10 +30,10 @@ from export.two_stage import (
     permute_items_,
     recall_at_k,
 )
-from toolkit.compress import PQConfig, PruneConfig, QuantConfig, model_bytes, pq_quantize_, prune_, quantize_
+from toolkit.compression import PQConfig, PruneConfig, QuantConfig, model_bytes, pq_quantize_, prune_, quantize_
 from tests.test_pq import HISTORY, trained  # noqa: F401  (the same small trained model, a module fixture)
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import pad_histories
+from toolkit.core.errors import ToolkitError
+from toolkit.training.evaluate import pad_histories
 
 K = 10
 # what may run outside XNNPACK in a two-stage .pte: gathers, topk, masks and small elementwise ops,
@@ -164,7 +164,7 @@ def test_two_stage_exports_with_parity(pq_model, index, histories, fmt, tmp_path
     from export.executorch import export_executorch
     from export.onnx import export_onnx
     from export.runtime import Predictor
-    from toolkit.profiler import inspect_pte
+    from toolkit.profiler.profile import inspect_pte
 
     serving = TwoStageServing(pq_model, 20, index, probe=min_probe(index, 20, HISTORY))
     path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")

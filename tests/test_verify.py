@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from toolkit.errors import ToolkitError
-from toolkit.verify import INT8_MAX_SCORE_DIFF, Emulator, compare, cpu_model, default_cpus, find_qemu
+from toolkit.core.errors import ToolkitError
+from toolkit.profiler.verify import INT8_MAX_SCORE_DIFF, Emulator, compare, cpu_model, default_cpus, find_qemu
 
 OLD_QEMU = Emulator(path=Path("qemu-aarch64"), version=(7, 2, 22), cpus=("cortex-a53", "cortex-a76", "max"))
 NEW_QEMU = Emulator(path=Path("qemu-aarch64"), version=(10, 0, 2),
@@ -121,11 +121,11 @@ def test_bad_input_exits_2_with_one_line(emulator, tiny_build, tmp_path):
 
 
 def test_importing_native_and_verify_stays_light():
-    """The profiler imports toolkit.native at module level: no numpy, torch or runtimes on import."""
+    """The profiler imports toolkit.profiler.native at module level: no numpy, torch or runtimes on import."""
     import subprocess
     import sys
 
-    code = ("import sys, toolkit.native, toolkit.verify; "
+    code = ("import sys, toolkit.profiler.native, toolkit.profiler.verify; "
             "print([m for m in ('torch', 'executorch', 'onnxruntime', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
                          text=True, check=True).stdout

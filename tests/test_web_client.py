@@ -55,7 +55,7 @@ def assert_same_answers(model: Path, expected: list[str], page: list[str]) -> No
     """The page's JSON answers against Python ONNX Runtime's: the same items, except that items whose
     scores tie within the tolerance may swap (or trade the last place); scores within the tolerance; and
     the same JSON text for the page's own values (spacing, order, 6 decimals)."""
-    from toolkit.profiler import PARITY_MIN_AGREEMENT
+    from toolkit.profiler.profile import PARITY_MIN_AGREEMENT
 
     tolerance = score_tolerance(model)
     assert len(page) == len(expected)
@@ -192,7 +192,7 @@ def test_bench_page_answers_as_python_onnx_runtime(web, tmp_path):
 
     from export.runtime import Predictor
     from tests.test_profiler import foreign_onnx
-    from toolkit.browser import browser_client
+    from toolkit.profiler.browser import browser_client
 
     client = browser_client()
     assert client is not None

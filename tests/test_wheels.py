@@ -1,4 +1,4 @@
-"""toolkit/wheels.py: a pinned wheel downloaded with pip (the real RecBole wheel), checked, unpacked atomically."""
+"""toolkit/core/wheels.py: a pinned wheel downloaded with pip (the real RecBole wheel), checked, unpacked atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.data import ML100K_ZIP_DIR, RECBOLE_WHEEL, RECBOLE_WHEEL_SHA256
-from toolkit.wheels import WheelError, unpack_wheel
+from toolkit.core.wheels import WheelError, unpack_wheel
 
 
 def take_inter(zf: zipfile.ZipFile, staging: Path) -> None:

@@ -4,7 +4,7 @@ Heavy dependencies (torch, executorch, onnxruntime) are imported inside the func
 them, so `import toolkit` and `python -m toolkit --help` stay fast.
 """
 
-from toolkit.errors import DoesNotFitError, ToolkitError
+from toolkit.core.errors import DoesNotFitError, ToolkitError
 
 __version__ = "0.1.0"
 __all__ = ["DoesNotFitError", "ToolkitError", "__version__"]

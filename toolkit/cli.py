@@ -13,12 +13,12 @@ import signal
 import sys
 from dataclasses import replace
 
-from toolkit.contract import BUILD_LOG, REPEATS_MODES
-from toolkit.distributed import DistributedConfig
-from toolkit.errors import DoesNotFitError, ToolkitError, one_line_exit
-from toolkit.units import format_bytes
+from toolkit.core.contract import BUILD_LOG, REPEATS_MODES
+from toolkit.training.distributed import DistributedConfig
+from toolkit.core.errors import DoesNotFitError, ToolkitError, one_line_exit
+from toolkit.core.units import format_bytes
 
-EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INTERNAL, EXIT_TERMINATED = 0, 1, 3, 143  # bad input, Ctrl-C: toolkit.errors
+EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INTERNAL, EXIT_TERMINATED = 0, 1, 3, 143  # bad input, Ctrl-C: toolkit.core.errors
 
 
 class Terminated(BaseException):
@@ -177,7 +177,7 @@ def make_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace):
     from pathlib import Path
 
-    from toolkit.pipeline import BuildConfig
+    from toolkit.recipe.build import BuildConfig
 
     cfg = BuildConfig()
     overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "encoding",
@@ -221,9 +221,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     import shutil
     import time
 
-    from toolkit.buildlog import captured
+    from toolkit.core.buildlog import captured
     from toolkit.data import cache_dir
-    from toolkit.pipeline import build, prepare
+    from toolkit.recipe.build import build, prepare
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -263,9 +263,9 @@ def print_recommended(recommended: dict) -> None:
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
-    from toolkit.distributed import RankLostError, join
-    from toolkit.pipeline import train_teacher_only
-    from toolkit.teacher import teacher_path
+    from toolkit.training.distributed import RankLostError, join
+    from toolkit.recipe.build import train_teacher_only
+    from toolkit.teachers.ensemble import teacher_path
 
     cfg = build_config(args)
     dist_cfg = DistributedConfig()
@@ -288,7 +288,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def _cmd_teacher_scores(args: argparse.Namespace) -> int:
-    from toolkit.external import TeacherScoresConfig, teacher_scores_command
+    from toolkit.teachers.external import TeacherScoresConfig, teacher_scores_command
 
     cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
     overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "time_format",
@@ -299,7 +299,7 @@ def _cmd_teacher_scores(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from toolkit.profiles import list_profiles, load_profile
+    from toolkit.core.profiles import list_profiles, load_profile
 
     rows = [load_profile(name) for name in list_profiles()]
     print(f"{'profile':<20} {'model':>9} {'memory':>9} {'p95 ms':>7} {'int8':>5} {'threads':>7} {'GFLOP/s':>8} "
@@ -316,18 +316,18 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from toolkit.calibrate import CalibrationCache
-    from toolkit.manifest import recommend
-    from toolkit.plan import PlanConfig
-    from toolkit.profiler import QualityData, not_fit_message, profile_artifact
-    from toolkit.profiles import load_profile
-    from toolkit.report import report_dict, verdict_table, write_report
+    from toolkit.profiler.calibrate import CalibrationCache
+    from toolkit.core.manifest import recommend
+    from toolkit.planning.search import PlanConfig
+    from toolkit.profiler.profile import QualityData, not_fit_message, profile_artifact
+    from toolkit.core.profiles import load_profile
+    from toolkit.report.write import report_dict, verdict_table, write_report
 
     profile = load_profile(args.profile)
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
     calibrations = CalibrationCache()
-    from toolkit.pipeline import native_clients
+    from toolkit.recipe.build import native_clients
 
     natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
                              lambda msg: print(msg, file=sys.stderr), profile)
@@ -370,7 +370,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from toolkit.verify import format_table, record_in_manifests, verify
+    from toolkit.profiler.verify import format_table, record_in_manifests, verify
 
     options = {k: getattr(args, k) for k in ("arch",) if getattr(args, k) is not None}
     result = verify([Path(a) for a in args.artifacts], cpus=args.cpu, qemu=Path(args.qemu) if args.qemu else None,
@@ -381,8 +381,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from toolkit.calibrate import CalibrationConfig, calibrate
-    from toolkit.profiles import load_profile
+    from toolkit.profiler.calibrate import CalibrationConfig, calibrate
+    from toolkit.core.profiles import load_profile
 
     cfg = CalibrationConfig()
     if args.profile is not None and args.threads is not None:

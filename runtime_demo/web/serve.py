@@ -65,7 +65,7 @@ def build_titles(build: Path) -> bytes | None:
     try:
         from runtime_demo.histories import has_titles, load_build_dataset
         from runtime_demo.recommend import read_manifest
-        from toolkit.errors import ToolkitError
+        from toolkit.core.errors import ToolkitError
 
         try:
             manifest = read_manifest(build)

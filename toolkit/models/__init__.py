@@ -1,0 +1,1 @@
+"""The models: the SASRec-style sequence recommender (teacher and student alike) and its item tables."""

@@ -1,0 +1,1 @@
+"""Planning against a device profile: candidates, analytic estimates, and the search."""

@@ -1,0 +1,1 @@
+"""The report of a profiling run: report.json, report.md and the plots."""

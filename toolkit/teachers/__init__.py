@@ -1,0 +1,1 @@
+"""Teachers: the ensemble, the knowledge-graph teacher, a user's module or scores file."""

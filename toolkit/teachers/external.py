@@ -1,0 +1,539 @@
+"""Bring your own teacher: a torch module (`--teacher MODULE:FACTORY`) or a file of precomputed
+scores (`--teacher-scores FILE.parquet`), checked with clear errors and distilled like the toolkit's own.
+
+Module teacher. `MODULE` is a dotted module name or a path to a `.py` file; `FACTORY(items,
+max_history)` returns a `torch.nn.Module` whose `forward(history)` takes int64 `[B, L]` item
+indices (left-padded with 0, oldest first; `items[i]` is the original id of index i, index 0 is
+padding) and returns float `[B, L, len(items)]` scores (logits or log-probabilities) for the next
+item at every position, causally (position t sees positions <= t only). The factory loads its own
+weights (`torch.load(path, weights_only=True)`). The module is probed on real histories before
+anything is trained: type, shape, finite values and causality are checked.
+
+Its soft labels are taken once: for every user and every position of the user's training prefix,
+the module's top-K items and scores given the (up to) `max_history` items before (a `TeacherScores`
+table), cached under the toolkit's cache keyed on the module file's sha256, its weights' sha256,
+the data and K. `python -m toolkit teacher-scores` writes the same table as Parquet, so the two
+paths give the same labels.
+
+Scores file (Parquet), one row per (user, position):
+    user      string   the user's id in the data
+    position  int      the teacher has seen the user's time-sorted training items 0..position
+    items     list<string>  the teacher's top-K item ids for the next item, best first
+    scores    list<float>   their scores (logits or log-probabilities), same length
+The training items are the split's: each user's interactions sorted by time (stable), all but the
+last two (validation, test). Position p's label is for training item p + 1 (the last position,
+for the validation item, is used for the teacher's validation figure only). The student's
+training windows (`toolkit.training.loop.training_windows`) map onto (user, position); positions the
+file does not cover fall back to the hard label (α = 0 there). The scores are renormalised over
+the K items given (softmax at the distillation temperature).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.data import Dataset, Split, first_users
+from toolkit.core.errors import ToolkitError
+from toolkit.teachers.ensemble import parse_teacher_spec
+
+SCORES_COLUMNS = ("user", "position", "items", "scores")
+
+
+@dataclass
+class TeacherScoresConfig:
+    """`python -m toolkit teacher-scores`: which module, which data, where to write."""
+
+    teacher: str  # MODULE:FACTORY
+    out: str  # the Parquet file to write
+    data: str | None = None  # None = MovieLens-100K
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+    encoding: str = "utf-8"
+    time_format: str | None = None  # strptime format of the time column (None: detected)
+    profile: str = "mobile-arm"  # max_history comes from the profile the student will serve
+    top_k: int = 64  # items per position (the distillation's top_k)
+    max_users: int = 0  # > 0: the first N users only (as `build --max-users`)
+CACHE_FORMAT = 1
+PROBE_USERS = 4  # real histories a module teacher is checked on
+PROBE_TOLERANCE = 1e-4  # causality: earlier positions may move this much when a later item changes
+SCORE_BATCH = 64
+
+
+# --- loading a module teacher ------------------------------------------------------------------
+
+
+def import_factory(spec: str, flag: str = "--teacher"):
+    """The factory function named by `spec`, and the path of the file that defines it."""
+    module_name, factory_name = parse_teacher_spec(spec, flag)
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise ToolkitError(f"{flag} {spec!r}: no such file {path}")
+        name = f"toolkit_external_teacher_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        try:
+            loader_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            loader_spec.loader.exec_module(module)
+        except Exception as e:
+            sys.modules.pop(name, None)
+            raise ToolkitError(f"{flag} {spec!r}: importing {path} failed: {_one_line(e)}") from None
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            raise ToolkitError(f"{flag} {spec!r}: no module named {e.name!r} (give a dotted module name importable "
+                               "from here, or a path to a .py file)") from None
+        except Exception as e:
+            raise ToolkitError(f"{flag} {spec!r}: importing {module_name} failed: {_one_line(e)}") from None
+    factory = getattr(module, factory_name, None)
+    if factory is None or not callable(factory):
+        found = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise ToolkitError(f"{flag} {spec!r}: {module.__name__} has no function {factory_name!r}"
+                           + (f"; it has {', '.join(found[:8])}" if found else ""))
+    file = getattr(module, "__file__", None)
+    return factory, Path(file) if file else None
+
+
+def load_module_teacher(spec: str, dataset: Dataset, split: Split, max_history: int, flag: str = "--teacher"):
+    """Call the factory, check what it returns on real histories, and wrap it (`ExternalTeacher`)."""
+    import torch
+
+    factory, path = import_factory(spec, flag)
+    try:
+        module = factory(list(dataset.item_ids), max_history)
+    except Exception as e:
+        raise ToolkitError(f"{flag} {spec!r}: the factory raised {_one_line(e)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ToolkitError(f"{flag} {spec!r}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    module.eval()
+    check_module_teacher(module, split, dataset.num_items, max_history, f"{flag} {spec!r}")
+    return ExternalTeacher(module, spec, max_history, file_sha256(path), weights_sha256(module))
+
+
+def check_module_teacher(module, split: Split, num_items: int, max_history: int, what: str) -> None:
+    """forward on real padded histories: a float tensor [B, L, N], finite, causal."""
+    import torch
+
+    from toolkit.training.evaluate import pad_histories
+
+    users = [t for t in split.train if len(t) >= 2][:PROBE_USERS] or split.train[:1]
+    history = torch.from_numpy(pad_histories(users, max_history))
+    try:
+        with torch.no_grad():
+            out = module(history)
+    except Exception as e:
+        raise ToolkitError(f"{what}: forward(history int64 [{len(users)}, {max_history}]) raised {_one_line(e)}") from None
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a {out.dtype} tensor"
+        raise ToolkitError(f"{what}: forward returned {kind}; expected float scores [B, L, {num_items}]")
+    want = (len(users), max_history, num_items)
+    if tuple(out.shape) != want:
+        raise ToolkitError(f"{what}: forward returned shape {list(out.shape)} for history [{want[0]}, {want[1]}]; "
+                           f"expected [B, L, len(items)] = {list(want)} (len(items) counts the padding index 0)")
+    real = history != 0
+    if not torch.isfinite(out[real]).all():
+        raise ToolkitError(f"{what}: forward returned NaN or infinite scores at real positions")
+    changed = history.clone()
+    changed[:, -1] = changed[:, -1] % (num_items - 1) + 1  # another real item at the last position
+    with torch.no_grad():
+        again = module(changed)
+    if (again[:, :-1] - out[:, :-1]).abs().max().item() > PROBE_TOLERANCE * max(1.0, out.abs().max().item()):
+        raise ToolkitError(f"{what}: not causal: changing the last item of the history changed the scores at earlier "
+                           "positions (position t must see positions <= t only)")
+
+
+def file_sha256(path: Path | None) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else ""
+
+
+def weights_sha256(module) -> str:
+    """A hash of every parameter and buffer (names, shapes, values): new weights, a new cache key."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+# --- the teacher's answers per (user, position) ------------------------------------------------
+
+
+@dataclass
+class TeacherScores:
+    """A teacher's top-K per (user row, position of the training prefix): rows sorted by (user, position).
+
+    ids (R, K) item indices (int32), values (R, K) float32 scores (-inf pads a shorter list)."""
+
+    users: np.ndarray  # (R,) int64 user rows of the split
+    positions: np.ndarray  # (R,) int64
+    ids: np.ndarray
+    values: np.ndarray
+
+    def row_index(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets (U,), table (sum of training lengths,)): row of (u, p) = table[offsets[u] + p], -1 if absent."""
+        lengths = np.array([len(t) for t in split.train], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        table = np.full(int(lengths.sum()), -1, dtype=np.int64)
+        table[offsets[self.users] + self.positions] = np.arange(len(self.users))
+        return offsets, table
+
+    def soft_labels(self, split: Split, windows, max_history: int, stride: int, temperature: float, top_k: int,
+                    full: bool):
+        """The labels of the student's training windows: top-K form with the positions covered."""
+        import torch
+
+        from toolkit.training.distill import SoftLabels
+
+        users, ends = window_origins(split, max_history, stride)
+        assert len(users) == len(windows), "window_origins must enumerate training_windows' windows"
+        t = max_history
+        offsets, table = self.row_index(split)
+        starts = np.maximum(0, ends - t - 1)
+        pad = t + 1 - (ends - starts)  # (W,) left padding of each window
+        column = np.arange(t)[None, :]  # input column c holds prefix item starts + c - pad
+        position = starts[:, None] + column - pad[:, None]  # (W, T); < 0 on padding
+        real = position >= 0
+        row = np.full(position.shape, -1, dtype=np.int64)
+        row[real] = table[offsets[np.broadcast_to(users[:, None], position.shape)[real]] + position[real]]
+        covered = row >= 0
+        k = min(top_k, self.ids.shape[1])
+        ids = np.zeros(position.shape + (k,), dtype=np.int32)
+        values = np.full(position.shape + (k,), -np.inf, dtype=np.float32)
+        ids[covered] = self.ids[row[covered], :k]
+        values[covered] = self.values[row[covered], :k] / temperature
+        return SoftLabels(log_probs=torch.from_numpy(values).to(torch.float16), ids=torch.from_numpy(ids),
+                          covered=torch.from_numpy(covered))
+
+
+def window_origins(split: Split, max_history: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user row, end) of every window `toolkit.training.loop.training_windows` makes, in its order: the
+    window is the user's training items [max(0, end - max_history - 1), end)."""
+    users, ends = [], []
+    for u, seq in enumerate(split.train):
+        if len(seq) < 2:
+            continue
+        end = len(seq)
+        while True:
+            users.append(u)
+            ends.append(end)
+            if end - max_history - 1 <= 0:
+                break
+            end -= stride
+    return np.array(users, dtype=np.int64), np.array(ends, dtype=np.int64)
+
+
+def module_scores(module, split: Split, max_history: int, top_k: int) -> TeacherScores:
+    """Run a module teacher on every position of every user's training prefix: its top-K there."""
+    import torch
+
+    from toolkit.training.evaluate import pad_histories
+
+    histories, users, positions = [], [], []  # one window per max_history positions of a prefix
+    for u, seq in enumerate(split.train):
+        for end in range(len(seq), 0, -max_history):
+            start = max(0, end - max_history)
+            histories.append(seq[start:end])
+            users.append(np.full(end - start, u))
+            positions.append(np.arange(start, end))
+    padded = pad_histories(histories, max_history)
+    k = min(top_k, split.num_items - 1)
+    ids, values = [], []
+    with torch.no_grad():
+        for i in range(0, len(padded), SCORE_BATCH):
+            batch = torch.from_numpy(padded[i:i + SCORE_BATCH])
+            scores = module(batch).float()  # (B, T, N)
+            scores[..., 0] = float("-inf")  # padding is never an answer
+            v, x = torch.topk(scores, k, dim=-1)
+            real = batch != 0
+            ids.append(x[real].to(torch.int32).numpy())
+            values.append(v[real].numpy())
+    users, positions = np.concatenate(users), np.concatenate(positions)
+    # windows were taken from each prefix's end backwards: put rows in (user, position) order
+    order = np.lexsort((positions, users))
+    return TeacherScores(users=users[order], positions=positions[order], ids=np.concatenate(ids)[order],
+                         values=np.concatenate(values)[order].astype(np.float32))
+
+
+def cached_module_scores(teacher, split: Split, data_key: dict, top_k: int, log=print) -> tuple[TeacherScores, bool]:
+    """A module teacher's top-K table, from the cache (keyed on its file's and weights' sha256, the
+    data, the window and K) or computed and stored; (table, whether it came from the cache)."""
+    from toolkit.core.cache import cache_path, temporary_sibling
+
+    key = {"format": CACHE_FORMAT, "teacher": teacher.key(), "data": data_key, "max_history": teacher.cfg.max_history,
+           "top_k": top_k}
+    path = cache_path("external", key, ".npz")
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == _key_text(key):
+                    return TeacherScores(z["users"], z["positions"], z["ids"], z["values"]), True
+            log(f"teacher scores cache {path} was made for another teacher or data; scoring again")
+        except Exception as e:  # a truncated or corrupt file raises many types
+            log(f"teacher scores cache {path} is unreadable ({_one_line(e)}); scoring again")
+    scores = module_scores(teacher.module, split, teacher.cfg.max_history, top_k)
+    tmp = temporary_sibling(path)
+    with open(tmp, "wb") as f:
+        np.savez(f, key=np.array(_key_text(key)), users=scores.users, positions=scores.positions, ids=scores.ids,
+                 values=scores.values)
+    tmp.replace(path)
+    return scores, False
+
+
+def _key_text(key: dict) -> str:
+    import json
+
+    return json.dumps(key, sort_keys=True)
+
+
+# --- the Parquet scores file -------------------------------------------------------------------
+
+
+def read_teacher_scores(path: str | Path, dataset: Dataset, split: Split, max_history: int,
+                        flag: str = "--teacher-scores") -> ScoresTeacher:
+    """Read and check a scores file against the data; one clear error for the first problem found.
+
+    Raises:
+        ToolkitError: not Parquet, a missing or mistyped column, an unknown user or item id, a
+            position outside the user's training prefix, ragged or empty lists, a non-finite
+            score, a (user, position) given twice.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"{flag} {path}: no such file")
+    raw = path.read_bytes()
+    try:
+        table = pq.read_table(pa.py_buffer(raw))
+    except Exception as e:
+        raise ToolkitError(f"{flag} {path}: not a readable Parquet file ({_one_line(e)})") from None
+    missing = [c for c in SCORES_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ToolkitError(f"{flag} {path}: missing column(s) {', '.join(missing)}; the file has "
+                           f"{', '.join(table.column_names)}; needed: user (string), position (int), items (list of "
+                           "string), scores (list of float)")
+    if table.num_rows == 0:
+        raise ToolkitError(f"{flag} {path}: no rows")
+    user, position, items, scores = (table.column(c).combine_chunks() for c in SCORES_COLUMNS)
+    if not (pa.types.is_string(user.type) or pa.types.is_large_string(user.type) or pa.types.is_integer(user.type)):
+        raise ToolkitError(f"{flag} {path}: column 'user' is {user.type}; expected string user ids")
+    if not pa.types.is_integer(position.type):
+        raise ToolkitError(f"{flag} {path}: column 'position' is {position.type}; expected integers")
+    for name, column, ok in (("items", items, lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+                              or pa.types.is_integer(t)), ("scores", scores, pa.types.is_floating)):
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) or not ok(column.type.value_type):
+            want = "list of string item ids" if name == "items" else "list of float"
+            raise ToolkitError(f"{flag} {path}: column {name!r} is {column.type}; expected a {want}")
+    for name, column in (("user", user), ("position", position), ("items", items), ("scores", scores)):
+        if column.null_count:
+            row = int(pc.index(pc.is_null(column), True).as_py())
+            raise ToolkitError(f"{flag} {path}: row {row} has no {name!r}")
+    n_items = pc.list_value_length(items).to_numpy(zero_copy_only=False)
+    n_scores = pc.list_value_length(scores).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(n_items != n_scores)
+    if len(bad):
+        r = int(bad[0])
+        raise ToolkitError(f"{flag} {path}: row {r} has {n_items[r]} items but {n_scores[r]} scores (ragged lists; "
+                           f"{len(bad)} row(s) like it)")
+    empty = np.flatnonzero(n_items == 0)
+    if len(empty):
+        raise ToolkitError(f"{flag} {path}: row {int(empty[0])} has no items")
+    user_ids = [str(u) for u in user.to_pylist()]
+    user_row = {u: i for i, u in enumerate(dataset.user_ids)}
+    rows = np.fromiter((user_row.get(u, -1) for u in user_ids), dtype=np.int64, count=len(user_ids))
+    if (rows < 0).any():
+        r = int(np.flatnonzero(rows < 0)[0])
+        raise ToolkitError(f"{flag} {path}: row {r}: user {user_ids[r]!r} is not a user of the data "
+                           f"({int((rows < 0).sum())} row(s) with unknown users; the data's look like "
+                           f"{dataset.user_ids[0]!r})")
+    pos = position.to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = np.array([len(t) for t in split.train], dtype=np.int64)
+    out = np.flatnonzero((pos < 0) | (pos >= lengths[rows]))
+    if len(out):
+        r = int(out[0])
+        raise ToolkitError(f"{flag} {path}: row {r}: position {pos[r]} is outside user {user_ids[r]!r}'s training "
+                           f"items 0..{lengths[rows[r]] - 1} ({len(out)} row(s) out of range; the last two "
+                           "interactions of a user are validation and test)")
+    pair = rows * (int(lengths.max()) + 1) + pos
+    uniq, first, counts = np.unique(pair, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        r = int(np.sort(first[counts > 1])[0])
+        raise ToolkitError(f"{flag} {path}: user {user_ids[r]!r} position {pos[r]} is given twice")
+    flat_items = pc.list_flatten(items)
+    flat_items = [str(x) for x in flat_items.to_pylist()]
+    item_index = {i: k for k, i in enumerate(dataset.item_ids) if k}
+    idx = np.fromiter((item_index.get(x, -1) for x in flat_items), dtype=np.int64, count=len(flat_items))
+    if (idx < 0).any():
+        f = int(np.flatnonzero(idx < 0)[0])
+        r = int(np.searchsorted(np.cumsum(n_items), f, side="right"))
+        raise ToolkitError(f"{flag} {path}: row {r}: item {flat_items[f]!r} is not an item of the data "
+                           f"({int((idx < 0).sum())} unknown item id(s); the data's look like {dataset.item_ids[1]!r})")
+    flat_scores = pc.list_flatten(scores).to_numpy(zero_copy_only=False).astype(np.float64)
+    if not np.isfinite(flat_scores).all():
+        f = int(np.flatnonzero(~np.isfinite(flat_scores))[0])
+        r = int(np.searchsorted(np.cumsum(n_items), f, side="right"))
+        raise ToolkitError(f"{flag} {path}: row {r} has a NaN or infinite score")
+    k = int(n_items.max())
+    ids = np.zeros((len(rows), k), dtype=np.int32)
+    values = np.full((len(rows), k), -np.inf, dtype=np.float32)
+    column = np.arange(len(flat_items)) - np.repeat(np.cumsum(n_items) - n_items, n_items)
+    row_of = np.repeat(np.arange(len(rows)), n_items)
+    ids[row_of, column] = idx
+    values[row_of, column] = flat_scores
+    order = np.lexsort((pos, rows))
+    scores_table = TeacherScores(users=rows[order], positions=pos[order], ids=ids[order], values=values[order])
+    return ScoresTeacher(scores_table, split, max_history, dataset.num_items, hashlib.sha256(raw).hexdigest(),
+                         str(path))
+
+
+def write_teacher_scores(scores: TeacherScores, dataset: Dataset, path: str | Path) -> int:
+    """Write a top-K table as the Parquet scores file (atomically); returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from toolkit.core.cache import temporary_sibling
+
+    path = Path(path)
+    item_ids = np.array(dataset.item_ids, dtype=object)
+    users = np.array(dataset.user_ids, dtype=object)[scores.users]
+    finite = np.isfinite(scores.values)
+    items = [item_ids[ids[keep]].tolist() for ids, keep in zip(scores.ids, finite)]
+    values = [v[keep].tolist() for v, keep in zip(scores.values, finite)]
+    table = pa.table({"user": pa.array(users.tolist(), pa.string()),
+                      "position": pa.array(scores.positions, pa.int64()),
+                      "items": pa.array(items, pa.list_(pa.string())),
+                      "scores": pa.array(values, pa.list_(pa.float32()))})
+    tmp = temporary_sibling(path)
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return table.num_rows
+
+
+def teacher_scores_command(cfg: TeacherScoresConfig, log=print) -> int:
+    """Load the data and the module (checked), score every training position, write the file."""
+    from toolkit.data import check_data_path, load_dataset, split_leave_one_out
+    from toolkit.core.profiles import load_profile
+
+    max_history = load_profile(cfg.profile).serving.max_history
+    parse_teacher_spec(cfg.teacher)
+    out = Path(cfg.out)
+    if out.suffix.lower() != ".parquet":
+        raise ToolkitError(f"--out {out}: the scores file must end in .parquet")
+    if not out.parent.is_dir():
+        raise ToolkitError(f"--out {out}: folder {out.parent} does not exist")
+    check_data_path(cfg.data)
+    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding, cfg.time_format)
+    if cfg.max_users:
+        dataset = first_users(dataset, cfg.max_users)
+    split = split_leave_one_out(dataset).sealed()
+    teacher = load_module_teacher(cfg.teacher, dataset, split, max_history)
+    log(f"scoring {sum(len(t) for t in split.train):,} training positions of {len(split.train):,} users with "
+        f"{cfg.teacher} (top {cfg.top_k}, max_history {max_history})")
+    return write_teacher_scores(module_scores(teacher.module, split, max_history, cfg.top_k), dataset, out)
+
+
+# --- the teachers these files and modules become -------------------------------------------------
+
+
+@dataclass
+class TeacherShape:
+    max_history: int  # what evaluate_model reads from a model's cfg
+
+
+class ExternalTeacher(nn.Module):
+    """A user's module as a teacher: evaluated through it (log-probabilities), distilled from its
+    cached top-K table (`soft_labels`). No item vectors: logit distillation only."""
+
+    def __init__(self, module, spec: str, max_history: int, file_sha: str, weights_sha: str):
+        super().__init__()
+        self.module = module
+        self.spec = spec
+        self.cfg = TeacherShape(max_history)
+        self.file_sha256, self.weights_sha256 = file_sha, weights_sha
+        self.scores = None  # toolkit.teachers.external.TeacherScores, set by `prepare_scores`
+
+    def forward(self, history):
+        return F.log_softmax(self.module(history).float(), dim=-1)
+
+    def score_last(self, history):
+        return self.forward(history)[:, -1, :]
+
+    def key(self) -> dict:
+        return {"kind": "external", "spec": self.spec, "file_sha256": self.file_sha256,
+                "weights_sha256": self.weights_sha256}
+
+    def prepare_scores(self, split, data_key: dict, top_k: int, log=print) -> bool:
+        """Compute (or load from the cache) the top-K table; True when it came from the cache."""
+        self.scores, cached = cached_module_scores(self, split, data_key, top_k, log)
+        return cached
+
+    def soft_labels(self, split, windows, max_history: int, stride: int, temperature: float, top_k: int,
+                    full: bool):
+        if self.scores is None:  # not prepared through the pipeline (a direct distill() call)
+            self.scores = module_scores(self.module, split, self.cfg.max_history, top_k)
+        return self.scores.soft_labels(split, windows, max_history, stride, temperature, top_k, full)
+
+
+class ScoresTeacher(nn.Module):
+    """Precomputed scores as a teacher. It answers only the histories it was given: `score_last` of a
+    user's whole training prefix (validation) is its last position; any other history scores every
+    item equally (the evaluation then counts a miss)."""
+
+    def __init__(self, scores, split, max_history: int, num_items: int, sha256: str,
+                 path: str):
+        super().__init__()
+        from toolkit.training.evaluate import pad_histories
+
+        self.scores = scores
+        self.cfg = TeacherShape(max_history)
+        self.num_items = num_items
+        self.sha256, self.path = sha256, path
+        offsets, table = scores.row_index(split)
+        last = [table[offsets[u] + len(t) - 1] if len(t) else -1 for u, t in enumerate(split.train)]
+        padded = pad_histories(split.train, max_history)
+        self._last = {padded[u].tobytes(): r for u, r in enumerate(last) if r >= 0}
+
+    def key(self) -> dict:
+        return {"kind": "scores", "path": self.path, "sha256": self.sha256}
+
+    def score_last(self, history):
+        out = torch.zeros(history.shape[0], self.num_items)
+        for b, row in enumerate(history.numpy()):
+            r = self._last.get(row.astype(np.int64).tobytes())
+            if r is not None:
+                out[b] = float("-inf")
+                finite = np.isfinite(self.scores.values[r])
+                out[b, torch.from_numpy(self.scores.ids[r][finite].astype(np.int64))] = torch.from_numpy(
+                    self.scores.values[r][finite])
+        return out
+
+    def forward(self, history):
+        from toolkit.core.errors import ToolkitError
+
+        raise ToolkitError("a --teacher-scores teacher has no model to run; it answers its (user, position) rows only")
+
+    def soft_labels(self, split, windows, max_history: int, stride: int, temperature: float, top_k: int,
+                    full: bool):
+        return self.scores.soft_labels(split, windows, max_history, stride, temperature, top_k, full)
