@@ -78,7 +78,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def bench_config(quick: bool):
     """The build configuration of the benchmark's in-process training (the same as `build`'s;
     quick: 300 users, a 1-member teacher and 3 epochs)."""
-    from toolkit.recipe.build import BuildConfig
+    from toolkit.recipe.config import BuildConfig
 
     cfg = BuildConfig(profile=BUILD_PROFILE)
     if quick:

@@ -260,7 +260,7 @@ def choose_relational(seeds: list[int], log=print) -> dict:
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.training.distill import DistillConfig, distill
     from toolkit.models.sasrec import ModelConfig
-    from toolkit.planning.search import PlanConfig
+    from toolkit.planning.candidates import PlanConfig
     from toolkit.teachers.ensemble import TeacherConfig, train_teacher
     from toolkit.training.loop import TrainConfig
 
@@ -301,7 +301,7 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
     from toolkit.training.evaluate import evaluate_model
     from toolkit.teachers.graph import load_kg
     from toolkit.models.sasrec import ModelConfig
-    from toolkit.planning.search import PlanConfig
+    from toolkit.planning.candidates import PlanConfig
     from toolkit.teachers.ensemble import TeacherConfig, train_teacher
     from toolkit.training.loop import TrainConfig, fit
 

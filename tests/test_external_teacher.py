@@ -245,7 +245,7 @@ def test_teacher_scores_command_writes_what_build_reads(data, gru_weights, tmp_p
 def test_the_pipeline_records_an_external_teacher(data, gru_weights, scores_file):
     """train_teacher_for: the kind, the file's and weights' hashes, and no relational term."""
     from toolkit.data import Dataset
-    from toolkit.recipe.build import BuildConfig, train_teacher_for
+    from toolkit.recipe.config import BuildConfig, train_teacher_for
 
     dataset, split = data
     cfg = BuildConfig(max_users=150)

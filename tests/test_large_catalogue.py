@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.planning.search import Candidate, PlanConfig, enumerate_candidates, estimate, weight_bytes
+from toolkit.planning.candidates import Candidate, PlanConfig, enumerate_candidates
+from toolkit.planning.estimate import estimate, weight_bytes
 
 
 def test_pq_and_two_stage_are_candidates_only_for_large_catalogues():
@@ -36,29 +37,34 @@ def test_a_million_items_fit_20_mb_only_compressed_and_two_stage_is_faster():
 def two_stage_build(trained_small, small_split, tmp_path_factory):
     """The pipeline's two-stage step on a real (small) PQ model, exported in both formats."""
     from toolkit.compression import PQConfig, pq_quantize_
-    from toolkit.training.evaluate import metrics_from_ranks
-    from toolkit.recipe.build import ExportJob, choose_two_stage, cluster_index_, export_artifacts, serving_record
-    from toolkit.planning.search import ExportOptions, PlanResult
     from toolkit.core.profiles import load_profile
+    from toolkit.recipe.artifacts import Shipping, check_artifacts, export_job, write_references
+    from toolkit.recipe.records import Data, ExportJob
+    from toolkit.recipe.serving import choose_two_stage, cluster_index_, serving_record
+    from toolkit.training.evaluate import metrics_from_ranks
 
     float_model = copy.deepcopy(trained_small)
     model = pq_quantize_(copy.deepcopy(trained_small), PQConfig(4))
     candidate = Candidate(16, heads=2, pq_subspaces=4, two_stage=True)
-    plan = PlanResult(model=model, float_model=float_model, candidate=candidate,
-                      export={"onnx": ExportOptions(candidate.precision, 32, 32)}, candidates=[], steps=[])
     original = copy.deepcopy(model)
     item_ids = [""] + [f"i{n}" for n in range(1, small_split.num_items)]
-    index, split, relabelled_ids = cluster_index_(plan, small_split, item_ids, log=lambda *_: None)
+    data = Data(dataset=None, split=small_split, key={}, item_ids=item_ids)
+    index, data = cluster_index_(model, float_model, data, log=lambda *_: None)
+    split, relabelled_ids = data.split, data.item_ids
     profile = load_profile("mobile-arm")
-    serving = serving_record(plan.float_model, split.sealed(), profile, 10)
-    serving.two_stage = choose_two_stage(plan, index, split.sealed(), serving.candidates, log=lambda *_: None)
+    serving = serving_record(float_model, split.sealed(), profile, 10)
+    serving.two_stage = choose_two_stage(model, index, split.sealed(), serving.candidates, log=lambda *_: None)
     out = tmp_path_factory.mktemp("two-stage")
     (out / "items.json").write_text(json.dumps(relabelled_ids))
     jobs = [ExportJob(f"model.compressed.{s}", f, candidate.precision, "compressed", "compressed", "pq")
             for f, s in (("executorch", "pte"), ("onnx", "onnx"))]
+    shipping = Shipping(serving.candidates, False, (index, serving.two_stage["probe"]))
+    for job in jobs:
+        export_job(job, model, shipping, out / job.name, profile.serving.max_history)
+    write_references(out, {"compressed": model}, shipping, split, profile.serving.max_history)
     floor = metrics_from_ranks(np.array([0]))
-    artifacts = export_artifacts({"compressed": plan.model}, jobs, profile, split, out, serving.candidates, 10, floor,
-                                 log=lambda *_: None, two_stage=(index, serving.two_stage["probe"]))
+    artifacts = check_artifacts(out, jobs, {"compressed": model}, shipping, split, profile.hardware.threads, 10, floor,
+                                {}, log=lambda *_: None)
     return {"index": index, "split": split, "ids": relabelled_ids, "original": original, "serving": serving,
             "artifacts": artifacts, "out": out, "item_ids": item_ids}
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from toolkit.core.errors import DoesNotFitError
-from toolkit.planning.search import (Candidate, PlanConfig, enumerate_candidates, estimate, measure_files, plan_student,
-                          rank_candidates, weight_bytes)
+from toolkit.planning.candidates import Candidate, PlanConfig, enumerate_candidates
+from toolkit.planning.estimate import estimate, weight_bytes
+from toolkit.planning.search import plan, rank_candidates
 from toolkit.training.priors import QualityPriors
 from toolkit.core.profiles import parse_profile
 
@@ -29,7 +30,7 @@ def profile(model_bytes: int, int8: bool = True, formats=("onnx",), latency_ms: 
 @pytest.mark.parametrize("cand", [Candidate(16, table_bits=4, linear_bits=8), Candidate(32, heads=2, embedding_rank=16,
                                                                                       table_bits=8, linear_bits=8),
                                   Candidate(8)])
-def test_estimates_match_real_exports(cand):
+def test_estimates_match_real_exports(cand, tmp_path):
     from toolkit.compression import QuantConfig, model_bytes, quantize_
     from toolkit.models.sasrec import ModelConfig, SASRec
 
@@ -40,7 +41,9 @@ def test_estimates_match_real_exports(cand):
         quantize_(model, QuantConfig(cand.table_bits, cand.linear_bits))
     assert weight_bytes(cand, NUM_ITEMS, HISTORY) == model_bytes(model)  # exact: what the weights cost
     est = estimate(cand, NUM_ITEMS, HISTORY, 30.0, ("onnx",))
-    measured = measure_files(model, ("onnx",), HISTORY, 20)["onnx"]
+    from toolkit.recipe.artifacts import export_model
+
+    measured = export_model(model, profile(1_000_000), tmp_path)[0].bytes
     assert 0.92 * est.file_bytes["onnx"] <= measured <= 1.02 * est.file_bytes["onnx"]  # estimate errs on the safe side
 
 
@@ -49,11 +52,11 @@ def test_int8_false_never_gets_integer_candidates():
     assert any(c.table_bits == 4 for c in enumerate_candidates(PlanConfig(), int8=True))
 
 
-def test_nothing_fits_names_the_closest_candidate(small_split):
+def test_nothing_fits_names_the_closest_candidate():
     with pytest.raises(DoesNotFitError, match=r"closest is dim 8.*model_bytes by \d+%"):
-        plan_student(None, small_split, profile(5_000), PRIORS, log=None)
+        plan(profile(5_000), NUM_ITEMS, PRIORS)
     with pytest.raises(DoesNotFitError, match="latency_ms"):
-        plan_student(None, small_split, profile(10_000_000, latency_ms=0.01), PRIORS, log=None)
+        plan(profile(10_000_000, latency_ms=0.01), NUM_ITEMS, PRIORS)
 
 
 def test_trials_follow_the_measured_priors():
@@ -78,23 +81,35 @@ def test_the_quality_tolerance_is_relative():
     assert sparse[0][2].prior_ndcg10 >= top * (1 - cfg.quality_tolerance) and cfg.quality_tolerance == 0.02
 
 
-def test_plan_picks_a_fitting_candidate_and_records_it(small_split):
-    """A real plan (one short training) for a 40 KB ONNX-only budget."""
+def test_plan_picks_a_fitting_candidate_and_records_it(small_split, tmp_path):
+    """A real plan (one short training, exported as it ships) for a 40 KB ONNX-only budget."""
+    from toolkit.recipe.config import StudentConfig
+    from toolkit.recipe.records import Data
+    from toolkit.recipe.student import planned_student
+    from toolkit.training.loop import TrainConfig
+
     torch.set_num_threads(1)
     budget = 40_000
-    cfg = PlanConfig(dims=(8, 16), layers=(1,), max_trials=1, epochs=2, patience=2)
-    result = plan_student(None, small_split.sealed(), profile(budget), PRIORS, seed=0, log=None, cfg=cfg)
-    tried = [r for r in result.candidates if r.tried]
+    cfg = PlanConfig(dims=(8, 16), layers=(1,), max_trials=1)
+    student = StudentConfig(train=TrainConfig(epochs=2, patience=2))
+    data = Data(dataset=None, split=small_split, key={}, item_ids=[""] * small_split.num_items)
+    the_plan = plan(profile(budget), small_split.num_items, PRIORS, cfg)
+    result = planned_student(the_plan, None, data, profile(budget), student, 0, 10, tmp_path, log=lambda *_: None)
+    tried = [r for r in the_plan.records if r.tried]
     assert len(tried) >= 1 and tried[0].fits_measured
-    assert tried[0].measured_bytes["onnx"] <= budget
-    assert result.candidate.compressed and result.export["onnx"].precision == result.candidate.precision
+    shipped = result.chosen.folder / result.chosen.files[0].name
+    chosen = result.chosen.trial.record
+    assert chosen.tried and chosen.measured_bytes["onnx"] == shipped.stat().st_size <= budget  # measured = shipped
+    assert [p.name for p in tmp_path.iterdir()] == [result.chosen.folder.name]  # the other trials' files removed
+    assert result.chosen.trial.candidate.compressed
+    assert result.plan_dict()["export"]["onnx"]["precision"] == result.chosen.trial.candidate.precision
     assert 0.0 < tried[0].valid_ndcg10 <= 1.0
-    assert result.to_dict()["quality_tolerance"] == cfg.quality_tolerance  # the report states it
-    untried = [r for r in result.candidates if not r.tried]
+    assert result.plan_dict()["quality_tolerance"] == cfg.quality_tolerance  # the report states it
+    untried = [r for r in the_plan.records if not r.tried]
     assert untried and all("file_bytes" in r.predicted for r in untried)
     # int8 = false: a budget that integer weights make is out of reach for fp32 students
     with pytest.raises(DoesNotFitError):
-        plan_student(None, small_split, profile(25_000, int8=False), PRIORS, log=None, cfg=cfg)
+        plan(profile(25_000, int8=False), small_split.num_items, PRIORS, cfg)
 
 
 def test_a_format_that_cannot_fit_is_reported_and_the_others_are_planned():
@@ -125,48 +140,45 @@ def test_an_int8_table_has_its_own_decode_cost():
     assert small.file_bytes["executorch"] - small.weight_bytes < 1_683 * 32
 
 
-def test_a_student_that_compression_broke_is_not_chosen(small_split, monkeypatch):
+def test_a_student_that_compression_broke_is_not_chosen():
     """The plan applies the profiler's quality rule on validation: a tried candidate whose compressed
     NDCG is more than QUALITY_MARGIN below its float student's makes the plan step down to the next,
     and the one that kept its quality is chosen even when it is larger."""
-    import toolkit.planning.search as plan
-    from toolkit.training.evaluate import evaluate_model
-    from toolkit.models.sasrec import ModelConfig, SASRec
-
-    torch.set_num_threads(1)
-    split = small_split.sealed()
-    calls = []
-
-    def train_candidate(c, teacher, split, max_history, seed, cfg, log=None):  # a real (untrained) model; the
-        torch.manual_seed(0)  # float figure says what compression "kept": the first candidate lost 90 %
-        model = SASRec(ModelConfig(num_items=split.num_items, dim=c.dim, max_history=max_history))
-        ndcg = evaluate_model(model, split, "valid").ndcg
-        calls.append(c)
-        return model, model, ndcg * (10.0 if len(calls) == 1 else 1.0), None
-
-    monkeypatch.setattr(plan, "train_candidate", train_candidate)
     cfg = PlanConfig(dims=(8, 16), layers=(1,), table_bits=(32,), linear_bits=(32,), ranks=(0,), max_trials=1)
-    result = plan_student(None, split, profile(4_000_000), PRIORS, seed=0, log=None, cfg=cfg)
-    tried = [r for r in result.candidates if r.tried]
-    assert len(calls) == 2 and not tried[0].keeps_quality and tried[1].keeps_quality
-    assert result.candidate == calls[1] != calls[0]
+    the_plan = plan(profile(4_000_000), NUM_ITEMS, PRIORS, cfg)
+    first = the_plan.next_trial()
+    the_plan.record(first, {"onnx": 30_000}, valid_ndcg10=0.01, float_valid_ndcg10=0.10, seconds=1.0)  # lost 90 %
+    assert not first.record.keeps_quality and first.record.fits_measured
+    second = the_plan.next_trial()  # stepping down
+    assert second is not None and second.candidate != first.candidate
+    the_plan.record(second, {"onnx": 60_000}, valid_ndcg10=0.09, float_valid_ndcg10=0.09, seconds=1.0)
+    assert the_plan.next_trial() is None  # one that fits and kept its quality, after max_trials
+    assert the_plan.choose() is second
+    assert [r.tried for r in the_plan.records[:2]] == [True, True]  # tried ones first, in the order tried
+
+
+def test_a_plan_whose_tried_files_all_miss_names_the_closest():
+    the_plan = plan(profile(40_000), NUM_ITEMS, PRIORS, PlanConfig(layers=(1,), max_candidates=1))
+    trial = the_plan.next_trial()
+    the_plan.record(trial, {"onnx": 80_000}, valid_ndcg10=0.1, float_valid_ndcg10=0.1, seconds=1.0)
+    assert the_plan.next_trial() is None  # max_candidates
+    with pytest.raises(DoesNotFitError, match=r"no tried student fits; closest is .*model_bytes by 100%"):
+        the_plan.choose()
 
 
 def test_the_float_students_int8_export_counts_its_table_twice_once():
     """The float student's int8 export holds the table twice as int8 (lookup + scores) at any size;
     at 50,000 items the estimate already counts that copy and must not add a third (the dim-32 int8
     exports, 3.4-3.6 MB measured, fit mobile-arm's 4 MB)."""
-    from toolkit.recipe.build import float_precisions
-    from toolkit.planning.search import ExportOptions, PlanResult
     from toolkit.core.profiles import load_profile
+    from toolkit.planning.estimate import float_precisions
 
     profile = load_profile("mobile-arm")
-    plan = PlanResult(model=None, float_model=None, candidate=Candidate(32, table_bits=8, linear_bits=8),
-                      export={f: ExportOptions("int8", 8, 8) for f in ("executorch", "onnx")}, candidates=[], steps=[])
     for items in (50_000, 1_683):
         est = estimate(Candidate(32, table_bits=8, linear_bits=8), items, 50, 30.0, ("executorch",))
         assert est.file_bytes["executorch"] - est.weight_bytes < items * 32 * 2  # at most one extra copy
-    assert float_precisions(plan, profile, 50_000) == {"executorch": ["int8"], "onnx": ["int8"]}
+    assert float_precisions(Candidate(32, table_bits=8, linear_bits=8), profile, 50_000, ("executorch", "onnx")) == {
+        "executorch": ["int8"], "onnx": ["int8"]}
 
 
 def test_movielens_students_and_their_finetunes_stay_under_their_budgets(movielens):
@@ -176,15 +188,16 @@ def test_movielens_students_and_their_finetunes_stay_under_their_budgets(moviele
     from toolkit.compression import CompressConfig
     from toolkit.data import split_leave_one_out
     from toolkit.models.sasrec import ModelConfig
+    from toolkit.recipe.config import StudentConfig
     from toolkit.training.loop import TrainConfig, fit_budget
 
     split = split_leave_one_out(movielens)
-    plan, tune = PlanConfig(), CompressConfig()
+    plan, tune, how = PlanConfig(), CompressConfig(), StudentConfig()
     per_epoch = 19  # 2,412 windows of 50 in batches of 128
     for dim in plan.dims:
         for layers in plan.layers:
-            cfg = ModelConfig(num_items=split.num_items, dim=dim, layers=layers, max_history=50, dropout=plan.dropout)
-            student = fit_budget(cfg, split, TrainConfig(epochs=plan.epochs, patience=plan.patience))
+            cfg = ModelConfig(num_items=split.num_items, dim=dim, layers=layers, max_history=50, dropout=how.dropout)
+            student = fit_budget(cfg, split, how.train)
             assert student.steps >= 40 * per_epoch, (dim, layers, student.steps)
             finetune = fit_budget(cfg, split, TrainConfig(budget=tune.finetune_budget))
             assert finetune.steps > tune.finetune_epochs * per_epoch, (dim, layers, finetune.steps)

@@ -177,7 +177,7 @@ def make_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace):
     from pathlib import Path
 
-    from toolkit.recipe.build import BuildConfig
+    from toolkit.recipe.config import BuildConfig
 
     cfg = BuildConfig()
     overrides = {k: getattr(args, k) for k in ("profile", "data", "user_col", "item_col", "time_col", "encoding",
@@ -318,7 +318,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     from toolkit.profiler.calibrate import CalibrationCache
     from toolkit.core.manifest import recommend
-    from toolkit.planning.search import PlanConfig
+    from toolkit.planning.candidates import PlanConfig
     from toolkit.profiler.profile import QualityData, not_fit_message, profile_artifact
     from toolkit.core.profiles import load_profile
     from toolkit.report.write import report_dict, verdict_table, write_report
@@ -327,7 +327,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
     calibrations = CalibrationCache()
-    from toolkit.recipe.build import native_clients
+    from toolkit.recipe.profiling import native_clients
 
     natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
                              lambda msg: print(msg, file=sys.stderr), profile)

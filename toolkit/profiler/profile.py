@@ -381,7 +381,7 @@ def _native_figures(native, fmt: str, path: Path, histories: list[list[int]], pr
     import numpy as np
 
     from toolkit.profiler.measure import timing_from_samples
-    from toolkit.planning.search import RUNTIME_BASE_MEMORY
+    from toolkit.planning.estimate import RUNTIME_BASE_MEMORY
 
     python_how, failed = memory.how, ""
 

@@ -1,5 +1,6 @@
-"""The recipe: load → split → teacher → priors → plan (distil + compress the student the profile can
-hold) → evaluate → export → check → profile → write, top to bottom.
+"""The recipe: data → teacher → priors → plan → student (each trial distilled, compressed and exported
+on the graph that ships) → evaluate → artifacts (the rest exported, every file checked in its runtime)
+→ profile → install, top to bottom in `build`.
 
 `prepare(BuildConfig)` checks everything that can be checked without training (the profile, the
 data file, the output folder) and takes no more than a second; the CLI runs it before torch is
@@ -8,7 +9,8 @@ split with its test targets sealed (`Split.sealed`): reading one there raises.
 
 The build is written into a staging folder next to `--out` and swapped in atomically only when
 complete (toolkit/recipe/output.py): a failed or interrupted build leaves the previous one as it was.
-Every step runs inside `step(name)`, so an unexpected error names the step it happened in.
+Every stage runs inside `step(name)`, so an unexpected error names the stage it happened in, and its
+time is in the manifest's `steps_seconds`.
 """
 
 from __future__ import annotations
@@ -18,81 +20,22 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 import toolkit
+from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE
+from toolkit.core.errors import ToolkitError
+from toolkit.core.manifest import Manifest, ModelRecord
+from toolkit.core.profiles import DeviceProfile, load_profile
 from toolkit.data import (Dataset, DataSummary, Split, check_data_path, check_encoding, check_repeats, first_users,
                           load_dataset, split_leave_one_out, summarize)
-from toolkit.training.distill import DistillConfig
-from toolkit.core.errors import ToolkitError
-from toolkit.training.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_model, evaluate_popularity, pad_histories
-from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
-from toolkit.core.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecord
+from toolkit.profiler.profile import below_popularity
+from toolkit.recipe.config import BuildConfig
 from toolkit.recipe.output import OutputDir, prepare_output
-from toolkit.planning.search import PlanConfig, PlanResult, estimate, int8_scores
-from toolkit.training.priors import PriorConfig
-from toolkit.profiler.profile import PARITY_MIN_AGREEMENT, ArtifactProfile, below_popularity
-from toolkit.core.profiles import DeviceProfile, load_profile
+from toolkit.recipe.records import Build, Data, TrainedModel
 from toolkit.teachers.ensemble import TeacherConfig
-from toolkit.training.loop import TrainConfig
-from toolkit.core.units import format_bytes
-
-CALIBRATION_HISTORIES = 128  # real training histories used to calibrate int8 activations
-PARITY_HISTORIES = 200  # test histories each artifact is compared on against the model it came from
-# how an artifact's weights were quantized at export, by (format, method); "compressed" artifacts
-# carry the weights toolkit.compression left in the model (`compressed_quantization`)
-QUANTIZATION = {
-    ("executorch", "none"): "none", ("onnx", "none"): "none",
-    ("executorch", "int8"): "torchao int8 weight-only lookup + PT2E XNNPACKQuantizer int8 per-channel linears, dynamic activations",
-    ("onnx", "int8"): "ONNX Runtime quantize_dynamic int8 (MatMul, Gather)",
-}
-SUFFIX = {"executorch": ".pte", "onnx": ".onnx"}
-
-
-@dataclass
-class StudentConfig:
-    dim: int = 32
-    layers: int = 1
-    heads: int = 1
-    dropout: float = 0.2
-    train: TrainConfig = field(default_factory=TrainConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-
-
-@dataclass
-class BuildConfig:
-    profile: str = "mobile-arm"
-    data: str | None = None  # None = MovieLens-100K
-    user_col: str | None = None
-    item_col: str | None = None
-    time_col: str | None = None
-    encoding: str = "utf-8"  # of a CSV/TSV --data file
-    time_format: str | None = None  # strptime format of the time column (None: epoch s/ms or ISO-8601, detected)
-    # "drop": an item the user already has is never recommended (the artifact and the apps drop it,
-    # the metrics exclude it); "allow": repeat consumption (groceries, music): seen items may be
-    # answers, the apps keep them and the metrics count them
-    repeats: str = "drop"
-    out: Path | None = None  # None = builds/<profile name>
-    seed: int = 0
-    max_users: int = 0  # > 0: build on the first N users only (quick runs and tests)
-    eval_users: int = 10_000  # metrics (and the plan's choices) read at most this many users, a fixed sample
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)  # train_student (fixed architecture)
-    plan: PlanConfig = field(default_factory=PlanConfig)  # the build's student: planned for the profile
-    priors: PriorConfig = field(default_factory=PriorConfig)  # the plan's quality expectations
-
-    def with_epochs(self, epochs: int) -> BuildConfig:
-        """Every training loop capped at `epochs` (teacher, priors, student, plan, compression fine-tunes)."""
-        def cap(t: TrainConfig) -> TrainConfig:
-            return replace(t, epochs=min(t.epochs, epochs))
-
-        return replace(self, teacher=replace(self.teacher, train=cap(self.teacher.train)),
-                       student=replace(self.student, train=cap(self.student.train)),
-                       priors=replace(self.priors, train=cap(self.priors.train)),
-                       plan=replace(self.plan, epochs=min(self.plan.epochs, epochs)))
+from toolkit.training.evaluate import Metrics, cutoff_for, evaluate_model, evaluate_popularity
 
 
 @dataclass
@@ -104,58 +47,9 @@ class Prepared:
     data_path: Path | None
 
 
-@dataclass
-class TrainedModel:
-    """A trained teacher or student with its measured quality."""
-
-    model: object  # torch.nn.Module (SASRec or Ensemble)
-    config: dict
-    parameters: int
-    metrics: dict[str, Metrics]  # "valid" and "test"
-    seconds: float
-    cached: bool = False
-    epochs: int = 0
-    cache_key: dict = field(default_factory=dict)  # the teacher's cache key (what it was trained from)
-    extra: dict = field(default_factory=dict)  # the teacher's manifest extras (trained_with; its graph, module or file)
-
-    def record(self, **extra) -> ModelRecord:
-        return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
-                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs,
-                           extra={**self.extra, **extra})
-
-
-@dataclass
-class BuildResult:
-    out: Path
-    manifest: Manifest
-    seconds: float
-
-    @property
-    def fits(self) -> bool:
-        return (not self.manifest.plan.get("unfit_formats")
-                and all(a.profile is not None and a.profile.fits for a in self.manifest.artifacts))
-
-    def failures(self) -> str:
-        unfit = [f"{fmt}: {why}" for fmt, why in self.manifest.plan.get("unfit_formats", {}).items()]
-        return "; ".join(unfit + [f for a in self.manifest.artifacts if a.profile is not None
-                                  for f in a.profile.failures()])
-
-
-@dataclass
-class ExportJob:
-    """One artifact to write: which model, which format, how its weights are stored."""
-
-    name: str  # file name, e.g. model.int8.pte
-    format: str  # executorch | onnx
-    precision: str
-    method: str  # none | int8 (quantized at export) | compressed (weights already integer in the model)
-    source: str  # float | compressed: the model it is exported from
-    quantization: str  # how its weights became integers ("none" for float weights)
-
-
 @contextlib.contextmanager
 def step(name: str, seconds: dict[str, float]):
-    """Run one step of the recipe: its time is recorded, and an unexpected error is tagged with its name."""
+    """Run one stage of the recipe: its time is recorded, and an unexpected error is tagged with its name."""
     start = time.perf_counter()
     try:
         yield
@@ -183,8 +77,15 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
     return Prepared(profile=profile, output=prepare_output(out, protected, log), data_path=data_path)
 
 
-def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> BuildResult:
+def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Build:
     """Run the whole line for one device profile and write the build directory."""
+    from toolkit.planning.estimate import analytic_latency, float_precisions
+    from toolkit.planning.search import plan
+    from toolkit.recipe.artifacts import (calibration_histories, check_artifacts, export_job, export_jobs,
+                                          write_references)
+    from toolkit.recipe.profiling import profile_artifacts_
+    from toolkit.recipe.student import planned_student
+
     start = time.perf_counter()
     prepared = prepared or prepare(cfg, log)
     profile, output = prepared.profile, prepared.output
@@ -195,58 +96,53 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
 
         torch.manual_seed(cfg.seed)
         with step("data", seconds):
-            dataset, split, data_key = load_split(cfg, profile)
-            sealed = split.sealed()  # training, planning and selection never see a test target
-            data_summary = log_data_summary(dataset, split, cfg.repeats, log)
+            data = load_data(cfg, profile, log)
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
-
         with step("teacher", seconds):
-            teacher = train_teacher_for(cfg, sealed, data_key, max_history, log, dataset)
+            teacher = train_teacher_for(cfg, data.sealed, data.key, max_history, log, data.dataset)
         with step("priors", seconds):
-            priors = measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
+            priors = measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log)
         with step("plan", seconds):
-            from toolkit.planning.search import plan_student
-
-            plan = plan_student(teacher.model, sealed, profile, priors, cfg.seed, log, cfg.plan)
+            the_plan = plan(profile, data.split.num_items, priors, cfg.plan, log)
+        staging = output.staging(toolkit.__version__, profile.name)
+        with step("student", seconds):  # each trial distilled, compressed and exported as it ships
+            student = planned_student(the_plan, teacher.model, data, profile, cfg.student, cfg.seed, k,
+                                      staging / ".trials", log)
+            chosen = student.chosen
         with step("evaluate", seconds):
-            popularity = {p: evaluate_popularity(split, p, k) for p in ("valid", "test")}
+            popularity = {p: evaluate_popularity(data.split, p, k) for p in ("valid", "test")}
             log(f"popularity baseline: test {popularity['test'].text()}")
-            teacher_record = evaluated(teacher, split, k, log, "teacher", teacher_phases(cfg.teacher)).record(
+            teacher_record = evaluated(teacher, data.split, k, log, "teacher", teacher_phases(cfg.teacher)).record(
                 cache_key=_short_hash(teacher.cache_key), kind=cfg.teacher.kind, **teacher.extra)
             warnings = teacher_warnings(teacher_record, popularity, log)
-        item_ids = dataset.item_ids
-        index = None
-        if plan.candidate.two_stage:  # items relabelled so every cluster is a contiguous range
-            with step("index", seconds):
-                index, split, item_ids = cluster_index_(plan, split, item_ids, log)
-                sealed = split.sealed()
-        with step("evaluate", seconds):
-            student = planned_student(plan, split, k, log)
-            serving = serving_record(plan.float_model, sealed, profile, k)
-            if serving.repeats == "allow":
-                log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
-            else:
-                log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
-                    f"after the app drops what the user has seen ({serving.how})")
-            if index is not None:
-                serving.two_stage = choose_two_stage(plan, index, sealed, serving.candidates, log)
-
-        staging = output.staging(toolkit.__version__, profile.name)
-        with step("export", seconds):
-            models = {"float": plan.float_model}
-            if plan.candidate.compressed:
-                models["compressed"] = plan.model
-            jobs = export_jobs(plan, profile, split.num_items)
-            artifacts = export_artifacts(models, jobs, profile, split, staging, serving.candidates, k,
-                                         float_metrics=student.metrics["test"], log=log,
-                                         analytic=analytic_latency(plan, profile, split.num_items),
-                                         two_stage=(index, serving.two_stage["probe"]) if index is not None else None)
-            (staging / ITEMS_FILE).write_text(json.dumps(item_ids, ensure_ascii=False))
-        manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=dataset.summary(),
-                            data=data_summary,
-                            seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
-                            student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
-                            plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds,
+            float_student = student_record(chosen, chosen.data.split, k, log)
+            log_serving(chosen.serving, log)
+        with step("export", seconds):  # the float student's exports; the trial's files are moved in
+            c, split = chosen.trial.candidate, chosen.data.split
+            models = {"float": chosen.float_model, **({"compressed": chosen.model} if c.compressed else {})}
+            jobs = export_jobs(c, the_plan.formats, float_precisions(c, profile, split.num_items, the_plan.formats))
+            shipped = {job.name for job in chosen.files}
+            for job in chosen.files:
+                (chosen.folder / job.name).rename(staging / job.name)
+            shutil.rmtree(staging / ".trials")
+            calibration = calibration_histories(split, max_history)
+            for job in jobs:
+                if job.name not in shipped:
+                    export_job(job, models[job.source], chosen.shipping, staging / job.name, max_history, calibration)
+            (staging / ITEMS_FILE).write_text(json.dumps(chosen.data.item_ids, ensure_ascii=False))
+        with step("check", seconds):
+            write_references(staging, models, chosen.shipping, split, max_history)
+            artifacts = check_artifacts(staging, jobs, models, chosen.shipping, split, profile.hardware.threads, k,
+                                        float_student.metrics["test"],
+                                        analytic_latency(c, profile, split.num_items, the_plan.formats), log)
+        manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=data.dataset.summary(),
+                            data=data.summary, seed=cfg.seed, serving=chosen.serving, popularity=popularity,
+                            teacher=teacher_record,
+                            student=float_student.record(distill=cfg.student.distill.to_dict(),
+                                                         train=replace(cfg.student.train, seed=cfg.seed).to_dict(),
+                                                         dropout=cfg.student.dropout,
+                                                         plan_config=cfg.plan.to_dict()),
+                            plan=student.plan_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds,
                             warnings=warnings)
         with step("profile", seconds):
             profile_artifacts_(staging, profile, manifest, log)
@@ -259,16 +155,25 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         output.release()
-    return BuildResult(out=output.path, manifest=manifest, seconds=time.perf_counter() - start)
+    return Build(out=output.path, manifest=manifest, seconds=time.perf_counter() - start)
 
 
-def load_split(cfg: BuildConfig, profile: DeviceProfile) -> tuple[Dataset, Split, dict]:
+def load_data(cfg: BuildConfig, profile: DeviceProfile | None, log) -> Data:
+    """The build's data with its split and summary (logged); with `profile`, the catalogue checked
+    against what it serves."""
+    dataset, split, key = load_split(cfg, profile)
+    summary = log_data_summary(dataset, split, cfg.repeats, log)
+    return Data(dataset=dataset, split=split, key=key, item_ids=list(dataset.item_ids), summary=summary)
+
+
+def load_split(cfg: BuildConfig, profile: DeviceProfile | None) -> tuple[Dataset, Split, dict]:
     """The build's data (its first `max_users` users), its leave-one-out split, and the data key
     that the cached teacher and priors are found by (`build` and `train-teacher` alike)."""
     dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding, cfg.time_format)
     if cfg.max_users:
         dataset = first_users(dataset, cfg.max_users)
-    check_catalogue(dataset, profile)
+    if profile is not None:
+        check_catalogue(dataset, profile)
     allow = check_repeats(cfg.repeats) == "allow"
     split = split_leave_one_out(dataset, allow_repeats=allow).evaluated_on(cfg.eval_users, cfg.seed)
     # "allow" changes what validation counts as a hit (early stopping, priors): part of the key; "drop"
@@ -476,269 +381,22 @@ def evaluated(trained: TrainedModel, split: Split, k: int, log, what: str,
     return trained
 
 
-def train_student(s: StudentConfig, teacher, split: Split, max_history: int, seed: int, log=print) -> TrainedModel:
-    """Distil a student from `teacher`, or (teacher=None) train the same architecture from scratch.
-
-    `split` may be sealed; the returned metrics are valid only (test is measured by the caller)."""
-    from toolkit.training.distill import distill
-    from toolkit.models.sasrec import ModelConfig, count_parameters
-    from toolkit.training.loop import fit
-
-    model_cfg = ModelConfig(num_items=split.num_items, dim=s.dim, layers=s.layers, heads=s.heads,
-                            max_history=max_history, dropout=s.dropout)
-    train_cfg = TrainConfig(**{**s.train.to_dict(), "seed": seed})
-    if teacher is None:
-        result = fit(model_cfg, split, train_cfg, desc="student (scratch)")
-    else:
-        result = distill(teacher, model_cfg, split, train_cfg, s.distill)
-    how = "distilled" if teacher is not None else "trained from scratch"
-    log(f"student (dim {s.dim}, {s.layers} block(s); {how} in {result.seconds:.0f} s, {result.epochs} epochs): "
-        f"valid NDCG@10 {result.valid.ndcg:.4f}")
-    return TrainedModel(model=result.model, config=model_cfg.to_dict(), parameters=count_parameters(result.model),
-                        metrics={"valid": result.valid}, seconds=result.seconds, epochs=result.epochs)
-
-
-def planned_student(plan: PlanResult, split: Split, k: int, log=print) -> TrainedModel:
-    """The plan's float student (before compression), with its measured quality."""
+def student_record(chosen, split: Split, k: int, log=print) -> TrainedModel:
+    """The chosen trial's float student (before compression), with its measured quality."""
     from toolkit.models.sasrec import count_parameters
 
-    model = plan.float_model
-    tried = next(r for r in plan.candidates if r.tried and r.candidate == plan.candidate.to_dict())
+    model = chosen.float_model
     trained = TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model), metrics={},
-                           seconds=tried.seconds)
-    return evaluated(trained, split, k, log, f"student ({plan.candidate.name()}), float")
+                           seconds=chosen.seconds)
+    return evaluated(trained, split, k, log, f"student ({chosen.trial.candidate.name()}), float")
 
 
-def serving_record(model, split: Split, profile: DeviceProfile, k: int) -> ServingRecord:
-    """How many candidates the artifacts return (sized on validation histories with the float student)."""
-    import torch
-
-    max_history, top_k = profile.serving.max_history, profile.serving.top_k
-    model.eval()
-
-    def scores(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model.score_last(torch.from_numpy(batch)).numpy()
-
-    if split.allow_repeats:  # the app keeps every answer: nothing to make room for
-        return ServingRecord(max_history=max_history, top_k=top_k, candidates=top_k, k=k, repeats="allow",
-                             how="repeats allowed: the artifacts may answer items the user already has and the "
-                                 "app keeps them, so top_k candidates are enough")
-    candidates, figures = candidates_needed(scores, split, max_history, top_k)
-    how = (f"on {figures['users']} validation histories at most {figures['max_older_items_above']} items older "
-           f"than the {max_history}-item window rank above the {top_k}th new one (99th percentile "
-           f"{figures['p99_older_items_above']:.0f})")
-    return ServingRecord(max_history=max_history, top_k=top_k, candidates=candidates, k=k, how=how)
-
-
-def cluster_index_(plan: PlanResult, split: Split, item_ids: list[str], log) -> tuple:
-    """Cluster the compressed student's item vectors (faiss), relabel the items so each cluster is a
-    contiguous index range, in both students (in place), the split and items.json's order.
-    Returns (ClusterIndex, relabelled split, relabelled item ids)."""
-    from export.two_stage import build_index, permute_items_
-
-    index = build_index(plan.model.items.weight().detach())
-    for model in {id(plan.model): plan.model, id(plan.float_model): plan.float_model}.values():
-        permute_items_(model, index.order)
-    new_of_old = index.inverse()
-    log(f"two-stage index: {index.clusters} clusters of at most {index.capacity} items, the items relabelled so "
-        "each cluster is a contiguous range")
-    return index, split.relabelled(new_of_old), [item_ids[i] for i in index.order.tolist()]
-
-
-def choose_two_stage(plan: PlanResult, index, split: Split, candidates: int, log, histories: int = 1000) -> dict:
-    """The smallest probe reaching recall@10 `export.two_stage.RECALL_TARGET` against exhaustive scoring
-    of the same model, on validation histories."""
-    from export.two_stage import RECALL_TARGET, choose_probe
-
-    sample = split.evaluated_on(histories)
-    padded = pad_histories(sample.history("valid"), plan.model.cfg.max_history)
-    choice = choose_probe(plan.model, index, padded, candidates=candidates, target=RECALL_TARGET)
-    log(f"two-stage: probe {choice.probe} of {index.clusters} clusters, {choice.scored_fraction:.1%} of the items "
-        f"scored, recall@10 {choice.recall:.3f} against exhaustive scoring on {len(padded)} validation histories")
-    return {**index.summary(), **choice.to_dict(), "validation_histories": len(padded)}
-
-
-def float_precisions(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, list[str]]:
-    """Per format, which exports of the float student (full item table) fit the model budget by
-    estimate: "fp32", and "int8" (PT2E static / ORT dynamic; it holds the table twice as int8:
-    lookup and scores)."""
-    c, b = replace(plan.candidate, embedding_rank=0), profile.budget
-    width = c.dim
-    out = {}
-    for fmt in plan.formats:
-        fp32 = estimate(replace(c, table_bits=32, linear_bits=32), num_items, profile.serving.max_history,
-                        profile.hardware.gflops, (fmt,)).file_bytes[fmt]
-        as_int8 = replace(c, table_bits=8, linear_bits=8)
-        int8 = estimate(as_int8, num_items, profile.serving.max_history, profile.hardware.gflops, (fmt,)).file_bytes[fmt]
-        if not int8_scores(as_int8, num_items):  # the estimate counts the second copy itself when it has one
-            int8 += num_items * width
-        out[fmt] = [p for p, size in (("fp32", fp32), ("int8", int8))
-                    if size <= b.model_bytes and (p == "fp32" or profile.hardware.int8)]
-    return out
-
-
-def export_jobs(plan: PlanResult, profile: DeviceProfile, num_items: int) -> list[ExportJob]:
-    """The float student's fp32/int8 exports that fit by estimate, and the plan's compressed student."""
-    precisions = float_precisions(plan, profile, num_items)
-    jobs = []
-    c = plan.candidate
-    rank = f"item table factorized at rank {c.embedding_rank} (SVD, fine-tuned)" if c.embedding_rank else ""
-    table = (f"product-quantized item table: {c.pq_subspaces} uint8 codes an item + faiss codebooks, stored once"
-             if c.pq_subspaces else f"toolkit.compression weight-only: int{c.table_bits} table stored once"
-             if c.table_bits < 32 else "")
-    weights = table + (", int8 linears" if c.linear_bits < 32 else "")
-    serving = "two-stage serving (cluster centroids, then the probed clusters' members)" if c.two_stage else ""
-    compressed = "; ".join(x for x in (rank, weights.lstrip(", "), serving) if x) or "none"
-    jobs = []
-    for fmt in plan.formats:
-        for p in precisions[fmt]:
-            method = "int8" if p == "int8" else "none"
-            jobs.append(ExportJob(f"model.{p}{SUFFIX[fmt]}", fmt, p, method, "float", QUANTIZATION[(fmt, method)]))
-        if c.compressed:
-            jobs.append(ExportJob(f"model.compressed{SUFFIX[fmt]}", fmt, c.precision, "compressed", "compressed",
-                                  compressed))
-    return jobs
-
-
-def analytic_latency(plan: PlanResult, profile: DeviceProfile, num_items: int) -> dict[str, float]:
-    """The plan's analytic device latency (FLOPs / GFLOP/s + per-request overhead) per (format, source)."""
-    c = plan.candidate
-    out = {}
-    for fmt in plan.formats:
-        for source, cand in (("float", replace(c, table_bits=32, linear_bits=32, embedding_rank=0)), ("compressed", c)):
-            est = estimate(cand, num_items, profile.serving.max_history, profile.hardware.gflops, (fmt,))
-            out[f"{fmt}/{source}"] = est.latency_ms[fmt]
-    return out
-
-
-def export_artifacts(models: dict[str, object], jobs: list[ExportJob], profile: DeviceProfile, split: Split, out: Path,
-                     candidates: int, k: int, float_metrics: Metrics, log=print,
-                     analytic: dict[str, float] | None = None, two_stage: tuple | None = None) -> list[ArtifactRecord]:
-    """Export every job's model into `out` and check each artifact in its runtime.
-
-    models: source name ("float", "compressed") -> torch model. reference.npz gets each source's
-    PyTorch outputs on real test histories: every artifact's parity is against its own source.
-    two_stage: (ClusterIndex, probe): the compressed model is served two-stage (export.two_stage).
-    """
-    import torch
-
-    from export import quiet_exporters
-    from export.executorch import export_executorch
-    from export.onnx import export_onnx
-    from export.serving import ServingModel
-    from toolkit.profiler.parity import write_reference
-
-    def serving_graph(source: str, split_table: bool = False):
-        if source == "compressed" and two_stage is not None:
-            from export.two_stage import TwoStageServing
-
-            return TwoStageServing(models[source], candidates, *two_stage, allow_repeats=split.allow_repeats)
-        return ServingModel(models[source], candidates, split_table=split_table, allow_repeats=split.allow_repeats)
-
-    max_history = profile.serving.max_history
-    calibration = torch.from_numpy(pad_histories(split.train[:CALIBRATION_HISTORIES], max_history))
-    history = pad_histories(split.history("test")[:PARITY_HISTORIES], max_history)
-    write_reference(out / REFERENCE_FILE, history,
-                    {source: reference_outputs(serving_graph(source).eval(), history) for source in models})
-    artifacts = []
-    for job in jobs:
-        int8 = job.method == "int8"
-        serving = serving_graph(job.source, split_table=int8)
-        path = out / job.name
-        with quiet_exporters():
-            if job.format == "executorch":
-                export_executorch(serving, path, max_history, calibration if int8 else None)
-            else:
-                export_onnx(serving, path, max_history, int8=int8)
-        # an int8 table's scores get activations quantized at run time too (ServingModel.int8_scores)
-        quantized_at_export = int8 or getattr(serving, "int8_scores", False)
-        parity_min = PARITY_MIN_AGREEMENT["quantized at export" if quantized_at_export else "same weights"]
-        artifact = check_artifact(path, job, split, profile.hardware.threads, k, float_metrics, parity_min)
-        artifact.analytic_ms = (analytic or {}).get(f"{job.format}/{job.source}")
-        log(f"  {job.name}: {format_bytes(artifact.bytes)}, test {artifact.metrics.text()} through {job.format}, "
-            f"top-10 agreement {artifact.parity['top10_agreement']:.3f} with the {job.source} model")
-        artifacts.append(artifact)
-    return artifacts
-
-
-def reference_outputs(serving, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The PyTorch serving graph's (scores, items) for each padded history (R, L)."""
-    import torch
-
-    with torch.no_grad():
-        rows = [serving(torch.from_numpy(h[None])) for h in history]
-    return np.concatenate([r[0].numpy() for r in rows]), np.concatenate([r[1].numpy() for r in rows])
-
-
-def check_artifact(path: Path, job: ExportJob, split: Split, threads: int, k: int, float_metrics: Metrics,
-                   parity_min: float) -> ArtifactRecord:
-    """Parity against the stored outputs of its source model and quality through the artifact's runtime."""
-    from export.runtime import Predictor
-    from toolkit.training.evaluate import evaluate_topk
-    from toolkit.profiler.parity import load_reference, measure_parity
-
-    predictor = Predictor(path, threads=threads)
-    parity = measure_parity(predictor.predict, load_reference(path.parent / REFERENCE_FILE, job.source))
-    metrics = evaluate_topk(predictor.predict, split, "test", predictor.max_history, k)
-    data = path.read_bytes()
-    return ArtifactRecord(format=job.format, precision=job.precision, path=path.name, bytes=len(data),
-                          sha256=hashlib.sha256(data).hexdigest(), quantization=job.quantization,
-                          source=job.source, metrics=metrics, float_metrics=float_metrics, parity=parity,
-                          parity_min=parity_min)
-
-
-def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manifest, log=print) -> list[ArtifactProfile]:
-    """Profile every artifact of a build in its runtime (a fresh process each), attach the result to
-    its manifest record, write report.json / report.md / plots and log the verdict table."""
-    from toolkit.profiler.calibrate import CalibrationCache
-    from toolkit.core.manifest import recommend
-    from toolkit.profiler.profile import ProfileRequest, Quality, profile_artifact
-    from toolkit.report.write import verdict_table, write_report
-
-    calibrations = CalibrationCache()
-    natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log, profile)
-    results = []
-    pop = manifest.popularity["test"]
-    for a in manifest.artifacts:
-        log(f"  profiling {a.path} against {profile.name} in a fresh process ...")
-        quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, users=a.metrics.users,
-                          undetermined=a.metrics.undetermined, float_ndcg=a.float_metrics.ndcg,
-                          popularity_ndcg=pop.ndcg)
-        known = ProfileRequest(precision=a.precision, source=a.source, parity_min=a.parity_min, quality=quality,
-                               analytic_ms=a.analytic_ms, reference=Path(build_dir) / REFERENCE_FILE)
-        a.profile = profile_artifact(Path(build_dir) / a.path, profile, calibrations, known=known,
-                                     native=natives.get(Path(a.path).suffix.lower()))
-        results.append(a.profile)
-    manifest.recommended = recommend(results, profile.serving.formats, manifest.plan["quality_tolerance"],
-                                     manifest.plan.get("unfit_formats"))
-    write_report(Path(build_dir), profile, results, plan=manifest.plan, serving=manifest.serving.to_dict(),
-                 recommended=manifest.recommended, warnings=manifest.warnings,
-                 data=manifest.data.to_dict() if manifest.data is not None else None)
-    log("\n" + verdict_table(profile, results))
-    return results
-
-
-def _native_client(log):
-    """The native C++ client of the .pte (runtime_demo/cpp), built once; None where it cannot be built."""
-    try:
-        from toolkit.profiler.native import native_client
-    except ImportError:
-        return None
-    return native_client(log=log)
-
-
-def native_clients(suffixes: set[str], log, profile: DeviceProfile | None = None) -> dict[str, object]:
-    """Where each artifact suffix asked for runs, built once: ".pte" the ExecuTorch C++ client, ".onnx" the
-    ONNX Runtime C API client, or for a browser profile headless Chromium with onnxruntime-web (else the
-    native one); a suffix whose client cannot be had is left out (said through log)."""
-    from toolkit.profiler.browser import browser_client
-    from toolkit.profiler.native import onnx_client
-
-    browser = browser_client(log) if ".onnx" in suffixes and profile is not None and profile.serving.web_runtime else None
-    clients = {".pte": _native_client(log) if ".pte" in suffixes else None,
-               ".onnx": browser or (onnx_client(log) if ".onnx" in suffixes else None)}
-    return {k: v for k, v in clients.items() if v is not None}
+def log_serving(serving, log) -> None:
+    if serving.repeats == "allow":
+        log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
+    else:
+        log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
+            f"after the app drops what the user has seen ({serving.how})")
 
 
 def _short_hash(key: dict) -> str:

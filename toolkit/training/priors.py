@@ -90,7 +90,7 @@ def measure_priors(split: Split, max_history: int, cfg: PriorConfig, seed: int, 
     """Train (or load) the proxies and measure the priors; `reuse`: width -> a trained model of the
     proxy architecture (the teacher's members); `plan` (a PlanConfig): which catalogue sizes get PQ
     tables and two-stage serving, so their retention is measured only where they are candidates."""
-    from toolkit.planning.search import PlanConfig
+    from toolkit.planning.candidates import PlanConfig
 
     plan = plan or PlanConfig()
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "max_history": max_history,
@@ -123,7 +123,7 @@ def _measure(split: Split, max_history: int, cfg: PriorConfig, seed: int, reuse:
     from toolkit.training.loop import fit
 
     from toolkit.compression.pq import PQConfig, pq_quantize_
-    from toolkit.planning.search import PQ_DIMS_PER_CODE
+    from toolkit.planning.candidates import PQ_DIMS_PER_CODE
 
     proxy_split = _sample_users(split, max_history, cfg.max_windows, seed)
     by_dim, table_keep, linear_keep, rank_keep, pq_keep, reused = {}, {8: [], 4: []}, [], [], [], []

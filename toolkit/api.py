@@ -1,0 +1,163 @@
+"""The toolkit as a library: each stage of a build as one function with a typed result.
+
+    import toolkit
+
+    data = toolkit.load_dataset()                              # MovieLens-100K (or a path)
+    profile = toolkit.load_profile("mobile-arm")
+    teacher = toolkit.train_teacher(data, max_history=profile.serving.max_history)
+    priors = toolkit.measure_priors(data, teacher, max_history=profile.serving.max_history)
+    plan = toolkit.plan(profile, data, priors)                 # pure: ranked trials, nothing trained
+    student = toolkit.distill(teacher, plan.trials[0].candidate, data, max_history=profile.serving.max_history)
+    small = toolkit.compress(student.model, teacher, data, plan.trials[0].candidate)
+    files = toolkit.export(small.model, profile, "out/", data=data)
+    verdict = toolkit.profile_artifact(files[0].path, profile, data=data)
+
+or the whole line, as `python -m toolkit build` runs it: `toolkit.build(toolkit.BuildConfig(profile=...))`.
+The command line and bench/ use these functions; `toolkit.__all__` is the contract. Heavy libraries
+(torch, executorch, onnxruntime) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from toolkit.core.profiles import DeviceProfile
+from toolkit.planning.candidates import Candidate, PlanConfig
+from toolkit.recipe.config import BuildConfig, StudentConfig
+from toolkit.recipe.records import Build, Data, TrainedModel
+from toolkit.teachers.ensemble import TeacherConfig
+from toolkit.training.priors import PriorConfig
+
+
+def build(config: BuildConfig | None = None, log=print) -> Build:
+    """The whole line for one device profile (`python -m toolkit build`): the build folder written
+    atomically at `config.out` (default builds/<profile>), its manifest, its verdicts (`Build.fits`)."""
+    from toolkit.recipe.build import build as run
+
+    return run(config or BuildConfig(), log=log)
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Every device profile shipped in device_profiles/, loaded and validated."""
+    from toolkit.core.profiles import list_profiles as names, load_profile as load
+
+    return [load(name) for name in names()]
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A device profile by name (device_profiles/NAME.toml) or path to a .toml file."""
+    from toolkit.core.profiles import load_profile as load
+
+    return load(str(name_or_path))
+
+
+def load_dataset(path: str | Path | None = None, *, user_col: str | None = None, item_col: str | None = None,
+                 time_col: str | None = None, encoding: str = "utf-8", time_format: str | None = None,
+                 repeats: str = "drop", max_users: int = 0, eval_users: int = 10_000, seed: int = 0,
+                 log=None) -> Data:
+    """Interactions (MovieLens-100K when `path` is None; else CSV/TSV/Parquet/.inter, columns recognised
+    as `--data` does) with their leave-one-out split, as a build reads them."""
+    from toolkit.recipe.build import load_data
+
+    cfg = BuildConfig(data=None if path is None else str(path), user_col=user_col, item_col=item_col,
+                      time_col=time_col, encoding=encoding, time_format=time_format, repeats=repeats,
+                      max_users=max_users, eval_users=eval_users, seed=seed)
+    return load_data(cfg, None, log or (lambda *_: None))
+
+
+def train_teacher(data: Data, config: TeacherConfig | None = None, *, max_history: int = 50, seed: int = 0,
+                  log=None) -> TrainedModel:
+    """The build's teacher on `data` (trained, or loaded from the cache the build shares), any kind
+    `config.kind` names; its validation NDCG@10 in `metrics["valid"]` (test belongs to the build)."""
+    from toolkit.recipe.build import check_teacher, train_teacher_for
+    from toolkit.training.evaluate import evaluate_model
+
+    config = config or TeacherConfig()
+    check_teacher(config, None)
+    cfg = BuildConfig(teacher=config, seed=seed)
+    teacher = train_teacher_for(cfg, data.sealed, data.key, max_history, log or (lambda *_: None), data.dataset)
+    teacher.metrics = {"valid": evaluate_model(teacher.model, data.sealed, "valid")}
+    return teacher
+
+
+def measure_priors(data: Data, teacher: TrainedModel | None = None, config: PriorConfig | None = None, *,
+                   plan: PlanConfig | None = None, max_history: int = 50, seed: int = 0, log=None):
+    """The plan's quality expectations on `data` (toolkit.training.priors.QualityPriors): proxy students of
+    the widths the plan may choose (the teacher's members reused where they are the same recipe)."""
+    from toolkit.recipe.build import measure_priors_for
+
+    cfg = BuildConfig(priors=config or PriorConfig(), plan=plan or PlanConfig(), seed=seed)
+    if teacher is None:  # nothing to reuse
+        cfg = replace(cfg, teacher=replace(cfg.teacher, kind="scores"))
+    return measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log or (lambda *_: None))
+
+
+def plan(profile: DeviceProfile, data: Data, priors, config: PlanConfig | None = None, log=None):
+    """The students that fit `profile`, ranked (toolkit.planning.search.Plan): pure, nothing trained.
+    Raises DoesNotFitError when no candidate fits by estimate."""
+    from toolkit.planning.search import plan as rank
+
+    return rank(profile, data.split.num_items, priors, config, log)
+
+
+def distill(teacher: TrainedModel | None, student: Candidate, data: Data, config: StudentConfig | None = None, *,
+            max_history: int = 50, seed: int = 0):
+    """A float student of the candidate's architecture distilled from `teacher` (None: labels only), as
+    the build trains each trial (toolkit.training.loop.TrainResult: `model`, `valid`, steps, seconds)."""
+    from toolkit.recipe.student import distill_candidate
+
+    return distill_candidate(student, None if teacher is None else teacher.model, data.sealed, max_history,
+                             config or StudentConfig(), seed)
+
+
+def compress(model, teacher: TrainedModel | None, data: Data, config, *, student: StudentConfig | None = None,
+             seed: int = 0, log=None):
+    """`model` compressed (a copy) as `config` says: a `Candidate` (the plan's compression of it) or a
+    `toolkit.compression.CompressConfig`. Returns toolkit.compression.CompressResult (`model`, `steps`)."""
+    from toolkit.compression import CompressConfig, CompressResult
+    from toolkit.compression import compress as run
+    from toolkit.recipe.student import compress_candidate
+
+    student = student or StudentConfig()
+    teacher_model = None if teacher is None else teacher.model
+    if isinstance(config, CompressConfig):
+        return run(model, teacher_model, data.sealed, config, seed=seed, distill_cfg=student.distill, log=log)
+    compressed, steps = compress_candidate(config, model, teacher_model, data.sealed, student, seed, log)
+    return CompressResult(model=compressed, steps=steps)
+
+
+def export(model, profile: DeviceProfile, out: str | Path, *, data: Data | None = None, int8: bool = False,
+           name: str = "model"):
+    """`model` behind the serving graph (export/serving.py: the artifact contract), written in each
+    format `profile` serves into folder `out` (OUT/NAME.pte, OUT/NAME.onnx); `int8`: quantized at
+    export (the .pte calibrated on `data`'s training histories). With `data`, items.json is written
+    beside them. Returns toolkit.recipe.artifacts.ExportedFile per file."""
+    from toolkit.recipe.artifacts import export_model
+
+    return export_model(model, profile, Path(out), data=data, int8=int8, name=name)
+
+
+def profile_artifact(path: str | Path, profile: DeviceProfile | str, *, data: Data | str | Path | None = None,
+                     reference: str | Path | None = None, native: bool = True):
+    """Measure an artifact (any .pte/.onnx with the artifact contract, built here or not) in its runtime,
+    in a fresh process, and judge it against `profile` (toolkit.profiler.profile.ArtifactProfile: `fits`,
+    `checks`, `failures()`). `data`: interactions to measure its quality on (a path, or a `Data`'s
+    file); `reference`: a reference.npz for parity; `native`: measure where the app runs it (the C++ or
+    ONNX Runtime C client, headless Chromium for a browser profile) when it can be built."""
+    from toolkit.profiler.calibrate import CalibrationCache
+    from toolkit.profiler.profile import QualityData
+    from toolkit.profiler.profile import profile_artifact as measure
+    from toolkit.recipe.profiling import native_clients
+
+    profile = load_profile(profile) if not isinstance(profile, DeviceProfile) else profile
+    path = Path(path)
+    natives = native_clients({path.suffix.lower()}, lambda *_: None, profile) if native else {}
+    if isinstance(data, Data):  # the file it was read from, with the columns read (MovieLens-100K: None)
+        d = data.dataset
+        quality = QualityData(path=d.path or None, user_col=d.columns.get("user"), item_col=d.columns.get("item"),
+                              time_col=d.columns.get("time"), encoding=d.encoding)
+    else:
+        quality = None if data is None else QualityData(path=str(data))
+    return measure(path, profile, CalibrationCache(), native=natives.get(path.suffix.lower()),
+                   reference=Path(reference) if reference is not None else None, data=quality)

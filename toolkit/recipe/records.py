@@ -1,0 +1,77 @@
+"""The typed records the recipe's stages hand each other (and `toolkit.build` returns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.core.manifest import Manifest, ModelRecord
+from toolkit.data import Dataset, DataSummary, Split
+from toolkit.training.evaluate import Metrics
+
+
+@dataclass
+class Data:
+    """The build's data: the dataset, its leave-one-out split (test targets readable: seal it with
+    `split.sealed()` wherever a choice is made), the key caches are found by, and its summary."""
+
+    dataset: Dataset
+    split: Split
+    key: dict
+    item_ids: list[str]  # items.json's order: the dataset's, or relabelled (two-stage: clusters contiguous)
+    summary: DataSummary | None = None
+
+    @property
+    def sealed(self) -> Split:
+        return self.split.sealed()
+
+
+@dataclass
+class TrainedModel:
+    """A trained teacher or student with its measured quality."""
+
+    model: object  # torch.nn.Module (SASRec, Ensemble, or a user's module)
+    config: dict
+    parameters: int
+    metrics: dict[str, Metrics]  # "valid" and "test"
+    seconds: float
+    cached: bool = False
+    epochs: int = 0
+    cache_key: dict = field(default_factory=dict)  # the teacher's cache key (what it was trained from)
+    extra: dict = field(default_factory=dict)  # the teacher's manifest extras (trained_with; its graph, module or file)
+
+    def record(self, **extra) -> ModelRecord:
+        return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
+                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs,
+                           extra={**self.extra, **extra})
+
+
+@dataclass
+class ExportJob:
+    """One artifact to write: which model, which format, how its weights are stored."""
+
+    name: str  # file name, e.g. model.int8.pte
+    format: str  # executorch | onnx
+    precision: str
+    method: str  # none | int8 (quantized at export) | compressed (weights already integer in the model)
+    source: str  # float | compressed: the model it is exported from
+    quantization: str  # how its weights became integers ("none" for float weights)
+
+
+@dataclass
+class Build:
+    """A finished build: where it is, its manifest, and how long it took."""
+
+    out: Path
+    manifest: Manifest
+    seconds: float
+
+    @property
+    def fits(self) -> bool:
+        return (not self.manifest.plan.get("unfit_formats")
+                and all(a.profile is not None and a.profile.fits for a in self.manifest.artifacts))
+
+    def failures(self) -> str:
+        unfit = [f"{fmt}: {why}" for fmt, why in self.manifest.plan.get("unfit_formats", {}).items()]
+        return "; ".join(unfit + [f for a in self.manifest.artifacts if a.profile is not None
+                                  for f in a.profile.failures()])
