@@ -1,7 +1,7 @@
 """Edge recommender toolkit: distil a large recommender into a small one that fits a device.
 
 The public Python API is `__all__` (the functions live in toolkit/api.py; see the README's "Python
-API"): `build`, `load_profile`, `list_profiles`, `load_dataset`, `train_teacher`, `measure_priors`,
+API"): `prepare`, `build`, `load_profile`, `list_profiles`, `load_dataset`, `train_teacher`, `measure_priors`,
 `plan`, `distill`, `compress`, `export`, `profile_artifact`, and the typed configs and results they take
 and return. Names are imported on first use, so `import toolkit` and `python -m toolkit --help` stay
 fast (torch, executorch and onnxruntime load only inside the functions that need them).
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (imported on first use: PEP 562)
 _LAZY = {
-    **dict.fromkeys(("build", "list_profiles", "load_profile", "load_dataset", "train_teacher", "measure_priors",
+    **dict.fromkeys(("prepare", "build", "list_profiles", "load_profile", "load_dataset", "train_teacher", "measure_priors",
                      "plan", "distill", "compress", "export", "profile_artifact"), "toolkit.api"),
     "BuildConfig": "toolkit.recipe.config", "StudentConfig": "toolkit.recipe.config",
     "Build": "toolkit.recipe.records", "Data": "toolkit.recipe.records", "TrainedModel": "toolkit.recipe.records",

@@ -4,11 +4,11 @@
 
     data = toolkit.load_dataset()                              # MovieLens-100K (or a path)
     profile = toolkit.load_profile("mobile-arm")
-    teacher = toolkit.train_teacher(data, max_history=profile.serving.max_history)
-    priors = toolkit.measure_priors(data, teacher, max_history=profile.serving.max_history)
-    plan = toolkit.plan(profile, data, priors)                 # pure: ranked trials, nothing trained
-    student = toolkit.distill(teacher, plan.trials[0].candidate, data, max_history=profile.serving.max_history)
-    small = toolkit.compress(student.model, teacher, data, plan.trials[0].candidate)
+    teacher = toolkit.train_teacher(data)
+    plan = toolkit.plan(profile, data, toolkit.measure_priors(data))   # pure: ranked trials, nothing trained
+    candidate = plan.trials[0].candidate
+    student = toolkit.distill(teacher, candidate, data)
+    small = toolkit.compress(student.model, teacher, data, candidate)
     files = toolkit.export(small.model, profile, "out/", data=data)
     verdict = toolkit.profile_artifact(files[0].path, profile, data=data)
 
@@ -30,12 +30,21 @@ from toolkit.teachers.ensemble import TeacherConfig
 from toolkit.training.priors import PriorConfig
 
 
-def build(config: BuildConfig | None = None, log=print) -> Build:
+def prepare(config: BuildConfig | None = None, log=print):
+    """Every check of a build that needs no training, in well under a second and without torch: the
+    profile, the data file, the teacher's settings, the output folder (locked until the build ends).
+    Raises ToolkitError (one line) on bad input. Pass the result to `build` (`prepared=`)."""
+    from toolkit.recipe.build import prepare as check
+
+    return check(config or BuildConfig(), log)
+
+
+def build(config: BuildConfig | None = None, log=print, prepared=None) -> Build:
     """The whole line for one device profile (`python -m toolkit build`): the build folder written
     atomically at `config.out` (default builds/<profile>), its manifest, its verdicts (`Build.fits`)."""
     from toolkit.recipe.build import build as run
 
-    return run(config or BuildConfig(), log=log)
+    return run(config or BuildConfig(), log=log, prepared=prepared)
 
 
 def list_profiles() -> list[DeviceProfile]:
@@ -81,16 +90,17 @@ def train_teacher(data: Data, config: TeacherConfig | None = None, *, max_histor
     return teacher
 
 
-def measure_priors(data: Data, teacher: TrainedModel | None = None, config: PriorConfig | None = None, *,
-                   plan: PlanConfig | None = None, max_history: int = 50, seed: int = 0, log=None):
-    """The plan's quality expectations on `data` (toolkit.training.priors.QualityPriors): proxy students of
-    the widths the plan may choose (the teacher's members reused where they are the same recipe)."""
+def measure_priors(data: Data, config: PriorConfig | None = None, *, plan: PlanConfig | None = None,
+                   max_history: int = 50, seed: int = 0, log=None):
+    """The plan's quality expectations on `data` (toolkit.training.priors.QualityPriors): from-scratch
+    proxy students of the widths the plan may choose, cached like the teacher. (A build also reuses its
+    teacher's members where they are the same recipe; here every proxy is trained or loaded.)"""
     from toolkit.recipe.build import measure_priors_for
 
-    cfg = BuildConfig(priors=config or PriorConfig(), plan=plan or PlanConfig(), seed=seed)
-    if teacher is None:  # nothing to reuse
-        cfg = replace(cfg, teacher=replace(cfg.teacher, kind="scores"))
-    return measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log or (lambda *_: None))
+    # a teacher kind with no members to reuse
+    cfg = BuildConfig(priors=config or PriorConfig(), plan=plan or PlanConfig(), seed=seed,
+                      teacher=TeacherConfig(kind="scores"))
+    return measure_priors_for(cfg, data.sealed, data.key, max_history, None, log or (lambda *_: None))
 
 
 def plan(profile: DeviceProfile, data: Data, priors, config: PlanConfig | None = None, log=None):
@@ -138,26 +148,40 @@ def export(model, profile: DeviceProfile, out: str | Path, *, data: Data | None 
     return export_model(model, profile, Path(out), data=data, int8=int8, name=name)
 
 
-def profile_artifact(path: str | Path, profile: DeviceProfile | str, *, data: Data | str | Path | None = None,
+def profile_artifact(path: str | Path, profile: DeviceProfile | str, *, data=None,
                      reference: str | Path | None = None, native: bool = True):
     """Measure an artifact (any .pte/.onnx with the artifact contract, built here or not) in its runtime,
     in a fresh process, and judge it against `profile` (toolkit.profiler.profile.ArtifactProfile: `fits`,
-    `checks`, `failures()`). `data`: interactions to measure its quality on (a path, or a `Data`'s
-    file); `reference`: a reference.npz for parity; `native`: measure where the app runs it (the C++ or
-    ONNX Runtime C client, headless Chromium for a browser profile) when it can be built."""
-    from toolkit.profiler.calibrate import CalibrationCache
+    `checks`, `failures()`). `data`: interactions to measure its quality on (a `Data`, a file path, or a
+    toolkit.profiler.profile.QualityData naming its columns); `reference`: a reference.npz for parity;
+    `native`: measure where the app runs it (the C++ or ONNX Runtime C client, headless Chromium for a
+    browser profile) when that client can be built (said on stderr when it cannot)."""
+    import sys
+
     from toolkit.profiler.profile import QualityData
     from toolkit.profiler.profile import profile_artifact as measure
     from toolkit.recipe.profiling import native_clients
 
     profile = load_profile(profile) if not isinstance(profile, DeviceProfile) else profile
     path = Path(path)
-    natives = native_clients({path.suffix.lower()}, lambda *_: None, profile) if native else {}
+    natives = native_clients({path.suffix.lower()}, lambda msg: print(msg, file=sys.stderr), profile) if native else {}
     if isinstance(data, Data):  # the file it was read from, with the columns read (MovieLens-100K: None)
         d = data.dataset
-        quality = QualityData(path=d.path or None, user_col=d.columns.get("user"), item_col=d.columns.get("item"),
-                              time_col=d.columns.get("time"), encoding=d.encoding)
-    else:
-        quality = None if data is None else QualityData(path=str(data))
-    return measure(path, profile, CalibrationCache(), native=natives.get(path.suffix.lower()),
-                   reference=Path(reference) if reference is not None else None, data=quality)
+        data = QualityData(path=d.path or None, user_col=d.columns.get("user"), item_col=d.columns.get("item"),
+                           time_col=d.columns.get("time"), encoding=d.encoding)
+    elif data is not None and not isinstance(data, QualityData):
+        data = QualityData(path=str(data))
+    return measure(path, profile, _calibrations(), native=natives.get(path.suffix.lower()),
+                   reference=Path(reference) if reference is not None else None, data=data)
+
+
+_CALIBRATIONS = []
+
+
+def _calibrations():
+    """This host's GFLOP/s per thread count, measured once a process (toolkit.profiler.calibrate)."""
+    from toolkit.profiler.calibrate import CalibrationCache
+
+    if not _CALIBRATIONS:
+        _CALIBRATIONS.append(CalibrationCache())
+    return _CALIBRATIONS[0]

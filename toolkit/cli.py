@@ -194,7 +194,6 @@ def build_config(args: argparse.Namespace):
     if args.teacher_dim is not None:
         teacher = replace(teacher, dim=args.teacher_dim)
     if args.student_dim is not None:
-        student = replace(student, dim=args.student_dim)
         plan = replace(plan, dims=(args.student_dim,))
     teacher = teacher_config(args, teacher)
     return replace(cfg, teacher=teacher, student=student, plan=plan)
@@ -223,7 +222,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     from toolkit.core.buildlog import captured
     from toolkit.data import cache_dir
-    from toolkit.recipe.build import build, prepare
+    from toolkit.api import build, prepare
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -299,9 +298,9 @@ def _cmd_teacher_scores(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from toolkit.core.profiles import list_profiles, load_profile
+    from toolkit.api import list_profiles
 
-    rows = [load_profile(name) for name in list_profiles()]
+    rows = list_profiles()
     print(f"{'profile':<20} {'model':>9} {'memory':>9} {'p95 ms':>7} {'int8':>5} {'threads':>7} {'GFLOP/s':>8} "
           f"{'max_history':>11} {'top_k':>5}  formats")
     for p in rows:
@@ -316,21 +315,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from toolkit.profiler.calibrate import CalibrationCache
     from toolkit.core.manifest import recommend
     from toolkit.planning.candidates import PlanConfig
-    from toolkit.profiler.profile import QualityData, not_fit_message, profile_artifact
-    from toolkit.core.profiles import load_profile
+    from toolkit.api import load_profile, profile_artifact
+    from toolkit.profiler.profile import QualityData, not_fit_message
     from toolkit.report.write import report_dict, verdict_table, write_report
 
     profile = load_profile(args.profile)
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise ToolkitError(f"--report {args.report}: exists and is not a directory")
-    calibrations = CalibrationCache()
-    from toolkit.recipe.profiling import native_clients
-
-    natives = native_clients({Path(a).suffix.lower() for a in args.artifacts},
-                             lambda msg: print(msg, file=sys.stderr), profile)
     if args.data is None and any(getattr(args, k) is not None for k in ("user_col", "item_col", "time_col", "encoding")):
         raise ToolkitError("--user-col/--item-col/--time-col/--encoding name columns of --data: give --data too")
     data = None if args.data is None else QualityData(path=args.data, user_col=args.user_col, item_col=args.item_col,
@@ -340,8 +333,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
         check_data_path(data.path)
     reference = Path(args.reference) if args.reference is not None else None
-    results = [profile_artifact(Path(a), profile, calibrations, native=natives.get(Path(a).suffix.lower()),
-                                reference=reference, data=data) for a in args.artifacts]
+    results = [profile_artifact(a, profile, reference=reference, data=data) for a in args.artifacts]
     formats = tuple(dict.fromkeys(r.format for r in results if r.format in profile.serving.formats))
     recommended = recommend(results, formats, PlanConfig().quality_tolerance)
     if args.report is not None:
