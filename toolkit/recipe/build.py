@@ -387,7 +387,7 @@ def student_record(chosen, split: Split, k: int, log=print) -> TrainedModel:
 
     model = chosen.float_model
     trained = TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model), metrics={},
-                           seconds=chosen.seconds)
+                           seconds=chosen.seconds, epochs=chosen.epochs)
     return evaluated(trained, split, k, log, f"student ({chosen.trial.candidate.name()}), float")
 
 

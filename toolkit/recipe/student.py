@@ -45,6 +45,7 @@ class TrialResult:
     valid_ndcg10: float  # the compressed student's
     float_valid_ndcg10: float
     seconds: float
+    epochs: int  # the float student's training epochs
 
 
 @dataclass
@@ -129,7 +130,8 @@ def run_trial(trial: Trial, formats: tuple[str, ...], labels, data: Data, profil
     return TrialResult(trial=trial, float_model=result.model, model=model, steps=steps, serving=serving,
                        shipping=shipping, data=data, folder=folder, files=files,
                        measured_bytes={job.format: (folder / job.name).stat().st_size for job in files},
-                       valid_ndcg10=valid, float_valid_ndcg10=result.valid.ndcg, seconds=time.perf_counter() - start)
+                       valid_ndcg10=valid, float_valid_ndcg10=result.valid.ndcg, seconds=time.perf_counter() - start,
+                       epochs=result.epochs)
 
 
 def planned_student(plan: Plan, teacher, data: Data, profile, student: StudentConfig, seed: int, k: int,
