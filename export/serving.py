@@ -25,7 +25,7 @@ import copy
 import torch
 from torch import nn
 
-from toolkit.compression.quantize import INT8_SCORES_MIN_ITEMS
+from export import INT8_SCORES_MIN_ITEMS
 from toolkit.models.sasrec import Ensemble, SASRec
 
 HISTORY_NAME = "history"

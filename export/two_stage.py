@@ -188,7 +188,7 @@ def build_index(vectors: np.ndarray | torch.Tensor, cfg: IndexConfig | None = No
     faiss's k-nearest search (no N×C matrix); the stage-1 centroids are then the means of the final
     members' vectors (norms included), what stage 1 should score.
     """
-    from toolkit.compression.pq import faiss_threads
+    from toolkit.core.threads import faiss_threads
 
     cfg = cfg or IndexConfig()
     x = vectors.detach().float().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors)
@@ -227,43 +227,24 @@ def build_index(vectors: np.ndarray | torch.Tensor, cfg: IndexConfig | None = No
 def permute_items_(model: nn.Module, order: np.ndarray | torch.Tensor) -> nn.Module:
     """Relabel the items in place: new index i is old item order[i] (order[0] must be 0, padding).
 
-    Reorders the rows of whatever holds the item table (float rows, int8/int4 rows and scales, or
-    PQ codes); the codebooks, projections and the rest of the model are unchanged.
+    The item table reorders its own rows (float rows, int8/int4 rows and scales, or PQ codes:
+    `permute_`); the codebooks, projections and the rest of the model are unchanged.
     """
-    from toolkit.compression.pq import PQItemTable
-    from toolkit.compression.quantize import QuantizedItemTable
-    from toolkit.models.sasrec import ItemTable
-
     table = getattr(model, "items", None)
     idx = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64))
     n = _table_rows(table)
     if idx.shape != (n,) or int(idx[0]) != 0 or not torch.equal(torch.sort(idx).values, torch.arange(n)):
         raise ToolkitError(f"permute_items_: order must be a permutation of 0..{n - 1} with order[0] = 0 (padding)")
-    with torch.no_grad():
-        if isinstance(table, ItemTable):
-            table.embedding.weight.copy_(table.embedding.weight[idx])
-        elif isinstance(table, QuantizedItemTable):
-            table.qweight = table.qweight[idx]
-            table.scale = table.scale[idx]
-        elif isinstance(table, PQItemTable):
-            table.codes = table.codes[idx]
+    table.permute_(idx)
     return model
 
 
 def _table_rows(table) -> int:
-    """Rows of a table two-stage serving supports; a clear error for the others."""
-    from toolkit.compression.pq import PQItemTable
-    from toolkit.compression.quantize import QuantizedItemTable
-    from toolkit.models.sasrec import ItemTable
-
-    if isinstance(table, ItemTable):
-        return table.embedding.weight.shape[0]
-    if isinstance(table, QuantizedItemTable):
-        return table.qweight.shape[0]
-    if isinstance(table, PQItemTable):
-        return table.codes.shape[0]
-    raise ToolkitError(f"two-stage serving: item table {type(table).__name__} not supported; valid: ItemTable, "
-                       "QuantizedItemTable, PQItemTable (a pruned table's kept rows are not contiguous)")
+    """Rows of a table two-stage serving supports (one that can relabel its rows); a clear error for the others."""
+    if not hasattr(table, "permute_"):
+        raise ToolkitError(f"two-stage serving: item table {type(table).__name__} not supported; valid: ItemTable, "
+                           "QuantizedItemTable, PQItemTable (a pruned table's kept rows are not contiguous)")
+    return table.num_rows
 
 
 def guaranteed_candidates(index: ClusterIndex, probe: int, max_history: int) -> int:

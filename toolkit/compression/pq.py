@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.compression.prune import base_table, set_base_table
+from toolkit.core.threads import faiss_threads
 from toolkit.core.errors import ToolkitError
 
 MAX_CENTROIDS = 256  # codes are uint8
@@ -39,9 +40,6 @@ CODE_DTYPE = torch.uint8
 # with more query rows than this, scores() rebuilds the (N, D) table and runs one matmul: a training
 # batch (B·T rows) is far cheaper as BLAS than as B·T·N·m gathers; serving (1 row) uses the LUTs
 LUT_MAX_ROWS = 16
-# faiss runs single-threaded: next to torch's OpenMP pool (two OpenMP runtimes in one process) two
-# threads were 2-7x slower than one on the 2-core build machine (k-means and search, 5k-200k rows)
-FAISS_THREADS = 1
 
 
 @dataclass
@@ -79,19 +77,6 @@ class PQConfig:
 def pq_table_bytes(num_items: int, dim: int, cfg: PQConfig) -> int:
     """Bytes of a PQ item table: uint8 codes (N, m) + fp32 codebooks (m, K, D/m) + fp32 offsets (m,)."""
     return num_items * cfg.subspaces + cfg.centroids * dim * 4 + cfg.subspaces * 4
-
-
-@contextlib.contextmanager
-def faiss_threads(threads: int = FAISS_THREADS):
-    """`with faiss_threads() as faiss:` the faiss module, its OpenMP threads set for the block."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield faiss
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 # --- pure functions --------------------------------------------------------------------------
@@ -135,6 +120,14 @@ class PQItemTable(nn.Module):
         self.embedding = None  # no float table: ServingModel and the exporters treat it as stored once
         self.project = None
         self.rank = 0
+
+    @property
+    def num_rows(self) -> int:
+        return self.codes.shape[0]
+
+    def permute_(self, order: torch.Tensor) -> None:
+        """Relabel the items in place: new row i is old row order[i] (the codes; codebooks unchanged)."""
+        self.codes = self.codes[order]
 
     @classmethod
     def from_vectors(cls, vectors: torch.Tensor, cfg: PQConfig) -> PQItemTable:

@@ -29,12 +29,6 @@ from toolkit.models.sasrec import ItemTable
 SCALE_DTYPE = torch.float16  # per-row scales: fp16 halves their bytes; relative error 1e-3 << int4 step
 VALID_TABLE_BITS = (4, 8, 32)
 VALID_LINEAR_BITS = (8, 32)
-# From this many table rows an int8 table is scored by the runtime's int8 matmul (export.serving:
-# `int8_scores`), at the price of a second int8 copy of the table in the file: unpacked to fp32 on
-# every request instead, it costs ExecuTorch ~60 ns a row outside XNNPACK (3.07 ms at 50,000 items,
-# 0.13 ms at MovieLens's 1,683, where the copy would add 36 % to a 160 KB file). The same boundary
-# as the sampled softmax's (toolkit.training.loop): a large catalogue.
-INT8_SCORES_MIN_ITEMS = 8_192
 
 
 @dataclass
@@ -128,6 +122,14 @@ class QuantizedItemTable(nn.Module):
         self.project = project
         self.rank = project.in_features if project is not None else 0
         self.embedding = None  # no float table any more (ServingModel checks for one)
+
+    @property
+    def num_rows(self) -> int:
+        return self.qweight.shape[0]
+
+    def permute_(self, order: torch.Tensor) -> None:
+        """Relabel the items in place: new row i is old row order[i] (rows and their scales)."""
+        self.qweight, self.scale = self.qweight[order], self.scale[order]
 
     @classmethod
     def from_table(cls, table: nn.Module, bits: int) -> QuantizedItemTable:

@@ -58,6 +58,15 @@ class ItemTable(nn.Module):
         with torch.no_grad():
             self.embedding.weight[0].zero_()
 
+    @property
+    def num_rows(self) -> int:
+        return self.embedding.weight.shape[0]
+
+    def permute_(self, order: torch.Tensor) -> None:
+        """Relabel the items in place: new row i is old row order[i] (two-stage serving's cluster order)."""
+        with torch.no_grad():
+            self.embedding.weight.copy_(self.embedding.weight[order])
+
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embedding(ids)
         return self.project(x) if self.project is not None else x

@@ -114,7 +114,7 @@ def flops(c: Candidate, num_items: int, max_history: int) -> int:
 def int8_scores(c: Candidate, num_items: int) -> bool:
     """Whether the candidate's int8 table is scored by the runtime's int8 matmul, on a second int8
     copy of the table in the file (export.serving `int8_scores`: large catalogues)."""
-    from toolkit.compression.quantize import INT8_SCORES_MIN_ITEMS
+    from export import INT8_SCORES_MIN_ITEMS
 
     return c.table_bits == 8 and not (c.pq_subspaces or c.two_stage) and num_items >= INT8_SCORES_MIN_ITEMS
 
