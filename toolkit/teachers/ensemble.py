@@ -43,7 +43,7 @@ ENSEMBLE_BUDGET = 2_800 * MOVIELENS_MEMBER_STEP
 
 @dataclass
 class TeacherConfig:
-    kind: str = "ensemble"  # ensemble | kg | external (`module`) | scores (`scores`); see toolkit/recipe/build.py
+    kind: str = "ensemble"  # a name in toolkit.teachers.registry.KINDS: ensemble | kg | external (`module`) | scores (`scores`)
     members: int = 3
     # multiply-adds for the whole ensemble: a member is added only while the work spent plus the last
     # member's stays within it (each member has its own `train.budget` too)
@@ -70,7 +70,9 @@ class TeacherConfig:
 
 
 @dataclass
-class Teacher:
+class TrainedEnsemble:
+    """The trained (or cached) ensemble and how it was trained."""
+
     model: object  # toolkit.models.sasrec.Ensemble
     seconds: float  # training time (0 when loaded from the cache)
     cached: bool
@@ -85,10 +87,12 @@ class Teacher:
 
 def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
     """`MODULE:FACTORY` -> (module, factory); MODULE is a dotted name or a path to a .py file."""
+    from toolkit.teachers.registry import named
+
     module, sep, factory = spec.rpartition(":")
     if not sep or not module or not factory.isidentifier():
         raise ToolkitError(f"{flag} {spec!r}: expected MODULE:FACTORY (a dotted module name or a path to a .py file, "
-                           "then the factory function's name), or one of kg, ensemble")
+                           f"then the factory function's name), or one of {', '.join(named())}")
     return module, factory
 
 
@@ -110,7 +114,7 @@ def teacher_path(key: dict) -> Path:
 
 
 def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history: int, seed: int,
-                  log=print, world=None, kg=None) -> Teacher:
+                  log=print, world=None, kg=None) -> TrainedEnsemble:
     """Train the ensemble (member i uses seed + i), or load it from the cache; with `kg` (a
     `toolkit.teachers.graph.KnowledgeGraph` aligned with the split's items) a `KGTeacher`.
 
@@ -131,8 +135,8 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
     cached = world.broadcast(_load(path, key, make, log) if world.is_main and path.is_file() else None)
     if cached is not None:
         members, trained_with = cached
-        return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True, cache_path=path,
-                       key=key, trained_with=trained_with, members=len(members))
+        return TrainedEnsemble(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True,
+                               cache_path=path, key=key, trained_with=trained_with, members=len(members))
     start = time.perf_counter()
     members, scores, steps, capped, spent = [], [], [], [], 0.0
     for i in range(cfg.members):
@@ -155,9 +159,9 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
         torch.save({"key": key, "states": [m.state_dict() for m in members], "member_valid_ndcg10": scores,
                     "trained_with": trained_with}, tmp)
         tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
-    return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start, cached=False,
-                   cache_path=path, key=key, member_valid_ndcg10=scores, trained_with=trained_with,
-                   members=len(members), member_steps=steps, member_capped=capped)
+    return TrainedEnsemble(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start,
+                           cached=False, cache_path=path, key=key, member_valid_ndcg10=scores,
+                           trained_with=trained_with, members=len(members), member_steps=steps, member_capped=capped)
 
 
 def _member_factory(cfg: TeacherConfig, member_cfg, kg, seed: int, log):
