@@ -9,7 +9,7 @@ dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members
 With a knowledge graph (`kg`, `toolkit.teachers.graph.KnowledgeGraph`) the members are knowledge-graph
 members (`toolkit.teachers.kg`: SASRec whose item vectors also carry the graph, TransE-initialised)
 and the teacher is a `toolkit.teachers.kg.KGTeacher`; the key then also holds the graph files'
-sha256, the graph settings and the code of toolkit/teachers/graph.py and toolkit/teachers/kg.py.
+sha256, the graph settings and the code of toolkit/teachers/graph/ and toolkit/teachers/kg.py.
 
 The trained teacher is cached under the user's cache dir. Its key covers everything that shapes
 it: the data (sha256, columns read, minimum interactions, split rule, users kept), every config
@@ -104,7 +104,7 @@ def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history:
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
            "num_items": num_items, "max_history": max_history, "seed": seed}
     if kg is not None:
-        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("teachers/graph.py", "teachers/kg.py")}
+        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("teachers/graph", "teachers/kg.py")}
     return key
 
 
