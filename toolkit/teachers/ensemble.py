@@ -43,7 +43,7 @@ ENSEMBLE_BUDGET = 2_800 * MOVIELENS_MEMBER_STEP
 
 @dataclass
 class TeacherConfig:
-    kind: str = "ensemble"  # a name in toolkit.teachers.registry.KINDS: ensemble | kg | external (`module`) | scores (`scores`)
+    kind: str = "ensemble"  # a key of toolkit.teachers.KINDS (the registry is the one list of kinds)
     members: int = 3
     # multiply-adds for the whole ensemble: a member is added only while the work spent plus the last
     # member's stays within it (each member has its own `train.budget` too)
@@ -104,7 +104,8 @@ def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history:
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
            "num_items": num_items, "max_history": max_history, "seed": seed}
     if kg is not None:
-        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("teachers/graph", "teachers/kg.py")}
+        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(),
+                     "code": code_version("teachers/graph", "teachers/kg.py")}
     return key
 
 
