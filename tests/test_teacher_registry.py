@@ -64,6 +64,7 @@ def test_what_each_kind_is_measured_on_and_reads(tmp_path):
     kg = TeacherConfig(kind="kg", kg_triples=str(tmp_path / "t"), kg_links=str(tmp_path / "l"))
     assert teachers.inputs(kg) == [tmp_path / "t", tmp_path / "l"] and teachers.inputs(TeacherConfig()) == []
     assert teachers.trainable() == ["ensemble", "kg"] and teachers.named() == ["ensemble", "kg"]
+    assert teachers.picked_by("--teacher") == "external" and teachers.picked_by("--teacher-scores") == "scores"
 
 
 def test_the_cli_reads_the_registry(monkeypatch):

@@ -207,9 +207,9 @@ def teacher_config(args: argparse.Namespace, teacher):
     if args.teacher in teachers.named():
         teacher = replace(teacher, kind=args.teacher)
     elif args.teacher is not None:
-        teacher = replace(teacher, kind="external", module=args.teacher)
+        teacher = replace(teacher, kind=teachers.picked_by("--teacher"), module=args.teacher)
     if args.teacher_scores is not None:
-        teacher = replace(teacher, kind="scores", scores=args.teacher_scores)
+        teacher = replace(teacher, kind=teachers.picked_by("--teacher-scores"), scores=args.teacher_scores)
     if args.kg is not None or args.kg_links is not None:
         if args.teacher is None and args.teacher_scores is None:
             teacher = replace(teacher, kind="kg")  # a graph given means the graph's teacher

@@ -4,7 +4,8 @@
 no torch): the kinds import what they need when they are obtained."""
 
 from toolkit.teachers.protocol import Teacher, TeacherInputs
-from toolkit.teachers.registry import KINDS, check, inputs, kind, named, obtain, phases, train_only, trainable, usage
+from toolkit.teachers.registry import (KINDS, check, inputs, kind, named, obtain, phases, picked_by, train_only,
+                                       trainable, usage)
 
-__all__ = ["KINDS", "Teacher", "TeacherInputs", "check", "inputs", "kind", "named", "obtain", "phases", "train_only",
-           "trainable", "usage"]
+__all__ = ["KINDS", "Teacher", "TeacherInputs", "check", "inputs", "kind", "named", "obtain", "phases", "picked_by",
+           "train_only", "trainable", "usage"]

@@ -42,6 +42,12 @@ def named() -> list[str]:
     return [name for name, t in KINDS.items() if t.flag == "--teacher" and t.value == name]
 
 
+def picked_by(flag: str) -> str:
+    """The kind `flag` picks with a value that is no kind's name: --teacher MODULE:FACTORY the user's
+    module, --teacher-scores FILE the scores file."""
+    return next(name for name, t in KINDS.items() if t.flag == flag and t.value != name)
+
+
 def trainable() -> list[str]:
     """The kinds the toolkit trains and caches (what `train-teacher` trains)."""
     return [name for name, t in KINDS.items() if t.trainable]
