@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.training.evaluate import evaluate_model, evaluate_popularity, pad_histories
     from toolkit.profiler.measure import TimingConfig, time_calls
     from toolkit.data import first_users
-    from toolkit.recipe.build import measure_priors_for, train_teacher_for
+    from toolkit import teachers
+    from toolkit.recipe.build import measure_priors_for
 
     cfg = bench_config(args.quick)
     build_args = ["--max-users", "300", "--epochs", "3", "--teacher-members", "1"] if args.quick else []
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     data_key = {**dataset.key(), "max_users": cfg.max_users}
     torch.set_num_threads(os.cpu_count() or 1)
     max_history = 50
-    teacher = train_teacher_for(cfg, sealed, data_key, max_history, log)
+    inputs = teachers.TeacherInputs(sealed, data_key, max_history, cfg.seed, dataset)
+    teacher = teachers.obtain(cfg.teacher, inputs, log)
     assert teacher.cached, "the teacher should come from the cold build's cache"
     priors = measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
     pop = evaluate_popularity(split, "test")

@@ -81,11 +81,11 @@ def through_onnx(model, split, profile, path: Path, tail: np.ndarray) -> dict:
 
 
 def movielens_graph(dataset, split, log):
-    """MovieLens-100K's graph as the kg teacher gets it in a build (`toolkit.recipe.build.knowledge_graph_for`)."""
-    from toolkit.recipe.build import knowledge_graph_for
+    """MovieLens-100K's graph as the kg teacher gets it in a build (`toolkit.teachers.kinds.kg.knowledge_graph`)."""
     from toolkit.teachers.ensemble import TeacherConfig
+    from toolkit.teachers.kinds.kg import knowledge_graph
 
-    return knowledge_graph_for(TeacherConfig(kind="kg"), dataset, split, log)
+    return knowledge_graph(TeacherConfig(kind="kg"), dataset, split, log)
 
 
 def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict | None = None,

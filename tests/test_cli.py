@@ -150,12 +150,12 @@ def test_data_the_model_cannot_learn_from_is_a_clear_error(tmp_path, users, per_
 def test_an_internal_error_names_the_step_and_the_log(cache_dir, tmp_path, monkeypatch, capsys):
     """A bug (not bad input) is exit 3: one line with the step, the traceback in the cache's logs."""
     import toolkit.cli
-    import toolkit.recipe.build
+    import toolkit.teachers
 
     def broken_teacher(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(toolkit.recipe.build, "train_teacher_for", broken_teacher)
+    monkeypatch.setattr(toolkit.teachers, "obtain", broken_teacher)
     code = toolkit.cli.main(["build", "--out", str(tmp_path / "out"), *TINY_BUILD_ARGS])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and len(err) == 1, err

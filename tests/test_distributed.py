@@ -138,7 +138,8 @@ def _toolkit_cli(*args: str, runner: list[str] | None = None, env: dict | None =
 def test_torchrun_trains_the_teacher_that_build_loads(cache_dir, tmp_path, monkeypatch):
     from toolkit.cli import build_config, make_parser
     from toolkit.training.evaluate import evaluate_model, evaluate_popularity
-    from toolkit.recipe.build import load_split, train_teacher_for
+    from toolkit import teachers
+    from toolkit.recipe.build import load_split
     from toolkit.core.profiles import load_profile
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={RANKS}"]
@@ -151,14 +152,15 @@ def test_torchrun_trains_the_teacher_that_build_loads(cache_dir, tmp_path, monke
     cfg = build_config(make_parser().parse_args(["build", *TRAIN_FLAGS]))
     profile = load_profile(cfg.profile)
     dataset, split, data_key = load_split(cfg, profile)
-    teacher = train_teacher_for(cfg, split.sealed(), data_key, profile.serving.max_history, log=lambda *_: None)
+    inputs = teachers.TeacherInputs(split.sealed(), data_key, profile.serving.max_history, cfg.seed, dataset)
+    teacher = teachers.obtain(cfg.teacher, inputs, log=lambda *_: None)
     record = teacher.record().to_dict()  # the manifest's teacher block
     assert record["cached"] is True and record["trained_with"] == {"world_size": 2, "backend": "gloo"}
 
     # the same teacher trained by one process (another cache): the same quality within noise
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "single"))
     torch.set_num_threads(1)
-    single = train_teacher_for(cfg, split.sealed(), data_key, profile.serving.max_history, log=lambda *_: None)
+    single = teachers.obtain(cfg.teacher, inputs, log=lambda *_: None)
     assert not single.cached and single.extra["trained_with"] == {"world_size": 1, "backend": None}
     ranks_ndcg, single_ndcg = (evaluate_model(t.model, split, "valid").ndcg for t in (teacher, single))
     print(f"valid NDCG@10: 2 ranks {ranks_ndcg:.4f}, 1 process {single_ndcg:.4f}")

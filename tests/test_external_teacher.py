@@ -243,18 +243,18 @@ def test_teacher_scores_command_writes_what_build_reads(data, gru_weights, tmp_p
 
 
 def test_the_pipeline_records_an_external_teacher(data, gru_weights, scores_file):
-    """train_teacher_for: the kind, the file's and weights' hashes, and no relational term."""
+    """toolkit.teachers.obtain: the kind, the file's and weights' hashes, and no relational term."""
+    from toolkit import teachers
     from toolkit.data import Dataset
-    from toolkit.recipe.config import BuildConfig, train_teacher_for
+    from toolkit.recipe.config import BuildConfig
 
     dataset, split = data
     cfg = BuildConfig(max_users=150)
-    external = train_teacher_for(replace(cfg, teacher=replace(cfg.teacher, kind="external", module=GRU)), split,
-                                 {"slice": 150}, 50, lambda *_: None, dataset)
+    inputs = teachers.TeacherInputs(split, {"slice": 150}, 50, cfg.seed, dataset, top_k=cfg.student.distill.top_k)
+    external = teachers.obtain(replace(cfg.teacher, kind="external", module=GRU), inputs, lambda *_: None)
     record = external.record(kind="external", **external.extra).to_dict()
     assert record["kind"] == "external" and len(record["file_sha256"]) == 64 and len(record["weights_sha256"]) == 64
     assert "logit distillation only" in record["relational"]
-    scores = train_teacher_for(replace(cfg, teacher=replace(cfg.teacher, kind="scores", scores=str(scores_file))),
-                               split, {"slice": 150}, 50, lambda *_: None, dataset)
+    scores = teachers.obtain(replace(cfg.teacher, kind="scores", scores=str(scores_file)), inputs, lambda *_: None)
     assert scores.extra["positions_covered"] == pytest.approx(1.0)
     assert isinstance(dataset, Dataset)

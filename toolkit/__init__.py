@@ -16,7 +16,7 @@ _LAZY = {
     **dict.fromkeys(("prepare", "build", "list_profiles", "load_profile", "load_dataset", "train_teacher", "measure_priors",
                      "plan", "distill", "compress", "export", "profile_artifact"), "toolkit.api"),
     "BuildConfig": "toolkit.recipe.config", "StudentConfig": "toolkit.recipe.config",
-    "Build": "toolkit.recipe.records", "Data": "toolkit.recipe.records", "TrainedModel": "toolkit.recipe.records",
+    "Build": "toolkit.recipe.records", "Data": "toolkit.recipe.records", "TrainedModel": "toolkit.training.trained",
     "ExportedFile": "toolkit.recipe.artifacts",
     "DeviceProfile": "toolkit.core.profiles",
     "TeacherConfig": "toolkit.teachers.ensemble",

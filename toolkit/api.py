@@ -25,7 +25,8 @@ from pathlib import Path
 from toolkit.core.profiles import DeviceProfile
 from toolkit.planning.candidates import Candidate, PlanConfig
 from toolkit.recipe.config import BuildConfig, StudentConfig
-from toolkit.recipe.records import Build, Data, TrainedModel
+from toolkit.recipe.records import Build, Data
+from toolkit.training.trained import TrainedModel
 from toolkit.teachers.ensemble import TeacherConfig
 from toolkit.training.priors import PriorConfig
 
@@ -79,13 +80,14 @@ def train_teacher(data: Data, config: TeacherConfig | None = None, *, max_histor
                   log=None) -> TrainedModel:
     """The build's teacher on `data` (trained, or loaded from the cache the build shares), any kind
     `config.kind` names; its validation NDCG@10 in `metrics["valid"]` (test belongs to the build)."""
-    from toolkit.recipe.build import check_teacher, train_teacher_for
+    from toolkit import teachers
     from toolkit.training.evaluate import evaluate_model
 
     config = config or TeacherConfig()
-    check_teacher(config, None)
-    cfg = BuildConfig(teacher=config, seed=seed)
-    teacher = train_teacher_for(cfg, data.sealed, data.key, max_history, log or (lambda *_: None), data.dataset)
+    teachers.check(config, Path(data.dataset.path) if data.dataset.path else None)
+    inputs = teachers.TeacherInputs(data.sealed, data.key, max_history, seed, data.dataset,
+                                    top_k=StudentConfig().distill.top_k)
+    teacher = teachers.obtain(config, inputs, log or (lambda *_: None))
     teacher.metrics = {"valid": evaluate_model(teacher.model, data.sealed, "valid")}
     return teacher
 

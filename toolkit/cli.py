@@ -17,6 +17,7 @@ from toolkit.core.contract import BUILD_LOG, REPEATS_MODES
 from toolkit.training.distributed import DistributedConfig
 from toolkit.core.errors import DoesNotFitError, ToolkitError, one_line_exit
 from toolkit.core.units import format_bytes
+from toolkit import teachers
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INTERNAL, EXIT_TERMINATED = 0, 1, 3, 143  # bad input, Ctrl-C: toolkit.core.errors
 
@@ -80,8 +81,7 @@ def make_parser() -> argparse.ArgumentParser:
                         "consumption (groceries, music): seen items may be recommended, the apps keep them and "
                         "the metrics count them")
     t = b.add_argument_group("teacher (README: Teachers)")
-    t.add_argument("--teacher", metavar="KIND", help="ensemble (the default), kg (knowledge-graph teacher), or "
-                   "MODULE:FACTORY: your own torch module (MODULE a dotted module name or a path to a .py file)")
+    t.add_argument("--teacher", metavar="KIND", help=teachers.usage())
     t.add_argument("--teacher-scores", metavar="FILE.parquet", help="precomputed soft labels from any framework "
                    "(columns user, position, items, scores) instead of a teacher model")
     t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph: head/relation/tail triples file "
@@ -111,7 +111,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--rank-timeout", type=positive_int, metavar="SECONDS",
                    help="give up when another rank has not answered for this long "
                         f"(default {DistributedConfig.timeout_s:.0f})")
-    t.add_argument("--teacher", choices=("ensemble", "kg"), help="ensemble (the default) or kg (knowledge-graph teacher)")
+    t.add_argument("--teacher", choices=teachers.trainable(), help=teachers.usage(teachers.trainable(), " or "))
     t.add_argument("--repeats", choices=REPEATS_MODES, help="as for build: it decides what validation counts")
     t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph, as for build")
     t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file, as for build")
@@ -203,12 +203,12 @@ def teacher_config(args: argparse.Namespace, teacher):
     """--teacher / --teacher-scores / --kg / --kg-links onto the TeacherConfig."""
     if args.teacher is not None and args.teacher_scores is not None:
         raise ToolkitError("--teacher and --teacher-scores: give one teacher")
-    if args.teacher in ("kg", "ensemble"):
+    if args.teacher in teachers.named():
         teacher = replace(teacher, kind=args.teacher)
     elif args.teacher is not None:
-        teacher = replace(teacher, kind="external", module=args.teacher)
+        teacher = replace(teacher, kind=teachers.picked_by("--teacher"), module=args.teacher)
     if args.teacher_scores is not None:
-        teacher = replace(teacher, kind="scores", scores=args.teacher_scores)
+        teacher = replace(teacher, kind=teachers.picked_by("--teacher-scores"), scores=args.teacher_scores)
     if args.kg is not None or args.kg_links is not None:
         if args.teacher is None and args.teacher_scores is None:
             teacher = replace(teacher, kind="kg")  # a graph given means the graph's teacher
@@ -263,7 +263,6 @@ def print_recommended(recommended: dict) -> None:
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from toolkit.training.distributed import RankLostError, join
-    from toolkit.recipe.build import train_teacher_only
     from toolkit.teachers.ensemble import teacher_path
 
     cfg = build_config(args)
@@ -272,7 +271,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
         dist_cfg = replace(dist_cfg, timeout_s=float(args.rank_timeout))
     try:
         with join(dist_cfg) as world:
-            teacher = train_teacher_only(cfg, world, log=lambda msg: print(msg, flush=True) if world.is_main else None)
+            teacher = _train_teacher(cfg, world, log=lambda msg: print(msg, flush=True) if world.is_main else None)
     except RankLostError as e:  # not this rank's fault, nothing to trace back: one line
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_INTERNAL
@@ -284,6 +283,26 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
               f"cache: {teacher_path(teacher.cache_key)}\n"
               "`python -m toolkit build` with the same data and teacher flags (and TOOLKIT_CACHE_DIR) loads it")
     return EXIT_OK
+
+
+def _train_teacher(cfg, world, log):
+    """`build`'s checks and data (`toolkit.recipe.build.load_split`), then its teacher step alone
+    (`toolkit.teachers.train_only`): the teacher `build` with the same settings loads from the cache."""
+    from toolkit.core.profiles import load_profile
+    from toolkit.data import check_data_path, check_encoding
+    from toolkit.recipe.build import load_split, log_data_summary
+
+    profile = load_profile(cfg.profile)
+    data_path = check_data_path(cfg.data)
+    if data_path is not None and data_path.suffix.lower() != ".parquet":
+        check_encoding(cfg.encoding)
+
+    def load():
+        dataset, split, data_key = load_split(cfg, profile)
+        log_data_summary(dataset, split, cfg.repeats, log)
+        return dataset, split, data_key
+
+    return teachers.train_only(cfg.teacher, data_path, load, profile.serving.max_history, cfg.seed, world, log)
 
 
 def _cmd_teacher_scores(args: argparse.Namespace) -> int:

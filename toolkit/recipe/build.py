@@ -28,12 +28,14 @@ from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE
 from toolkit.core.errors import ToolkitError
 from toolkit.core.manifest import Manifest, ModelRecord
 from toolkit.core.profiles import DeviceProfile, load_profile
+from toolkit import teachers
 from toolkit.data import (Dataset, DataSummary, Split, check_data_path, check_encoding, check_repeats, first_users,
                           load_dataset, split_leave_one_out, summarize)
 from toolkit.profiler.profile import below_popularity
 from toolkit.recipe.config import BuildConfig
 from toolkit.recipe.output import OutputDir, prepare_output
-from toolkit.recipe.records import Build, Data, TrainedModel
+from toolkit.recipe.records import Build, Data
+from toolkit.training.trained import TrainedModel
 from toolkit.teachers.ensemble import TeacherConfig
 from toolkit.training.evaluate import Metrics, cutoff_for, evaluate_model, evaluate_popularity
 
@@ -70,10 +72,10 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
     if data_path is not None and data_path.suffix.lower() != ".parquet":
         check_encoding(cfg.encoding)
     check_repeats(cfg.repeats)
-    check_teacher(cfg.teacher, data_path)
+    teachers.check(cfg.teacher, data_path)
     out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
     protected = [cache_dir()] + ([data_path] if data_path else []) + ([Path(profile.path)] if profile.path else [])
-    protected += [Path(p) for p in (cfg.teacher.kg_triples, cfg.teacher.kg_links, cfg.teacher.scores) if p]
+    protected += teachers.inputs(cfg.teacher)
     return Prepared(profile=profile, output=prepare_output(out, protected, log), data_path=data_path)
 
 
@@ -99,7 +101,8 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             data = load_data(cfg, profile, log)
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
         with step("teacher", seconds):
-            teacher = train_teacher_for(cfg, data.sealed, data.key, max_history, log, data.dataset)
+            teacher = teachers.obtain(cfg.teacher, teachers.TeacherInputs(
+                data.sealed, data.key, max_history, cfg.seed, data.dataset, top_k=cfg.student.distill.top_k), log)
         with step("priors", seconds):
             priors = measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log)
         with step("plan", seconds):
@@ -112,7 +115,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         with step("evaluate", seconds):
             popularity = {p: evaluate_popularity(data.split, p, k) for p in ("valid", "test")}
             log(f"popularity baseline: test {popularity['test'].text()}")
-            teacher_record = evaluated(teacher, data.split, k, log, "teacher", teacher_phases(cfg.teacher)).record(
+            teacher_record = evaluated(teacher, data.split, k, log, "teacher", teachers.phases(cfg.teacher)).record(
                 cache_key=_short_hash(teacher.cache_key), kind=cfg.teacher.kind, **teacher.extra)
             warnings = teacher_warnings(teacher_record, popularity, log)
             float_student = student_record(chosen, chosen.data.split, k, log)
@@ -200,144 +203,14 @@ def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
                            "serving.top_k / serving.max_history)")
 
 
-TEACHER_KINDS = ("ensemble", "kg", "external", "scores")
-
-
-def check_teacher(t: TeacherConfig, data_path: Path | None) -> None:
-    """The teacher's settings, checked before anything is loaded or trained (no torch)."""
-    from toolkit.teachers.ensemble import parse_teacher_spec
-
-    if t.kind not in TEACHER_KINDS:
-        raise ToolkitError(f"--teacher {t.kind!r}: not valid; valid: kg, ensemble, or MODULE:FACTORY")
-    if t.kind == "external":
-        module, _ = parse_teacher_spec(t.module or "")
-        if module.endswith(".py") and not Path(module).is_file():
-            raise ToolkitError(f"--teacher {t.module!r}: no such file {module}")
-    if t.kind == "scores" and not (t.scores and Path(t.scores).is_file()):
-        raise ToolkitError(f"--teacher-scores {t.scores}: no such file")
-    if (t.kg_triples is None) != (t.kg_links is None):
-        raise ToolkitError("--kg and --kg-links go together: a triples file and an item -> entity links file")
-    if t.kind != "kg" and t.kg_triples is not None:
-        raise ToolkitError(f"--kg is for the knowledge-graph teacher, not --teacher {t.module or t.kind}")
-    if t.kind == "kg" and t.kg_triples is None and data_path is not None:
-        raise ToolkitError(f"--teacher kg on --data {data_path}: give the graph with --kg TRIPLES --kg-links LINKS "
-                           "(only the default MovieLens-100K ships one)")
-    for flag, p in (("--kg", t.kg_triples), ("--kg-links", t.kg_links)):
-        if p is not None and not Path(p).is_file():
-            raise ToolkitError(f"{flag} {p}: no such file")
-
-
-def teacher_phases(t: TeacherConfig) -> tuple[str, ...]:
-    """A scores file answers the training prefixes only: its teacher is measured on validation alone."""
-    return ("valid",) if t.kind == "scores" else ("valid", "test")
-
-
-def knowledge_graph_for(t: TeacherConfig, dataset: Dataset, split: Split, log):
-    """The graph of a kg teacher, aligned with the data's items (the user's files, or MovieLens-100K's
-    own: `toolkit.teachers.graph.movielens_kg`), with how well its links match the interactions (`toolkit.teachers.graph.kg_alignment`)."""
-    from toolkit.teachers.graph import ALIGNED_LIFT, kg_alignment, load_kg, movielens_kg
-
-    if t.kg_triples is not None:
-        kg = load_kg(t.kg_triples, t.kg_links, dataset.item_ids)
-    else:
-        kg = movielens_kg(dataset.item_ids, split.train, log)
-    lift = kg_alignment(kg, split.train)
-    s = kg.summary()
-    log(f"knowledge graph: {s['triples']:,} triples, {s['entities']:,} entities, {s['relations']} relations; "
-        f"{s['items_linked']:,} of {s['items']:,} items linked ({s['links_ignored']} links to unknown items ignored); "
-        f"graph-near items share {lift:.2f}x the users of random pairs")
-    if lift < ALIGNED_LIFT:
-        log(f"warning: the graph's near items share no more users than random pairs ({lift:.2f}x): its links may "
-            "name items of another id space")
-    return kg, {**s, "alignment_lift": lift}
-
-
-def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log,
-                      dataset: Dataset | None = None, world=None) -> TrainedModel:
-    """The teacher (`cfg.teacher.kind`): the ensemble or the knowledge-graph teacher (trained, cached),
-    a user's module or a user's scores file (loaded, checked); `split` is sealed. `dataset` is needed
-    for every kind but the ensemble (item and user ids); `world`: the ranks that train it (default one process)."""
-    from toolkit.models.sasrec import count_parameters
-    from toolkit.teachers.ensemble import train_teacher
-
-    t = cfg.teacher
-    if t.kind in ("external", "scores"):
-        return _user_teacher(cfg, split, data_key, max_history, log, dataset)
-    kg, extra = knowledge_graph_for(t, dataset, split, log) if t.kind == "kg" else (None, {})
-    teacher = train_teacher(t, split, data_key, max_history, cfg.seed, log, world=world, kg=kg)
-    ranks = teacher.trained_with["world_size"]
-    how = ("loaded from cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s") + (
-        f", trained on {ranks} ranks ({teacher.trained_with['backend']})" if ranks > 1 else "")
-    what = "knowledge-graph teacher" if kg is not None else "teacher"
-    steps = "" if teacher.cached else "; steps " + ", ".join(
-        f"{n:,}" + (" (capped)" if c else "") for n, c in zip(teacher.member_steps, teacher.member_capped))
-    log(f"{what} ({teacher.members} × dim {t.dim}, {t.layers} block(s); {how}{steps})")
-    budgets = {} if teacher.cached else {"member_steps": teacher.member_steps, "member_capped": teacher.member_capped}
-    return TrainedModel(model=teacher.model, config=t.to_dict(), parameters=count_parameters(teacher.model),
-                        metrics={}, seconds=teacher.seconds, cached=teacher.cached, cache_key=teacher.key,
-                        extra={"trained_with": teacher.trained_with, "members": teacher.members, **budgets,
-                               **({"knowledge_graph": extra} if kg is not None else {})})
-
-
-def _user_teacher(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log, dataset: Dataset
-                  ) -> TrainedModel:
-    """A user's module (`--teacher MODULE:FACTORY`) or scores file (`--teacher-scores`), checked against the data."""
-    from toolkit.teachers.external import load_module_teacher, read_teacher_scores
-    from toolkit.models.sasrec import count_parameters
-
-    t = cfg.teacher
-    start = time.perf_counter()
-    if t.kind == "external":
-        teacher = load_module_teacher(t.module, dataset, split, max_history)
-        cached = teacher.prepare_scores(split, data_key, cfg.student.distill.top_k, log)
-        extra = {"module": t.module, "file_sha256": teacher.file_sha256, "weights_sha256": teacher.weights_sha256,
-                 "relational": "none (an external module has no item vectors: logit distillation only)"}
-        log(f"teacher: {t.module} (external module; its top-{cfg.student.distill.top_k} per training position "
-            f"{'loaded from cache' if cached else 'computed'})")
-    else:
-        teacher = read_teacher_scores(t.scores, dataset, split, max_history)
-        cached = False
-        rows = len(teacher.scores.users)
-        total = sum(len(x) for x in split.train)
-        extra = {"scores_file": t.scores, "sha256": teacher.sha256, "rows": rows, "positions_covered": rows / max(total, 1),
-                 "relational": "none (precomputed scores have no item vectors: logit distillation only)"}
-        log(f"teacher: precomputed scores {t.scores} ({rows:,} rows, {rows / max(total, 1):.0%} of the training "
-            "positions; the others keep the hard label only)")
-    return TrainedModel(model=teacher, config=t.to_dict(), parameters=count_parameters(teacher), metrics={},
-                        seconds=time.perf_counter() - start, cached=cached, cache_key=teacher.key(), extra=extra)
-
-
-def train_teacher_only(cfg: BuildConfig, world=None, log=print) -> TrainedModel:
-    """`build`'s teacher step alone (`python -m toolkit train-teacher`, on the ranks of `world`): it
-    leaves in the cache the teacher that `build` with the same settings then loads."""
-    from toolkit.training.distributed import SINGLE
-
-    world = world or SINGLE
-    profile = load_profile(cfg.profile)
-    data_path = check_data_path(cfg.data)
-    if data_path is not None and data_path.suffix.lower() != ".parquet":
-        check_encoding(cfg.encoding)
-    check_teacher(cfg.teacher, data_path)
-    if cfg.teacher.kind not in ("ensemble", "kg"):
-        raise ToolkitError("train-teacher trains the toolkit's own teachers (the ensemble, --teacher kg); a --teacher "
-                           "MODULE:FACTORY or --teacher-scores teacher is already trained: give it to `build`")
-    with world.main_first():  # a first download of the default data: one rank
-        dataset, split, data_key = load_split(cfg, profile)
-    log_data_summary(dataset, split, cfg.repeats, log)
-    sealed = split.sealed()
-    teacher = train_teacher_for(cfg, sealed, data_key, profile.serving.max_history, log, dataset, world)
-    if world.is_main:  # validation only: test figures belong to the build, after every choice
-        teacher.metrics = {"valid": evaluate_model(teacher.model, sealed, "valid")}
-    return teacher
-
-
 def measure_priors_for(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, teacher: TrainedModel, log):
     """The plan's quality expectations, from proxy students on this data (the teacher's members reused
     where they are the same recipe)."""
     from toolkit.training.priors import measure_priors
 
     t = cfg.teacher
-    same_recipe = (t.kind == "ensemble" and t.layers == 1 and t.heads == 1 and t.dropout == cfg.priors.dropout
+    same_recipe = (teachers.kind(t).plain_members and t.layers == 1 and t.heads == 1
+                   and t.dropout == cfg.priors.dropout
                    and replace(t.train, seed=0, threads=0) == replace(cfg.priors.train, seed=0, threads=0))
     reuse = {t.dim: teacher.model.members[0]} if same_recipe and t.dim in cfg.priors.dims else {}
     priors = measure_priors(split, max_history, replace(cfg.priors, dims=proxy_dims(cfg.priors.dims, cfg.plan.dims)),

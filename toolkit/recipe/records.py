@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.core.manifest import Manifest, ModelRecord
+from toolkit.core.manifest import Manifest
 from toolkit.data import Dataset, DataSummary, Split
-from toolkit.training.evaluate import Metrics
 
 
 @dataclass
@@ -24,26 +23,6 @@ class Data:
     @property
     def sealed(self) -> Split:
         return self.split.sealed()
-
-
-@dataclass
-class TrainedModel:
-    """A trained teacher or student with its measured quality."""
-
-    model: object  # torch.nn.Module (SASRec, Ensemble, or a user's module)
-    config: dict
-    parameters: int
-    metrics: dict[str, Metrics]  # "valid" and "test"
-    seconds: float
-    cached: bool = False
-    epochs: int = 0
-    cache_key: dict = field(default_factory=dict)  # the teacher's cache key (what it was trained from)
-    extra: dict = field(default_factory=dict)  # the teacher's manifest extras (trained_with; its graph, module or file)
-
-    def record(self, **extra) -> ModelRecord:
-        return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
-                           train_seconds=self.seconds, cached=self.cached, epochs=self.epochs,
-                           extra={**self.extra, **extra})
 
 
 @dataclass

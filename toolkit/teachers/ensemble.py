@@ -9,7 +9,7 @@ dim-32 one (valid NDCG@10 0.116 vs 0.125, mean of 3 seeds), and 3 dim-32 members
 With a knowledge graph (`kg`, `toolkit.teachers.graph.KnowledgeGraph`) the members are knowledge-graph
 members (`toolkit.teachers.kg`: SASRec whose item vectors also carry the graph, TransE-initialised)
 and the teacher is a `toolkit.teachers.kg.KGTeacher`; the key then also holds the graph files'
-sha256, the graph settings and the code of toolkit/teachers/graph.py and toolkit/teachers/kg.py.
+sha256, the graph settings and the code of toolkit/teachers/graph/ and toolkit/teachers/kg.py.
 
 The trained teacher is cached under the user's cache dir. Its key covers everything that shapes
 it: the data (sha256, columns read, minimum interactions, split rule, users kept), every config
@@ -43,7 +43,7 @@ ENSEMBLE_BUDGET = 2_800 * MOVIELENS_MEMBER_STEP
 
 @dataclass
 class TeacherConfig:
-    kind: str = "ensemble"  # ensemble | kg | external (`module`) | scores (`scores`); see toolkit/recipe/build.py
+    kind: str = "ensemble"  # a key of toolkit.teachers.KINDS (the registry is the one list of kinds)
     members: int = 3
     # multiply-adds for the whole ensemble: a member is added only while the work spent plus the last
     # member's stays within it (each member has its own `train.budget` too)
@@ -70,7 +70,9 @@ class TeacherConfig:
 
 
 @dataclass
-class Teacher:
+class TrainedEnsemble:
+    """The trained (or cached) ensemble and how it was trained."""
+
     model: object  # toolkit.models.sasrec.Ensemble
     seconds: float  # training time (0 when loaded from the cache)
     cached: bool
@@ -85,10 +87,12 @@ class Teacher:
 
 def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
     """`MODULE:FACTORY` -> (module, factory); MODULE is a dotted name or a path to a .py file."""
+    from toolkit.teachers.registry import named
+
     module, sep, factory = spec.rpartition(":")
     if not sep or not module or not factory.isidentifier():
         raise ToolkitError(f"{flag} {spec!r}: expected MODULE:FACTORY (a dotted module name or a path to a .py file, "
-                           "then the factory function's name), or one of kg, ensemble")
+                           f"then the factory function's name), or one of {', '.join(named())}")
     return module, factory
 
 
@@ -100,7 +104,8 @@ def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history:
     key = {"format": CACHE_FORMAT, "code": code_version(*_CODE), "data": data_key, "teacher": teacher,
            "num_items": num_items, "max_history": max_history, "seed": seed}
     if kg is not None:
-        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(), "code": code_version("teachers/graph.py", "teachers/kg.py")}
+        key["kg"] = {"graph": kg.key(), "config": cfg.kg.to_dict(),
+                     "code": code_version("teachers/graph", "teachers/kg.py")}
     return key
 
 
@@ -110,7 +115,7 @@ def teacher_path(key: dict) -> Path:
 
 
 def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history: int, seed: int,
-                  log=print, world=None, kg=None) -> Teacher:
+                  log=print, world=None, kg=None) -> TrainedEnsemble:
     """Train the ensemble (member i uses seed + i), or load it from the cache; with `kg` (a
     `toolkit.teachers.graph.KnowledgeGraph` aligned with the split's items) a `KGTeacher`.
 
@@ -131,8 +136,8 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
     cached = world.broadcast(_load(path, key, make, log) if world.is_main and path.is_file() else None)
     if cached is not None:
         members, trained_with = cached
-        return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True, cache_path=path,
-                       key=key, trained_with=trained_with, members=len(members))
+        return TrainedEnsemble(model=_teacher_model(members, kg, cfg).eval(), seconds=0.0, cached=True,
+                               cache_path=path, key=key, trained_with=trained_with, members=len(members))
     start = time.perf_counter()
     members, scores, steps, capped, spent = [], [], [], [], 0.0
     for i in range(cfg.members):
@@ -155,9 +160,9 @@ def train_teacher(cfg: TeacherConfig, split: Split, data_key: dict, max_history:
         torch.save({"key": key, "states": [m.state_dict() for m in members], "member_valid_ndcg10": scores,
                     "trained_with": trained_with}, tmp)
         tmp.replace(path)  # atomic: an interrupted build never leaves a half-written teacher
-    return Teacher(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start, cached=False,
-                   cache_path=path, key=key, member_valid_ndcg10=scores, trained_with=trained_with,
-                   members=len(members), member_steps=steps, member_capped=capped)
+    return TrainedEnsemble(model=_teacher_model(members, kg, cfg).eval(), seconds=time.perf_counter() - start,
+                           cached=False, cache_path=path, key=key, member_valid_ndcg10=scores,
+                           trained_with=trained_with, members=len(members), member_steps=steps, member_capped=capped)
 
 
 def _member_factory(cfg: TeacherConfig, member_cfg, kg, seed: int, log):
