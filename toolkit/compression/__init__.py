@@ -26,6 +26,7 @@ calibration needed: weights only, activations stay fp32).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -103,6 +104,24 @@ class CompressResult:
     steps: list[StepReport] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Technique:
+    """One structural technique of the recipe: the `CompressConfig` field that turns it on and the
+    in-place function that applies it (`apply(model, config, split)`), fine-tuned after."""
+
+    name: str  # the StepReport's technique
+    field: str  # CompressConfig's field
+    apply: Callable
+
+
+# in the order they run (prune -> low-rank -> product quantization), then weight quantization
+TECHNIQUES = (
+    Technique("prune", "prune", lambda model, c, split: prune_(model, c, split)),
+    Technique("low_rank", "low_rank", lambda model, c, split: low_rank_(model, c)),
+    Technique("pq", "pq", lambda model, c, split: pq_quantize_(model, c)),
+)
+
+
 def model_bytes(model) -> int:
     """Bytes of every parameter and buffer, each tensor once (what the weights cost on disk)."""
     seen, total = set(), 0
@@ -158,12 +177,10 @@ def compress(model, teacher, split, cfg: CompressConfig, seed: int = 0, distill_
             log(f"  {name}: {format_bytes(s.bytes_before)} -> {format_bytes(s.bytes_after)}, valid NDCG@10 "
                 f"{s.ndcg_before:.4f} -> {s.ndcg_untuned:.4f} (untuned) -> {s.ndcg_after:.4f}")
 
-    if cfg.prune is not None:
-        step("prune", cfg.prune, lambda: prune_(model, cfg.prune, split), tune=True)
-    if cfg.low_rank is not None:
-        step("low_rank", cfg.low_rank, lambda: low_rank_(model, cfg.low_rank), tune=True)
-    if cfg.pq is not None:
-        step("pq", cfg.pq, lambda: pq_quantize_(model, cfg.pq), tune=True)
+    for technique in TECHNIQUES:  # the fixed order; quantization (with its QAT fallback) last
+        config = getattr(cfg, technique.field)
+        if config is not None:
+            step(technique.name, config, lambda t=technique, c=config: t.apply(model, c, split), tune=True)
     if cfg.quant is not None:
         float_model, float_ndcg = copy.deepcopy(model), ndcg
         step("quantize", cfg.quant, lambda: quantize_(model, cfg.quant), tune=False)
