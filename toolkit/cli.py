@@ -288,7 +288,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def _cmd_teacher_scores(args: argparse.Namespace) -> int:
-    from toolkit.teachers.external import TeacherScoresConfig, teacher_scores_command
+    from toolkit.teachers.scores import TeacherScoresConfig, teacher_scores_command
 
     cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
     overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "time_format",

@@ -377,7 +377,8 @@ def train_teacher_for(cfg: BuildConfig, split: Split, data_key: dict, max_histor
 def _user_teacher(cfg: BuildConfig, split: Split, data_key: dict, max_history: int, log, dataset: Dataset
                   ) -> TrainedModel:
     """A user's module (`--teacher MODULE:FACTORY`) or scores file (`--teacher-scores`), checked against the data."""
-    from toolkit.teachers.external import load_module_teacher, read_teacher_scores
+    from toolkit.teachers.module import load_module_teacher
+    from toolkit.teachers.scores import read_teacher_scores
     from toolkit.models.sasrec import count_parameters
 
     t = cfg.teacher
