@@ -60,6 +60,7 @@ class StudentConfig:
     dropout: float = 0.2
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    module: str | None = None  # --student MODULE:FACTORY: your own student instead of the plan's (own_student.py)
 
 
 @dataclass
@@ -177,6 +178,7 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
         check_encoding(cfg.encoding)
     check_repeats(cfg.repeats)
     check_teacher(cfg.teacher, data_path)
+    check_student(cfg.student)
     out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
     protected = [cache_dir()] + ([data_path] if data_path else []) + ([Path(profile.path)] if profile.path else [])
     protected += [Path(p) for p in (cfg.teacher.kg_triples, cfg.teacher.kg_links, cfg.teacher.scores) if p]
@@ -202,50 +204,61 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
 
         with step("teacher", seconds):
             teacher = train_teacher_for(cfg, sealed, data_key, max_history, log, dataset)
+        own = cfg.student.module is not None  # --student MODULE:FACTORY: toolkit/recipe/own_student.py, no plan
         with step("priors", seconds):
-            priors = measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
+            priors = None if own else measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
         with step("plan", seconds):
             from toolkit.planning.search import plan_student
 
-            plan = plan_student(teacher.model, sealed, profile, priors, cfg.seed, log, cfg.plan)
+            plan = None if own else plan_student(teacher.model, sealed, profile, priors, cfg.seed, log, cfg.plan)
         with step("evaluate", seconds):
             popularity = {p: evaluate_popularity(split, p, k) for p in ("valid", "test")}
             log(f"popularity baseline: test {popularity['test'].text()}")
             teacher_record = evaluated(teacher, split, k, log, "teacher", teacher_phases(cfg.teacher)).record(
                 cache_key=_short_hash(teacher.cache_key), kind=cfg.teacher.kind, **teacher.extra)
             warnings = teacher_warnings(teacher_record, popularity, log)
-        item_ids = dataset.item_ids
-        index = None
-        if plan.candidate.two_stage:  # items relabelled so every cluster is a contiguous range
-            with step("index", seconds):
-                index, split, item_ids = cluster_index_(plan, split, item_ids, log)
-                sealed = split.sealed()
-        with step("evaluate", seconds):
-            student = planned_student(plan, split, k, log)
-            serving = serving_record(plan.float_model, sealed, profile, k)
-            if serving.repeats == "allow":
-                log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
-            else:
-                log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
-                    f"after the app drops what the user has seen ({serving.how})")
-            if index is not None:
-                serving.two_stage = choose_two_stage(plan, index, sealed, serving.candidates, log)
+        if own:
+            staging = output.staging(toolkit.__version__, profile.name)
+            with step("student", seconds):
+                from toolkit.recipe.own_student import own_student
 
-        staging = output.staging(toolkit.__version__, profile.name)
-        with step("export", seconds):
-            models = {"float": plan.float_model}
-            if plan.candidate.compressed:
-                models["compressed"] = plan.model
-            jobs = export_jobs(plan, profile, split.num_items)
-            artifacts = export_artifacts(models, jobs, profile, split, staging, serving.candidates, k,
-                                         float_metrics=student.metrics["test"], log=log,
-                                         analytic=analytic_latency(plan, profile, split.num_items),
-                                         two_stage=(index, serving.two_stage["probe"]) if index is not None else None)
-            (staging / ITEMS_FILE).write_text(json.dumps(item_ids, ensure_ascii=False))
+                mine = own_student(cfg, sealed, split, teacher, profile, staging, log, dataset.item_ids)
+            student, artifacts, serving, plan = mine.student, mine.artifacts, mine.serving, mine.plan
+            (staging / ITEMS_FILE).write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
+        else:
+            item_ids = dataset.item_ids
+            index = None
+            if plan.candidate.two_stage:  # items relabelled so every cluster is a contiguous range
+                with step("index", seconds):
+                    index, split, item_ids = cluster_index_(plan, split, item_ids, log)
+                    sealed = split.sealed()
+            with step("evaluate", seconds):
+                student = planned_student(plan, split, k, log)
+                serving = serving_record(plan.float_model, sealed, profile, k)
+                if serving.repeats == "allow":
+                    log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
+                else:
+                    log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
+                        f"after the app drops what the user has seen ({serving.how})")
+                if index is not None:
+                    serving.two_stage = choose_two_stage(plan, index, sealed, serving.candidates, log)
+
+            staging = output.staging(toolkit.__version__, profile.name)
+            with step("export", seconds):
+                models = {"float": plan.float_model}
+                if plan.candidate.compressed:
+                    models["compressed"] = plan.model
+                jobs = export_jobs(plan, profile, split.num_items)
+                artifacts = export_artifacts(models, jobs, profile, split, staging, serving.candidates, k,
+                                             float_metrics=student.metrics["test"], log=log,
+                                             analytic=analytic_latency(plan, profile, split.num_items),
+                                             two_stage=(index, serving.two_stage["probe"]) if index is not None else None)
+                (staging / ITEMS_FILE).write_text(json.dumps(item_ids, ensure_ascii=False))
         manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=dataset.summary(),
                             data=data_summary,
                             seed=cfg.seed, serving=serving, popularity=popularity, teacher=teacher_record,
-                            student=student.record(distill=DistillConfig().to_dict(), plan_config=cfg.plan.to_dict()),
+                            student=student.record(distill=DistillConfig().to_dict(),
+                                                   **({} if own else {"plan_config": cfg.plan.to_dict()})),
                             plan=plan.to_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds,
                             warnings=warnings)
         with step("profile", seconds):
@@ -296,6 +309,17 @@ def check_catalogue(dataset: Dataset, profile: DeviceProfile) -> None:
 
 
 TEACHER_KINDS = ("ensemble", "kg", "external", "scores")
+
+
+def check_student(s: StudentConfig) -> None:
+    """--student MODULE:FACTORY, checked before anything is loaded (no torch): the spec, the file."""
+    if s.module is None:
+        return
+    from toolkit.models.user_module import parse_module_spec
+
+    module, _ = parse_module_spec(s.module, "--student")
+    if (module.endswith(".py") or "/" in module) and not Path(module).is_file():
+        raise ToolkitError(f"--student {s.module!r}: no such file {module}")
 
 
 def check_teacher(t: TeacherConfig, data_path: Path | None) -> None:

@@ -277,10 +277,15 @@ def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_
     windows = torch.from_numpy(training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg)))
     assert torch.equal(labels.windows, windows) and labels.temperature == distill_cfg.temperature, \
         "soft labels computed for other windows or another temperature"
+    from toolkit.models.user_model import is_user_model
+
+    # a user's module (`--student MODULE:FACTORY`) has no item table: no relational term, and its
+    # scores over every item are there anyway, so a top-K teacher is distilled against its full softmax
+    user = is_user_model(init)
     relational = None
-    if labels.item_vectors is not None and distill_cfg.relational:
+    if labels.item_vectors is not None and distill_cfg.relational and not user:
         relational = RelationalTerm(labels.item_vectors, labels.item_neighbours, distill_cfg, train_cfg.seed)
-    loss_fn = (FullDistillation(labels, distill_cfg, relational) if labels.full
+    loss_fn = (FullDistillation(labels, distill_cfg, relational) if labels.full or user
                else TopKDistillation(labels, split, train_cfg, distill_cfg, relational))
     return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc, world=world)
 
@@ -338,11 +343,10 @@ class FullDistillation:
         self.relational = relational
 
     def __call__(self, model, inputs, targets, rows):
-        from toolkit.training.loop import target_positions
+        from toolkit.training.loop import position_logits
 
         valid = targets != 0
-        hidden, target = target_positions(model, inputs, targets)
-        logits = model.items.scores(hidden)  # (P, N)
+        logits, target = position_logits(model, inputs, targets)  # (P, N)
         lab = self.labels
         if lab.ids is None and lab.covered is None:
             loss = distillation_loss(logits, lab.log_probs[rows][valid], target, self.cfg)
