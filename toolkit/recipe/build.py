@@ -202,9 +202,14 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             data_summary = log_data_summary(dataset, split, cfg.repeats, log)
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
 
+        own = cfg.student.module is not None  # --student MODULE:FACTORY: toolkit/recipe/own_student.py, no plan
+        if own:  # probed on real histories before the teacher trains: a bad module fails at once
+            from toolkit.recipe.own_student import load_own_student, own_student
+
+            with step("student", seconds):
+                loaded_student = load_own_student(cfg, sealed, profile, dataset.item_ids)
         with step("teacher", seconds):
             teacher = train_teacher_for(cfg, sealed, data_key, max_history, log, dataset)
-        own = cfg.student.module is not None  # --student MODULE:FACTORY: toolkit/recipe/own_student.py, no plan
         with step("priors", seconds):
             priors = None if own else measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
         with step("plan", seconds):
@@ -220,9 +225,7 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         if own:
             staging = output.staging(toolkit.__version__, profile.name)
             with step("student", seconds):
-                from toolkit.recipe.own_student import own_student
-
-                mine = own_student(cfg, sealed, split, teacher, profile, staging, log, dataset.item_ids)
+                mine = own_student(cfg, sealed, split, teacher, profile, staging, log, loaded_student)
             student, artifacts, serving, plan = mine.student, mine.artifacts, mine.serving, mine.plan
             (staging / ITEMS_FILE).write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
         else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from toolkit.core.manifest import ArtifactRecord, ServingRecord
@@ -83,21 +83,29 @@ class OwnStudent:
     serving: ServingRecord
 
 
-def own_student(cfg: BuildConfig, sealed: Split, split: Split, teacher: TrainedModel, profile: DeviceProfile,
-                staging: Path, log, item_ids: list[str]) -> OwnStudent:
-    """Load and probe `cfg.student.module`, distil it from `teacher`, compress, export into `staging`
-    and check every artifact. `sealed` (test targets sealed) is what training and every choice read;
-    `split` gives the test figures after them."""
+def load_own_student(cfg: BuildConfig, sealed: Split, profile: DeviceProfile, item_ids: list[str]):
+    """`cfg.student.module` built by its factory (seeded: the same seed, the same initial weights) and
+    probed on real training histories: called before the teacher is trained, so a module off the
+    contract is a one-line error (exit 2) at once. Returns a toolkit.models.user_module.LoadedModule."""
     import torch
 
+    from toolkit.models.user_module import load_user_module, probe_histories
+
+    torch.manual_seed(cfg.seed)
+    return load_user_module(cfg.student.module, item_ids, probe_histories(sealed.train), profile.serving.max_history,
+                            "--student")
+
+
+def own_student(cfg: BuildConfig, sealed: Split, split: Split, teacher: TrainedModel, profile: DeviceProfile,
+                staging: Path, log, loaded) -> OwnStudent:
+    """Distil the loaded student (`load_own_student`) from `teacher`, compress, export into `staging`
+    and check every artifact. `sealed` (test targets sealed) is what training and every choice read;
+    `split` gives the test figures after them."""
     from toolkit.models.sasrec import count_parameters
     from toolkit.models.user_model import UserModel
-    from toolkit.models.user_module import load_user_module, probe_histories
     from toolkit.training.distill import distill
 
     spec, max_history, k = cfg.student.module, profile.serving.max_history, cutoff_for(profile.serving.top_k)
-    torch.manual_seed(cfg.seed)  # the factory initialises its weights: the same seed, the same student
-    loaded = load_user_module(spec, item_ids, probe_histories(sealed.train), max_history, "--student")
     model = UserModel(loaded.module, max_history, sealed.num_items)
     log(f"student: {spec} (your own module, {count_parameters(model):,} parameters), distilled from the teacher")
     train_cfg = TrainConfig(**{**cfg.student.train.to_dict(), "seed": cfg.seed})
