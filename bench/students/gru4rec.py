@@ -2,10 +2,12 @@
 bench/students/gru4rec.py:build`: item embedding -> one GRU layer -> scores over every item.
 
 The GRU cell is written with two nn.Linear gate layers unrolled over the L positions, not
-nn.GRU: torch.export lowers nn.GRU to aten.gru, which neither ExecuTorch's XNNPACK partitioner nor
-its portable kernels run, while the unrolled Linear/sigmoid/tanh graph lowers in both formats and its
-linears are what export-time int8 quantizes. Left padding (index 0) leaves the state at zero, so a
-history scores the same whatever its padding; position t has read positions <= t only (causal).
+nn.GRU. nn.GRU does lower (torch.export gives aten.gru, which ExecuTorch's to_edge decomposes; a
+.pte of it runs and matches PyTorch, checked with this venv's ExecuTorch), but its gate weights are
+not nn.Linear modules: the export-time int8 (PT2E XNNPACKQuantizer, set per nn.Linear) and the
+low-rank step (toolkit.compression.lowrank.factorize_linear) would leave them float. Unrolled,
+every gate is a Linear both reach. Left padding (index 0) leaves the state at zero, so a history
+scores the same whatever its padding; position t has read positions <= t only (causal).
 
 Contract (toolkit/models/user_module.py): `build(items, max_history)` returns the module, freshly
 initialised (the toolkit trains it); `forward(history int64 [B, L]) -> [B, L, len(items)]`.
