@@ -34,13 +34,18 @@ def test_own_student_is_built_checked_and_profiled(own_build):
     manifest = json.loads((out / "manifest.json").read_text())
     paths = {a["path"] for a in manifest["artifacts"]}
     assert {"model.fp32.pte", "model.fp32.onnx", "model.int8.pte", "model.int8.onnx"} <= paths
+    verdicts = {a["path"]: a for a in json.loads((out / "report.json").read_text())["artifacts"]}
+    assert set(verdicts) == paths
     for a in manifest["artifacts"]:
         assert (out / a["path"]).stat().st_size == a["bytes"]
         assert a["parity"]["histories"] > 0 and a["parity"]["top10_agreement"] >= a["parity_min"], a["path"]
         assert a["metrics"]["users"] == 150 and a["metrics"]["ndcg"] is not None
-        checks = {c["budget"]: c for c in a["profile"]["checks"]}
+        assert a["profile"]["bytes"] == a["bytes"] and a["profile"]["latency"]["timings"]
+        v = verdicts[a["path"]]
+        checks = {c["budget"]: c for c in v["checks"]}
         assert {"model_bytes", "memory_bytes", "latency_ms", "parity", "quality"} <= set(checks), a["path"]
-        assert a["profile"]["not_checked"] == {}
+        assert v["not_checked"] == {} and v["fits"] == all(c["passed"] for c in v["checks"])
+        assert v["verdict"]
     fp32 = next(a for a in manifest["artifacts"] if a["path"] == "model.fp32.onnx")
     assert fp32["parity"]["top10_agreement"] == pytest.approx(1.0, abs=0.02)  # same weights
     assert fp32["metrics"]["ndcg"] == pytest.approx(manifest["student"]["metrics"]["test"]["ndcg"], abs=2e-3)
