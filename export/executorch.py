@@ -54,11 +54,14 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
     from torchao.quantization.granularity import PerAxis
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    assert serving.split_table or stored_once(serving), "int8 needs the lookup and the scores as separate tensors"
+    generic = getattr(serving, "generic", False)  # a user's module: its own embeddings and linears
+    assert serving.split_table or stored_once(serving) or generic, \
+        "int8 needs the lookup and the scores as separate tensors"
+    lookups = untied_embeddings(serving) if generic else {"model.items.embedding"}  # not the positions
     quantize_(
         serving,
         IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
-        lambda m, fqn: fqn == "model.items.embedding",  # the item lookup only (not positions)
+        lambda m, fqn: fqn in lookups,
     )
     max_history = calibration.shape[1]
     graph = torch.export.export(serving, (example_input(max_history),), strict=False).module()
@@ -74,6 +77,16 @@ def quantize_int8_(serving: ServingModel, calibration: torch.Tensor) -> torch.nn
         for row in calibration:
             prepared(row.unsqueeze(0))
     return convert_pt2e(prepared)
+
+
+def untied_embeddings(module: torch.nn.Module) -> set[str]:
+    """The names of the nn.Embedding layers whose weight no other layer shares (a table tied to an
+    output linear stays float: weight-only int8 of the lookup would change the scores' weight too)."""
+    owners: dict[int, int] = {}
+    for _, p in module.named_parameters(remove_duplicate=False):
+        owners[id(p)] = owners.get(id(p), 0) + 1
+    return {name for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Embedding) and owners.get(id(m.weight), 0) == 1}
 
 
 def quantize_scores_int8_(serving: ServingModel, max_history: int) -> torch.nn.Module:

@@ -14,6 +14,10 @@ compressed inside the model (int4 rows, or product-quantization codes from toolk
 has no float embedding and is used as it is, stored once; a large int8 table is looked up as it is
 and scored by the runtime's int8 matmul (`int8_scores`).
 
+A user's own student (`--student MODULE:FACTORY`, toolkit.models.user_model.UserModel) has no item
+table: its scores are `module(history)[:, -1, :]` (the generic path, `generic`), masked and ranked
+the same way; int8 quantizes its linear layers at export (and its embeddings weight-only in the .pte).
+
 Large catalogues: `export.two_stage.TwoStageServing` keeps this contract while scoring only a few
 clusters' members instead of every item.
 """
@@ -27,21 +31,27 @@ from torch import nn
 
 from export import INT8_SCORES_MIN_ITEMS
 from toolkit.models.sasrec import Ensemble, SASRec
+from toolkit.models.user_model import UserModel, is_user_model
 
 HISTORY_NAME = "history"
 OUTPUT_NAMES = ("scores", "items")
 
 
 class ServingModel(nn.Module):
-    def __init__(self, model: SASRec | Ensemble, top_k: int, split_table: bool = False, allow_repeats: bool = False):
+    def __init__(self, model: SASRec | Ensemble | UserModel, top_k: int, split_table: bool = False, allow_repeats: bool = False):
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         self.top_k = top_k
         self.allow_repeats = allow_repeats
         self.split_table = False
         self.output = None
+        self.generic = is_user_model(self.model)  # a user's module: scores = module(history)[:, -1, :]
+        if self.generic:  # padding_idx only shapes gradients: a plain lookup is what ExecuTorch fuses to int8
+            for m in self.model.modules():
+                if isinstance(m, nn.Embedding):
+                    m.padding_idx = None
         table = getattr(self.model, "items", None)
-        if table is None:  # an ensemble (the teacher): fp32 only, served through its score_last
+        if table is None:  # an ensemble (fp32 only) or a user's module, served through its score_last
             return
         # a table already quantized inside the model (toolkit.compression) is stored once as integers
         # and has no float embedding: both uses read those integers, there is nothing to split

@@ -59,7 +59,7 @@ def gru_weights(data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def module_teacher(data, gru_weights):
-    from toolkit.teachers.external import load_module_teacher
+    from toolkit.teachers.module import load_module_teacher
 
     dataset, split = data
     teacher = load_module_teacher(GRU, dataset, split, 50)
@@ -69,7 +69,7 @@ def module_teacher(data, gru_weights):
 
 @pytest.fixture(scope="module")
 def scores_file(data, module_teacher, tmp_path_factory) -> Path:
-    from toolkit.teachers.external import write_teacher_scores
+    from toolkit.teachers.scores import write_teacher_scores
 
     path = tmp_path_factory.mktemp("scores") / "gru.parquet"
     assert write_teacher_scores(module_teacher.scores, data[0], path) == sum(len(t) for t in data[1].train)
@@ -79,7 +79,7 @@ def scores_file(data, module_teacher, tmp_path_factory) -> Path:
 def test_windows_map_onto_users_and_positions(data):
     """window_origins enumerates exactly training_windows' windows (so file rows land where they should)."""
     from toolkit.training.evaluate import pad_histories
-    from toolkit.teachers.external import window_origins
+    from toolkit.teachers.scores import window_origins
     from toolkit.training.loop import training_windows
 
     _, split = data
@@ -93,7 +93,7 @@ def test_windows_map_onto_users_and_positions(data):
 def test_both_paths_give_the_same_labels_and_both_distil(data, module_teacher, scores_file):
     from toolkit.training.distill import DistillConfig, distill, soft_labels
     from toolkit.training.evaluate import evaluate_model
-    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.teachers.scores import read_teacher_scores
     from toolkit.models.sasrec import ModelConfig
     from toolkit.training.loop import TrainConfig, training_windows
 
@@ -121,7 +121,7 @@ def test_both_paths_give_the_same_labels_and_both_distil(data, module_teacher, s
 def test_uncovered_positions_keep_the_hard_label(data, scores_file, tmp_path):
     """A file covering half the positions: covered marks them; distillation runs (finite)."""
     from toolkit.training.distill import DistillConfig, distill, soft_labels
-    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.teachers.scores import read_teacher_scores
     from toolkit.models.sasrec import ModelConfig
     from toolkit.training.loop import TrainConfig, training_windows
 
@@ -147,7 +147,7 @@ def _write(path: Path, **columns) -> Path:
 
 
 def test_a_bad_scores_file_is_one_clear_error(data, scores_file, tmp_path):
-    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.teachers.scores import read_teacher_scores
 
     dataset, split = data
     user, item = dataset.user_ids[0], dataset.item_ids[1]
@@ -190,7 +190,7 @@ BAD_MODULES = {
     ("raises", "the factory raised FileNotFoundError"),
 ])
 def test_a_bad_module_is_one_clear_error(data, tmp_path, name, expected):
-    from toolkit.teachers.external import load_module_teacher
+    from toolkit.teachers.module import load_module_teacher
 
     dataset, split = data
     path = tmp_path / f"{name}.py"
@@ -201,7 +201,7 @@ def test_a_bad_module_is_one_clear_error(data, tmp_path, name, expected):
 
 
 def test_a_bad_teacher_spec_is_one_clear_error():
-    from toolkit.teachers.external import import_factory
+    from toolkit.models.user_module import import_factory
 
     for spec, expected in (("tests/fixtures/gru_teacher.py:nope", "has no function 'nope'; it has"),
                            ("no.such.module:make", "no module named 'no'"),
@@ -228,7 +228,7 @@ def test_bad_teacher_flags_exit_2_before_training(cache_dir, tmp_path):
 
 
 def test_teacher_scores_command_writes_what_build_reads(data, gru_weights, tmp_path):
-    from toolkit.teachers.external import read_teacher_scores
+    from toolkit.teachers.scores import read_teacher_scores
 
     dataset, split = data
     out = tmp_path / "gru.parquet"

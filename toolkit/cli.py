@@ -87,6 +87,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--kg", metavar="TRIPLES", help="the kg teacher's graph: head/relation/tail triples file "
                    "(default: MovieLens-100K's own)")
     t.add_argument("--kg-links", metavar="LINKS", help="the kg teacher's item -> entity links file (item_id, entity_id)")
+    b.add_argument("--student", metavar="MODULE:FACTORY", help="your own student: a causal torch module "
+                   "(FACTORY(items, max_history), forward [B, L] int64 -> [B, L, N] scores) distilled, compressed "
+                   "where it applies, exported and profiled instead of the planned SASRec")
     short = b.add_argument_group("shorter runs (tests, smoke checks)")
     short.add_argument("--max-users", type=positive_int, help="use only the first N users")
     short.add_argument("--epochs", type=positive_int, help="at most N epochs for teacher and student")
@@ -195,6 +198,8 @@ def build_config(args: argparse.Namespace):
         teacher = replace(teacher, dim=args.teacher_dim)
     if args.student_dim is not None:
         plan = replace(plan, dims=(args.student_dim,))
+    if getattr(args, "student", None) is not None:
+        student = replace(student, module=args.student)
     teacher = teacher_config(args, teacher)
     return replace(cfg, teacher=teacher, student=student, plan=plan)
 
@@ -306,7 +311,7 @@ def _train_teacher(cfg, world, log):
 
 
 def _cmd_teacher_scores(args: argparse.Namespace) -> int:
-    from toolkit.teachers.external import TeacherScoresConfig, teacher_scores_command
+    from toolkit.teachers.scores import TeacherScoresConfig, teacher_scores_command
 
     cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
     overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "time_format",

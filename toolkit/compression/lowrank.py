@@ -125,3 +125,32 @@ def low_rank_(model: nn.Module, cfg: LowRankConfig) -> nn.Module:
                     if rank * (m + n) < m * n:
                         setattr(parent, name, factorize_linear(child, rank))
     return model
+
+
+@dataclass
+class FactorizedLinear:
+    """One nn.Linear `factorize_linears_` replaced: its name, shape and the rank it got."""
+
+    name: str
+    in_features: int
+    out_features: int
+    rank: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def factorize_linears_(module: nn.Module, energy: float) -> list[FactorizedLinear]:
+    """Every nn.Linear anywhere in `module` (any architecture: a user's own student) factorized at the
+    rank keeping `energy` of its Σσ², in place, where that saves parameters (r(m + n) < mn)."""
+    done = []
+    for prefix, parent in list(module.named_modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not nn.Linear:
+                continue
+            m, n = child.out_features, child.in_features
+            rank = energy_rank(child.weight, energy)
+            if rank * (m + n) < m * n:
+                setattr(parent, name, factorize_linear(child, rank))
+                done.append(FactorizedLinear(f"{prefix}.{name}" if prefix else name, n, m, rank))
+    return done

@@ -32,10 +32,10 @@ from toolkit import teachers
 from toolkit.data import (Dataset, DataSummary, Split, check_data_path, check_encoding, check_repeats, first_users,
                           load_dataset, split_leave_one_out, summarize)
 from toolkit.profiler.profile import below_popularity
-from toolkit.recipe.config import BuildConfig
+from toolkit.recipe.config import BuildConfig, StudentConfig
 from toolkit.recipe.output import OutputDir, prepare_output
 from toolkit.recipe.records import Build, Data
-from toolkit.training.trained import TrainedModel
+from toolkit.training.trained import TrainedModel, evaluated
 from toolkit.teachers.ensemble import TeacherConfig
 from toolkit.training.evaluate import Metrics, cutoff_for, evaluate_model, evaluate_popularity
 
@@ -73,6 +73,7 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
         check_encoding(cfg.encoding)
     check_repeats(cfg.repeats)
     teachers.check(cfg.teacher, data_path)
+    check_student(cfg.student)
     out = Path(cfg.out) if cfg.out is not None else Path("builds") / profile.name
     protected = [cache_dir()] + ([data_path] if data_path else []) + ([Path(profile.path)] if profile.path else [])
     protected += teachers.inputs(cfg.teacher)
@@ -81,12 +82,10 @@ def prepare(cfg: BuildConfig, log=print) -> Prepared:
 
 def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Build:
     """Run the whole line for one device profile and write the build directory."""
-    from toolkit.planning.estimate import analytic_latency, float_precisions
     from toolkit.planning.search import plan
-    from toolkit.recipe.artifacts import (calibration_histories, check_artifacts, export_job, export_jobs,
-                                          write_references)
+    from toolkit.recipe.own_student import load_own_student, own_student
     from toolkit.recipe.profiling import profile_artifacts_
-    from toolkit.recipe.student import planned_student
+    from toolkit.recipe.student import ship_planned
 
     start = time.perf_counter()
     prepared = prepared or prepare(cfg, log)
@@ -100,52 +99,40 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
         with step("data", seconds):
             data = load_data(cfg, profile, log)
         max_history, k = profile.serving.max_history, cutoff_for(profile.serving.top_k)
+        own = cfg.student.module is not None  # --student MODULE:FACTORY: toolkit/recipe/own_student.py, no plan
+        if own:  # probed on real histories before the teacher trains: a bad module fails at once
+            with step("student", seconds):
+                loaded = load_own_student(cfg, data.sealed, profile, data.item_ids)
         with step("teacher", seconds):
             teacher = teachers.obtain(cfg.teacher, teachers.TeacherInputs(
                 data.sealed, data.key, max_history, cfg.seed, data.dataset, top_k=cfg.student.distill.top_k), log)
-        with step("priors", seconds):
-            priors = measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log)
-        with step("plan", seconds):
-            the_plan = plan(profile, data.split.num_items, priors, cfg.plan, log)
-        staging = output.staging(toolkit.__version__, profile.name)
-        with step("student", seconds):  # each trial distilled, compressed and exported as it ships
-            student = planned_student(the_plan, teacher.model, data, profile, cfg.student, cfg.seed, k,
-                                      staging / ".trials", log)
-            chosen = student.chosen
+        if not own:
+            with step("priors", seconds):
+                priors = measure_priors_for(cfg, data.sealed, data.key, max_history, teacher, log)
+            with step("plan", seconds):
+                the_plan = plan(profile, data.split.num_items, priors, cfg.plan, log)
         with step("evaluate", seconds):
             popularity = {p: evaluate_popularity(data.split, p, k) for p in ("valid", "test")}
             log(f"popularity baseline: test {popularity['test'].text()}")
             teacher_record = evaluated(teacher, data.split, k, log, "teacher", teachers.phases(cfg.teacher)).record(
                 cache_key=_short_hash(teacher.cache_key), kind=cfg.teacher.kind, **teacher.extra)
             warnings = teacher_warnings(teacher_record, popularity, log)
-            float_student = student_record(chosen, chosen.data.split, k, log)
-            log_serving(chosen.serving, log)
-        with step("export", seconds):  # the float student's exports; the trial's files are moved in
-            c, split = chosen.trial.candidate, chosen.data.split
-            models = {"float": chosen.float_model, **({"compressed": chosen.model} if c.compressed else {})}
-            jobs = export_jobs(c, the_plan.formats, float_precisions(c, profile, split.num_items, the_plan.formats))
-            shipped = {job.name for job in chosen.files}
-            for job in chosen.files:
-                (chosen.folder / job.name).rename(staging / job.name)
-            shutil.rmtree(staging / ".trials")
-            calibration = calibration_histories(split, max_history)
-            for job in jobs:
-                if job.name not in shipped:
-                    export_job(job, models[job.source], chosen.shipping, staging / job.name, max_history, calibration)
-            (staging / ITEMS_FILE).write_text(json.dumps(chosen.data.item_ids, ensure_ascii=False))
-        with step("check", seconds):
-            write_references(staging, models, chosen.shipping, split, max_history)
-            artifacts = check_artifacts(staging, jobs, models, chosen.shipping, split, profile.hardware.threads, k,
-                                        float_student.metrics["test"],
-                                        analytic_latency(c, profile, split.num_items, the_plan.formats), log)
+        staging = output.staging(toolkit.__version__, profile.name)
+        if own:
+            with step("student", seconds):
+                shipped = own_student(cfg, data.sealed, data.split, teacher, profile, staging, log, loaded,
+                                      data.item_ids)
+        else:  # student (each trial distilled, compressed, exported as it ships), export, check
+            shipped = ship_planned(the_plan, teacher, data, profile, cfg, k, staging, log, lambda name: step(name, seconds))
+        (staging / ITEMS_FILE).write_text(json.dumps(shipped.item_ids, ensure_ascii=False))
+        extra = {"module": cfg.student.module} if own else {"plan_config": cfg.plan.to_dict()}
         manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=data.dataset.summary(),
-                            data=data.summary, seed=cfg.seed, serving=chosen.serving, popularity=popularity,
+                            data=data.summary, seed=cfg.seed, serving=shipped.serving, popularity=popularity,
                             teacher=teacher_record,
-                            student=float_student.record(distill=cfg.student.distill.to_dict(),
-                                                         train=replace(cfg.student.train, seed=cfg.seed).to_dict(),
-                                                         dropout=cfg.student.dropout,
-                                                         plan_config=cfg.plan.to_dict()),
-                            plan=student.plan_dict(), artifacts=artifacts, build_seconds=0.0, steps_seconds=seconds,
+                            student=shipped.student.record(distill=cfg.student.distill.to_dict(),
+                                                           train=replace(cfg.student.train, seed=cfg.seed).to_dict(),
+                                                           dropout=cfg.student.dropout, **extra),
+                            plan=shipped.plan, artifacts=shipped.artifacts, build_seconds=0.0, steps_seconds=seconds,
                             warnings=warnings)
         with step("profile", seconds):
             profile_artifacts_(staging, profile, manifest, log)
@@ -159,6 +146,17 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             shutil.rmtree(staging, ignore_errors=True)
         output.release()
     return Build(out=output.path, manifest=manifest, seconds=time.perf_counter() - start)
+
+
+def check_student(s: StudentConfig) -> None:
+    """--student MODULE:FACTORY, checked before anything is loaded (no torch): the spec, the file."""
+    if s.module is None:
+        return
+    from toolkit.models.user_module import parse_module_spec
+
+    module, _ = parse_module_spec(s.module, "--student")
+    if (module.endswith(".py") or "/" in module) and not Path(module).is_file():
+        raise ToolkitError(f"--student {s.module!r}: no such file {module}")
 
 
 def load_data(cfg: BuildConfig, profile: DeviceProfile | None, log) -> Data:
@@ -241,35 +239,6 @@ def teacher_warnings(teacher: ModelRecord, popularity: dict[str, Metrics], log=p
         return []
     log(f"warning: {warning}")
     return [warning]
-
-
-def evaluated(trained: TrainedModel, split: Split, k: int, log, what: str,
-              phases: tuple[str, ...] = ("valid", "test")) -> TrainedModel:
-    """`trained` with its valid and test metrics at the build's cutoff (the split unsealed: after every choice)."""
-    trained.metrics = {p: evaluate_model(trained.model, split, p, k) for p in phases}
-    if "test" in trained.metrics:
-        log(f"{what}: test {trained.metrics['test'].text()} (valid NDCG@{k} {trained.metrics['valid'].ndcg:.4f})")
-    else:
-        log(f"{what}: valid {trained.metrics['valid'].text()} (no test figure: it answers training prefixes only)")
-    return trained
-
-
-def student_record(chosen, split: Split, k: int, log=print) -> TrainedModel:
-    """The chosen trial's float student (before compression), with its measured quality."""
-    from toolkit.models.sasrec import count_parameters
-
-    model = chosen.float_model
-    trained = TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model), metrics={},
-                           seconds=chosen.seconds, epochs=chosen.epochs)
-    return evaluated(trained, split, k, log, f"student ({chosen.trial.candidate.name()}), float")
-
-
-def log_serving(serving, log) -> None:
-    if serving.repeats == "allow":
-        log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
-    else:
-        log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
-            f"after the app drops what the user has seen ({serving.how})")
 
 
 def _short_hash(key: dict) -> str:

@@ -26,6 +26,18 @@ class Data:
 
 
 @dataclass
+class Shipped:
+    """What the student stage ships, whichever student it is (planned or your own): the float
+    student with its metrics, the checked artifacts, how they serve, the manifest's `plan`, items.json."""
+
+    student: object  # toolkit.training.trained.TrainedModel
+    artifacts: list  # toolkit manifest ArtifactRecord
+    serving: object  # ServingRecord
+    plan: dict
+    item_ids: list[str]
+
+
+@dataclass
 class ExportJob:
     """One artifact to write: which model, which format, how its weights are stored."""
 

@@ -24,8 +24,9 @@ from toolkit.planning.estimate import describe
 from toolkit.planning.search import QUALITY_MARGIN, Plan, Trial
 from toolkit.recipe.artifacts import Shipping, export_job, plan_job
 from toolkit.recipe.config import StudentConfig
-from toolkit.recipe.records import Data
+from toolkit.recipe.records import Data, Shipped
 from toolkit.recipe.serving import choose_two_stage, cluster_index_, serving_record
+from toolkit.training.trained import TrainedModel, evaluated
 
 
 @dataclass
@@ -160,3 +161,57 @@ def planned_student(plan: Plan, teacher, data: Data, profile, student: StudentCo
         if result is not chosen:
             shutil.rmtree(result.folder, ignore_errors=True)
     return PlannedStudent(plan=plan, chosen=chosen, teacher_valid_ndcg10=teacher_ndcg)
+
+
+def ship_planned(plan: Plan, teacher, data: Data, profile, cfg, k: int, staging: Path, log, step) -> Shipped:
+    """The planned path of a build: the trials (`planned_student`), then the chosen float student's
+    other exports beside the trial's shipped files, every file checked in its runtime. `step(name)`:
+    the recipe's timed stage."""
+    from toolkit.planning.estimate import analytic_latency, float_precisions
+    from toolkit.recipe.artifacts import (calibration_histories, check_artifacts, export_job, export_jobs,
+                                          write_references)
+
+    max_history = profile.serving.max_history
+    with step("student"):  # each trial distilled, compressed and exported as it ships
+        student = planned_student(plan, teacher.model, data, profile, cfg.student, cfg.seed, k, staging / ".trials",
+                                  log)
+        chosen = student.chosen
+        c, split = chosen.trial.candidate, chosen.data.split
+        float_student = student_record(chosen, split, k, log)
+        log_serving(chosen.serving, log)
+    with step("export"):  # the float student's exports; the trial's files are moved in
+        models = {"float": chosen.float_model, **({"compressed": chosen.model} if c.compressed else {})}
+        jobs = export_jobs(c, plan.formats, float_precisions(c, profile, split.num_items, plan.formats))
+        shipped = {job.name for job in chosen.files}
+        for job in chosen.files:
+            (chosen.folder / job.name).rename(staging / job.name)
+        shutil.rmtree(staging / ".trials")
+        calibration = calibration_histories(split, max_history)
+        for job in jobs:
+            if job.name not in shipped:
+                export_job(job, models[job.source], chosen.shipping, staging / job.name, max_history, calibration)
+    with step("check"):
+        write_references(staging, models, chosen.shipping, split, max_history)
+        artifacts = check_artifacts(staging, jobs, models, chosen.shipping, split, profile.hardware.threads, k,
+                                    float_student.metrics["test"],
+                                    analytic_latency(c, profile, split.num_items, plan.formats), log)
+    return Shipped(student=float_student, artifacts=artifacts, serving=chosen.serving, plan=student.plan_dict(),
+                   item_ids=chosen.data.item_ids)
+
+
+def student_record(chosen: TrialResult, split, k: int, log=print) -> TrainedModel:
+    """The chosen trial's float student (before compression), with its measured quality."""
+    from toolkit.models.sasrec import count_parameters
+
+    model = chosen.float_model
+    trained = TrainedModel(model=model, config=model.cfg.to_dict(), parameters=count_parameters(model), metrics={},
+                           seconds=chosen.seconds, epochs=chosen.epochs)
+    return evaluated(trained, split, k, log, f"student ({chosen.trial.candidate.name()}), float")
+
+
+def log_serving(serving, log) -> None:
+    if serving.repeats == "allow":
+        log(f"serving: the artifacts return {serving.candidates} candidates ({serving.how})")
+    else:
+        log(f"serving: the artifacts return {serving.candidates} candidates so that {serving.top_k} are left "
+            f"after the app drops what the user has seen ({serving.how})")

@@ -77,7 +77,10 @@ def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfil
     if data is not None:
         report["data"] = data
         text += "\n" + data_markdown(data)
-    if plan is not None:
+    if plan is not None and plan.get("kind") == "own_student":  # --student MODULE:FACTORY: no candidates
+        report["plan"] = plan
+        text += "\n" + own_student_markdown(plan)
+    elif plan is not None:
         report["plan"] = plan
         text += "\n" + plan_markdown(profile, plan)
         written.append(_save(candidates_figure(profile, plan), out / CANDIDATES_PNG))
@@ -107,6 +110,17 @@ def data_markdown(data: dict) -> str:
     if data["unreachable_test_targets"] / test_users > data["warn_share"]:
         lines += ["", f"**Warning: more than {data['warn_share']:.0%} of the test targets are unreachable**; if users "
                       "re-consume items, build with `--repeats allow`."]
+    return "\n".join(lines) + "\n"
+
+
+def own_student_markdown(plan: dict) -> str:
+    """A user's own student (toolkit/recipe/own_student.py): the module and each compression technique,
+    applied or not and why."""
+    lines = [f"# Student: your own module {plan['module']}", "",
+             f"{plan['parameters']:,} parameters (file sha256 {plan['file_sha256'][:16]}), distilled from the teacher: "
+             f"valid NDCG@10 {plan['valid_ndcg10']:.4f}. Not planned: the toolkit's planner sizes its own SASRec.", "",
+             "| technique | applied | why |", "|---|---|---|"]
+    lines += [f"| {t['technique']} | {'yes' if t['applied'] else 'no'} | {t['why']} |" for t in plan["techniques"]]
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from toolkit.core.cache import cache_path, code_version, temporary_sibling
 from toolkit.data import Split
 from toolkit.core.errors import ToolkitError
+from toolkit.models.user_module import parse_module_spec
 from toolkit.teachers.graph import KGConfig
 from toolkit.training.loop import MOVIELENS_MEMBER_STEP, TrainConfig
 
@@ -89,11 +90,7 @@ def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
     """`MODULE:FACTORY` -> (module, factory); MODULE is a dotted name or a path to a .py file."""
     from toolkit.teachers.registry import named
 
-    module, sep, factory = spec.rpartition(":")
-    if not sep or not module or not factory.isidentifier():
-        raise ToolkitError(f"{flag} {spec!r}: expected MODULE:FACTORY (a dotted module name or a path to a .py file, "
-                           f"then the factory function's name), or one of {', '.join(named())}")
-    return module, factory
+    return parse_module_spec(spec, flag, others=", ".join(named()))
 
 
 def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int, kg=None) -> dict:

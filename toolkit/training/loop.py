@@ -162,6 +162,36 @@ def fit_budget(cfg, split: Split, train_cfg: TrainConfig, parameters: int | None
                        parameters, train_cfg)
 
 
+def module_loop_budget(model, windows: np.ndarray, validation_users: int, train_cfg: TrainConfig) -> LoopBudget:
+    """`loop_budget` for a user's module (toolkit.models.user_model.UserModel), whose shape the toolkit
+    does not know: one window's forward multiply-adds are counted on real windows (torch's FLOP
+    counter, multiply-adds = FLOPs / 2; they include its scores over every item), then the same terms
+    as `loop_budget` (backward, the logits' own work, the optimizer, validation). Its loss is always the
+    full softmax (the module scores every item anyway)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = torch.from_numpy(windows[:min(len(windows), 8), :-1])
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(probe)
+    model.train(was_training)
+    window = counter.get_total_flops() / 2 / len(probe)  # one window's forward, multiply-adds
+    n = model.cfg.num_items
+    parameters = sum(p.numel() for p in model.parameters())
+    steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
+    targets = int(np.count_nonzero(windows[:, 1:]))
+    epoch = (BACKWARD_FACTOR * (windows.shape[0] * window + targets * n * LOGIT_WORK)
+             + steps_per_epoch * OPTIMIZER_WORK_PER_PARAMETER * parameters
+             + validation_users * (window + (n - 1) * LOGIT_WORK))
+    step_work = epoch / steps_per_epoch
+    caps = ([int(train_cfg.budget // step_work)] if train_cfg.budget else []) + (
+        [train_cfg.max_steps] if train_cfg.max_steps else [])
+    return LoopBudget(work=train_cfg.budget, step_work=step_work, steps=max(1, min(caps)) if caps else 0)
+
+
 def training_windows(split: Split, max_history: int, stride: int) -> np.ndarray:
     """All windows of length max_history + 1 over the training prefixes, left-padded: (W, T+1)."""
     windows = []
@@ -196,12 +226,25 @@ def target_positions(model, inputs, targets):
     return model.encode(inputs)[valid], targets[valid]
 
 
+def position_logits(model, inputs, targets):
+    """Scores over every item (P, N) and targets (P,) of the positions whose target is a real item:
+    a toolkit model's hidden states through its item table, a user's module (`--student
+    MODULE:FACTORY`, toolkit.models.user_model) through `model(inputs)`."""
+    from toolkit.models.user_model import is_user_model
+
+    if is_user_model(model):
+        valid = targets != 0
+        return model(inputs)[valid], targets[valid]
+    hidden, target = target_positions(model, inputs, targets)
+    return model.items.scores(hidden), target
+
+
 def full_softmax(model, inputs, targets, rows=None):
     """Exact next-item CE over every item: (sum, positions)."""
     import torch.nn.functional as F
 
-    hidden, target = target_positions(model, inputs, targets)
-    return F.cross_entropy(model.items.scores(hidden), target, reduction="sum"), len(target)
+    logits, target = position_logits(model, inputs, targets)
+    return F.cross_entropy(logits, target, reduction="sum"), len(target)
 
 
 class Negatives:
@@ -280,6 +323,7 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
 
     from toolkit.training.distributed import SINGLE
     from toolkit.models.sasrec import SASRec
+    from toolkit.models.user_model import is_user_model
 
     world = world or SINGLE
     torch.manual_seed(train_cfg.seed)
@@ -292,7 +336,8 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     if world.distributed:  # same initial weights everywhere; the ranks' rows differ, so must their dropout masks
         model.to(world.device)
         torch.manual_seed(world.rank_seed(train_cfg.seed))
-    loss_fn = loss_fn or next_item_loss(split, train_cfg)
+    user = is_user_model(model)  # a user's module: the generic path (full softmax through model(history))
+    loss_fn = loss_fn or (full_softmax if user else next_item_loss(split, train_cfg))
     windows = torch.from_numpy(training_windows(split, cfg.max_history, window_stride(cfg, train_cfg)))
     selection = split.evaluated_on(train_cfg.eval_users, train_cfg.seed)  # what early stopping reads
     step = world.data_parallel(model, loss_fn)  # (inputs, targets, rows) -> this rank's (loss sum, positions)
@@ -305,7 +350,11 @@ def fit(cfg, split: Split, train_cfg: TrainConfig, loss_fn: LossFn | None = None
     best_seconds = 0.0
     if init is not None:  # the starting point competes: a fine-tune that never beats it keeps it
         best = validate()
-    budget = fit_budget(cfg, split, train_cfg, sum(p.numel() for p in model.parameters()))
+    if user:
+        validated = len(selection.train) if selection.eval_rows is None else len(selection.eval_rows)
+        budget = module_loop_budget(model, windows.numpy(), validated, train_cfg)
+    else:
+        budget = fit_budget(cfg, split, train_cfg, sum(p.numel() for p in model.parameters()))
     steps_per_epoch = -(-len(windows) // train_cfg.batch_size)
     steps, start, step_seconds = 0, time.perf_counter(), 0.0
     bar = tqdm(range(1, train_cfg.epochs + 1), desc=desc, unit="epoch", leave=False,

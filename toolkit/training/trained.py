@@ -28,3 +28,16 @@ class TrainedModel:
         return ModelRecord(config=self.config, parameters=self.parameters, metrics=self.metrics,
                            train_seconds=self.seconds, cached=self.cached, epochs=self.epochs,
                            extra={**self.extra, **extra})
+
+
+def evaluated(trained: TrainedModel, split: Split, k: int, log, what: str,
+              phases: tuple[str, ...] = ("valid", "test")) -> TrainedModel:
+    """`trained` with its valid and test metrics at the build's cutoff (the split unsealed: after every choice)."""
+    from toolkit.training.evaluate import evaluate_model
+
+    trained.metrics = {p: evaluate_model(trained.model, split, p, k) for p in phases}
+    if "test" in trained.metrics:
+        log(f"{what}: test {trained.metrics['test'].text()} (valid NDCG@{k} {trained.metrics['valid'].ndcg:.4f})")
+    else:
+        log(f"{what}: valid {trained.metrics['valid'].text()} (no test figure: it answers training prefixes only)")
+    return trained

@@ -1,5 +1,5 @@
 """`--teacher MODULE:FACTORY`: the user's own torch module, loaded and probed on real histories
-(`toolkit.teachers.external.load_module_teacher`); its top-K soft labels per training position are
+(`toolkit.teachers.module.load_module_teacher`); its top-K soft labels per training position are
 computed once and cached."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ModuleTeacher:
 
     def obtain(self, cfg: TeacherConfig, data: TeacherInputs, log) -> TrainedModel:
         from toolkit.models.sasrec import count_parameters
-        from toolkit.teachers.external import load_module_teacher
+        from toolkit.teachers.module import load_module_teacher
         from toolkit.training.trained import TrainedModel
 
         start = time.perf_counter()

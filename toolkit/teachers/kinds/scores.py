@@ -1,5 +1,5 @@
 """`--teacher-scores FILE.parquet`: precomputed soft labels from any framework, read and checked
-against the data (`toolkit.teachers.external.read_teacher_scores`). It answers the training
+against the data (`toolkit.teachers.scores.read_teacher_scores`). It answers the training
 prefixes only, so it is measured on validation alone."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ScoresFileTeacher:
 
     def obtain(self, cfg: TeacherConfig, data: TeacherInputs, log) -> TrainedModel:
         from toolkit.models.sasrec import count_parameters
-        from toolkit.teachers.external import read_teacher_scores
+        from toolkit.teachers.scores import read_teacher_scores
         from toolkit.training.trained import TrainedModel
 
         start = time.perf_counter()

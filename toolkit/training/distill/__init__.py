@@ -16,7 +16,7 @@ scale as the hard term's when T changes (Hinton et al., 2015). The teacher's out
 
 Whatever the teacher is (the ensemble, the knowledge-graph teacher, a user's module, a file of
 precomputed scores), the student side gets its soft labels through one function, `soft_labels`:
-a teacher that brings its own (`toolkit.teachers.external.ScoresTeacher`: a top-K per position, with the
+a teacher that brings its own (`toolkit.teachers.scores.ScoresTeacher`: a top-K per position, with the
 positions it covers) answers itself; any other module is run on the windows. Positions a teacher
 does not cover keep the hard label only (α = 0 there). A top-K teacher on a small catalogue is
 distilled against the student's full softmax (exact KL for a teacher supported on its K items).

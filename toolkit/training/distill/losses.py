@@ -66,11 +66,10 @@ class FullDistillation:
         self.relational = relational
 
     def __call__(self, model, inputs, targets, rows):
-        from toolkit.training.loop import target_positions
+        from toolkit.training.loop import position_logits
 
         valid = targets != 0
-        hidden, target = target_positions(model, inputs, targets)
-        logits = model.items.scores(hidden)  # (P, N)
+        logits, target = position_logits(model, inputs, targets)  # (P, N)
         lab = self.labels
         if lab.ids is None and lab.covered is None:
             loss = distillation_loss(logits, lab.log_probs[rows][valid], target, self.cfg)

@@ -21,9 +21,14 @@ def distill(teacher, student_cfg, split: Split, train_cfg: TrainConfig, distill_
     windows = torch.from_numpy(training_windows(split, student_cfg.max_history, window_stride(student_cfg, train_cfg)))
     assert torch.equal(labels.windows, windows) and labels.temperature == distill_cfg.temperature, \
         "soft labels computed for other windows or another temperature"
+    from toolkit.models.user_model import is_user_model
+
+    # a user's module (`--student MODULE:FACTORY`) has no item table: no relational term, and its
+    # scores over every item are there anyway, so a top-K teacher is distilled against its full softmax
+    user = is_user_model(init)
     relational = None
-    if labels.item_vectors is not None and distill_cfg.relational:
+    if labels.item_vectors is not None and distill_cfg.relational and not user:
         relational = RelationalTerm(labels.item_vectors, labels.item_neighbours, distill_cfg, train_cfg.seed)
-    loss_fn = (FullDistillation(labels, distill_cfg, relational) if labels.full
+    loss_fn = (FullDistillation(labels, distill_cfg, relational) if labels.full or user
                else TopKDistillation(labels, split, train_cfg, distill_cfg, relational))
     return fit(student_cfg, split, train_cfg, loss_fn=loss_fn, init=init, desc=desc, world=world)

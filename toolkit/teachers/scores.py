@@ -1,19 +1,6 @@
-"""Bring your own teacher: a torch module (`--teacher MODULE:FACTORY`) or a file of precomputed
-scores (`--teacher-scores FILE.parquet`), checked with clear errors and distilled like the toolkit's own.
-
-Module teacher. `MODULE` is a dotted module name or a path to a `.py` file; `FACTORY(items,
-max_history)` returns a `torch.nn.Module` whose `forward(history)` takes int64 `[B, L]` item
-indices (left-padded with 0, oldest first; `items[i]` is the original id of index i, index 0 is
-padding) and returns float `[B, L, len(items)]` scores (logits or log-probabilities) for the next
-item at every position, causally (position t sees positions <= t only). The factory loads its own
-weights (`torch.load(path, weights_only=True)`). The module is probed on real histories before
-anything is trained: type, shape, finite values and causality are checked.
-
-Its soft labels are taken once: for every user and every position of the user's training prefix,
-the module's top-K items and scores given the (up to) `max_history` items before (a `TeacherScores`
-table), cached under the toolkit's cache keyed on the module file's sha256, its weights' sha256,
-the data and K. `python -m toolkit teacher-scores` writes the same table as Parquet, so the two
-paths give the same labels.
+"""Bring your own teacher, as a file of precomputed scores (`--teacher-scores FILE.parquet`), checked
+with clear errors and distilled like the toolkit's own; and the top-K table both user teachers give
+(`TeacherScores`: a module teacher's, toolkit/teachers/module.py, is the same table computed by running it).
 
 Scores file (Parquet), one row per (user, position):
     user      string   the user's id in the data
@@ -26,28 +13,25 @@ for the validation item, is used for the teacher's validation figure only). The 
 training windows (`toolkit.training.loop.training_windows`) map onto (user, position); positions the
 file does not cover fall back to the hard label (α = 0 there). The scores are renormalised over
 the K items given (softmax at the distillation temperature).
+
+`python -m toolkit teacher-scores` (`teacher_scores_command`) writes such a file from a module teacher.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from toolkit.data import Dataset, Split, first_users
 from toolkit.core.errors import ToolkitError
-from toolkit.teachers.ensemble import parse_teacher_spec
+from toolkit.models.user_module import one_line as _one_line, parse_module_spec
 
 SCORES_COLUMNS = ("user", "position", "items", "scores")
-
 
 @dataclass
 class TeacherScoresConfig:
@@ -64,118 +48,6 @@ class TeacherScoresConfig:
     profile: str = "mobile-arm"  # max_history comes from the profile the student will serve
     top_k: int = 64  # items per position (the distillation's top_k)
     max_users: int = 0  # > 0: the first N users only (as `build --max-users`)
-CACHE_FORMAT = 1
-PROBE_USERS = 4  # real histories a module teacher is checked on
-PROBE_TOLERANCE = 1e-4  # causality: earlier positions may move this much when a later item changes
-SCORE_BATCH = 64
-
-
-# --- loading a module teacher ------------------------------------------------------------------
-
-
-def import_factory(spec: str, flag: str = "--teacher"):
-    """The factory function named by `spec`, and the path of the file that defines it."""
-    module_name, factory_name = parse_teacher_spec(spec, flag)
-    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-        path = Path(module_name)
-        if not path.is_file():
-            raise ToolkitError(f"{flag} {spec!r}: no such file {path}")
-        name = f"toolkit_external_teacher_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-        try:
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = module
-            loader_spec.loader.exec_module(module)
-        except Exception as e:
-            sys.modules.pop(name, None)
-            raise ToolkitError(f"{flag} {spec!r}: importing {path} failed: {_one_line(e)}") from None
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            raise ToolkitError(f"{flag} {spec!r}: no module named {e.name!r} (give a dotted module name importable "
-                               "from here, or a path to a .py file)") from None
-        except Exception as e:
-            raise ToolkitError(f"{flag} {spec!r}: importing {module_name} failed: {_one_line(e)}") from None
-    factory = getattr(module, factory_name, None)
-    if factory is None or not callable(factory):
-        found = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
-        raise ToolkitError(f"{flag} {spec!r}: {module.__name__} has no function {factory_name!r}"
-                           + (f"; it has {', '.join(found[:8])}" if found else ""))
-    file = getattr(module, "__file__", None)
-    return factory, Path(file) if file else None
-
-
-def load_module_teacher(spec: str, dataset: Dataset, split: Split, max_history: int, flag: str = "--teacher"):
-    """Call the factory, check what it returns on real histories, and wrap it (`ExternalTeacher`)."""
-    import torch
-
-    factory, path = import_factory(spec, flag)
-    try:
-        module = factory(list(dataset.item_ids), max_history)
-    except Exception as e:
-        raise ToolkitError(f"{flag} {spec!r}: the factory raised {_one_line(e)}") from None
-    if not isinstance(module, torch.nn.Module):
-        raise ToolkitError(f"{flag} {spec!r}: the factory returned {type(module).__name__}, not a torch.nn.Module")
-    module.eval()
-    check_module_teacher(module, split, dataset.num_items, max_history, f"{flag} {spec!r}")
-    return ExternalTeacher(module, spec, max_history, file_sha256(path), weights_sha256(module))
-
-
-def check_module_teacher(module, split: Split, num_items: int, max_history: int, what: str) -> None:
-    """forward on real padded histories: a float tensor [B, L, N], finite, causal."""
-    import torch
-
-    from toolkit.training.evaluate import pad_histories
-
-    users = [t for t in split.train if len(t) >= 2][:PROBE_USERS] or split.train[:1]
-    history = torch.from_numpy(pad_histories(users, max_history))
-    try:
-        with torch.no_grad():
-            out = module(history)
-    except Exception as e:
-        raise ToolkitError(f"{what}: forward(history int64 [{len(users)}, {max_history}]) raised {_one_line(e)}") from None
-    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-        kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a {out.dtype} tensor"
-        raise ToolkitError(f"{what}: forward returned {kind}; expected float scores [B, L, {num_items}]")
-    want = (len(users), max_history, num_items)
-    if tuple(out.shape) != want:
-        raise ToolkitError(f"{what}: forward returned shape {list(out.shape)} for history [{want[0]}, {want[1]}]; "
-                           f"expected [B, L, len(items)] = {list(want)} (len(items) counts the padding index 0)")
-    real = history != 0
-    if not torch.isfinite(out[real]).all():
-        raise ToolkitError(f"{what}: forward returned NaN or infinite scores at real positions")
-    changed = history.clone()
-    changed[:, -1] = changed[:, -1] % (num_items - 1) + 1  # another real item at the last position
-    with torch.no_grad():
-        again = module(changed)
-    if (again[:, :-1] - out[:, :-1]).abs().max().item() > PROBE_TOLERANCE * max(1.0, out.abs().max().item()):
-        raise ToolkitError(f"{what}: not causal: changing the last item of the history changed the scores at earlier "
-                           "positions (position t must see positions <= t only)")
-
-
-def file_sha256(path: Path | None) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else ""
-
-
-def weights_sha256(module) -> str:
-    """A hash of every parameter and buffer (names, shapes, values): new weights, a new cache key."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
-
-
-# --- the teacher's answers per (user, position) ------------------------------------------------
 
 
 @dataclass
@@ -240,69 +112,6 @@ def window_origins(split: Split, max_history: int, stride: int) -> tuple[np.ndar
                 break
             end -= stride
     return np.array(users, dtype=np.int64), np.array(ends, dtype=np.int64)
-
-
-def module_scores(module, split: Split, max_history: int, top_k: int) -> TeacherScores:
-    """Run a module teacher on every position of every user's training prefix: its top-K there."""
-    import torch
-
-    from toolkit.training.evaluate import pad_histories
-
-    histories, users, positions = [], [], []  # one window per max_history positions of a prefix
-    for u, seq in enumerate(split.train):
-        for end in range(len(seq), 0, -max_history):
-            start = max(0, end - max_history)
-            histories.append(seq[start:end])
-            users.append(np.full(end - start, u))
-            positions.append(np.arange(start, end))
-    padded = pad_histories(histories, max_history)
-    k = min(top_k, split.num_items - 1)
-    ids, values = [], []
-    with torch.no_grad():
-        for i in range(0, len(padded), SCORE_BATCH):
-            batch = torch.from_numpy(padded[i:i + SCORE_BATCH])
-            scores = module(batch).float()  # (B, T, N)
-            scores[..., 0] = float("-inf")  # padding is never an answer
-            v, x = torch.topk(scores, k, dim=-1)
-            real = batch != 0
-            ids.append(x[real].to(torch.int32).numpy())
-            values.append(v[real].numpy())
-    users, positions = np.concatenate(users), np.concatenate(positions)
-    # windows were taken from each prefix's end backwards: put rows in (user, position) order
-    order = np.lexsort((positions, users))
-    return TeacherScores(users=users[order], positions=positions[order], ids=np.concatenate(ids)[order],
-                         values=np.concatenate(values)[order].astype(np.float32))
-
-
-def cached_module_scores(teacher, split: Split, data_key: dict, top_k: int, log=print) -> tuple[TeacherScores, bool]:
-    """A module teacher's top-K table, from the cache (keyed on its file's and weights' sha256, the
-    data, the window and K) or computed and stored; (table, whether it came from the cache)."""
-    from toolkit.core.cache import cache_path, temporary_sibling
-
-    key = {"format": CACHE_FORMAT, "teacher": teacher.key(), "data": data_key, "max_history": teacher.cfg.max_history,
-           "top_k": top_k}
-    path = cache_path("external", key, ".npz")
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == _key_text(key):
-                    return TeacherScores(z["users"], z["positions"], z["ids"], z["values"]), True
-            log(f"teacher scores cache {path} was made for another teacher or data; scoring again")
-        except Exception as e:  # a truncated or corrupt file raises many types
-            log(f"teacher scores cache {path} is unreadable ({_one_line(e)}); scoring again")
-    scores = module_scores(teacher.module, split, teacher.cfg.max_history, top_k)
-    tmp = temporary_sibling(path)
-    with open(tmp, "wb") as f:
-        np.savez(f, key=np.array(_key_text(key)), users=scores.users, positions=scores.positions, ids=scores.ids,
-                 values=scores.values)
-    tmp.replace(path)
-    return scores, False
-
-
-def _key_text(key: dict) -> str:
-    import json
-
-    return json.dumps(key, sort_keys=True)
 
 
 # --- the Parquet scores file -------------------------------------------------------------------
@@ -437,7 +246,7 @@ def teacher_scores_command(cfg: TeacherScoresConfig, log=print) -> int:
     from toolkit.core.profiles import load_profile
 
     max_history = load_profile(cfg.profile).serving.max_history
-    parse_teacher_spec(cfg.teacher)
+    parse_module_spec(cfg.teacher, "--teacher")
     out = Path(cfg.out)
     if out.suffix.lower() != ".parquet":
         raise ToolkitError(f"--out {out}: the scores file must end in .parquet")
@@ -448,52 +257,18 @@ def teacher_scores_command(cfg: TeacherScoresConfig, log=print) -> int:
     if cfg.max_users:
         dataset = first_users(dataset, cfg.max_users)
     split = split_leave_one_out(dataset).sealed()
+    from toolkit.teachers.module import load_module_teacher, module_scores
+
     teacher = load_module_teacher(cfg.teacher, dataset, split, max_history)
     log(f"scoring {sum(len(t) for t in split.train):,} training positions of {len(split.train):,} users with "
         f"{cfg.teacher} (top {cfg.top_k}, max_history {max_history})")
     return write_teacher_scores(module_scores(teacher.module, split, max_history, cfg.top_k), dataset, out)
 
 
-# --- the teachers these files and modules become -------------------------------------------------
-
-
 @dataclass
 class TeacherShape:
     max_history: int  # what evaluate_model reads from a model's cfg
 
-
-class ExternalTeacher(nn.Module):
-    """A user's module as a teacher: evaluated through it (log-probabilities), distilled from its
-    cached top-K table (`soft_labels`). No item vectors: logit distillation only."""
-
-    def __init__(self, module, spec: str, max_history: int, file_sha: str, weights_sha: str):
-        super().__init__()
-        self.module = module
-        self.spec = spec
-        self.cfg = TeacherShape(max_history)
-        self.file_sha256, self.weights_sha256 = file_sha, weights_sha
-        self.scores = None  # toolkit.teachers.external.TeacherScores, set by `prepare_scores`
-
-    def forward(self, history):
-        return F.log_softmax(self.module(history).float(), dim=-1)
-
-    def score_last(self, history):
-        return self.forward(history)[:, -1, :]
-
-    def key(self) -> dict:
-        return {"kind": "external", "spec": self.spec, "file_sha256": self.file_sha256,
-                "weights_sha256": self.weights_sha256}
-
-    def prepare_scores(self, split, data_key: dict, top_k: int, log=print) -> bool:
-        """Compute (or load from the cache) the top-K table; True when it came from the cache."""
-        self.scores, cached = cached_module_scores(self, split, data_key, top_k, log)
-        return cached
-
-    def soft_labels(self, split, windows, max_history: int, stride: int, temperature: float, top_k: int,
-                    full: bool):
-        if self.scores is None:  # not prepared through the pipeline (a direct distill() call)
-            self.scores = module_scores(self.module, split, self.cfg.max_history, top_k)
-        return self.scores.soft_labels(split, windows, max_history, stride, temperature, top_k, full)
 
 
 class ScoresTeacher(nn.Module):
