@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.two_stage import top_items
     from toolkit.core.cache import write_json_atomic
     from toolkit.profiler.measure import TimingConfig, run_fresh
-    from toolkit.profiler.profile import inspect_pte
+    from toolkit.profiler.ops import inspect_pte
 
     torch.set_num_threads(1)
     log = print

@@ -74,5 +74,5 @@ def test_layers_never_import_upward():
             assert not any(d.startswith("runtime_demo") for d in deps), (name, deps)  # apps sit on top
         if name.startswith("export"):
             # the exporters use the model code, never the recipe, the plan or the profiler
-            assert not deps & {"toolkit.recipe.build", "toolkit.planning.search", "toolkit.profiler.profile", "toolkit.report.write",
+            assert not deps & {"toolkit.recipe.build", "toolkit.planning.search", "toolkit.profiler.run", "toolkit.report.write",
                                "toolkit.cli", "toolkit.core.manifest"}, (name, deps)

@@ -1,4 +1,4 @@
-"""The report and its verdicts (toolkit/report/write.py, the judging in toolkit/profiler/profile.py, toolkit/core/units.py,
+"""The report and its verdicts (toolkit/report/write.py, the judging in toolkit/profiler/judge.py, toolkit/core/units.py,
 `toolkit.core.manifest.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
 much and what to try, the recommended artifact per format, and plots whose drawn values are the
 report's (read back from each matplotlib figure's data, not from pixels).
@@ -17,7 +17,8 @@ import pytest
 
 from toolkit.core.manifest import recommend
 from toolkit.profiler.measure import timing_from_samples
-from toolkit.profiler.profile import ArtifactProfile, Latency, Memory, Quality, judge, popularity_noise
+from toolkit.profiler.judge import judge, popularity_noise
+from toolkit.profiler.records import ArtifactProfile, Latency, Memory, Quality
 from toolkit.core.profiles import load_profile
 from toolkit.core.units import format_bytes
 

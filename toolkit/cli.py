@@ -319,7 +319,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from toolkit.profiler.calibrate import CalibrationCache
     from toolkit.core.manifest import recommend
     from toolkit.planning.search import PlanConfig
-    from toolkit.profiler.profile import QualityData, not_fit_message, profile_artifact
+    from toolkit.profiler.judge import not_fit_message
+    from toolkit.profiler.records import QualityData
+    from toolkit.profiler.run import profile_artifact
     from toolkit.core.profiles import load_profile
     from toolkit.report.write import report_dict, verdict_table, write_report
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from toolkit.data import DataSummary
 from toolkit.training.evaluate import Metrics
-from toolkit.profiler.profile import ArtifactProfile
+from toolkit.profiler.records import ArtifactProfile
 from toolkit.core.profiles import DeviceProfile
 from toolkit.core.units import format_bytes
 

@@ -22,7 +22,7 @@
    memory/latency, validation NDCG@10). When nothing fits, `DoesNotFitError` names the closest
    candidate and how far it misses each budget.
 
-The profiler (toolkit/profiler/profile.py) then measures memory and latency of the chosen artifacts in the
+The profiler (toolkit/profiler/run.py) then measures memory and latency of the chosen artifacts in the
 real runtimes; the estimates here only choose what to train.
 """
 
@@ -50,7 +50,7 @@ PACKED_TABLE_COPY = {"executorch": True, "onnx": False}
 # ONNX Runtime its CPU library's pages and a session (the profiler's Python figure above the bare
 # interpreter); for ExecuTorch the native runtime.
 RUNTIME_BASE_MEMORY = {"executorch": 7_500_000, "onnx": 33_000_000}
-# the profiler's quality check (toolkit/profiler/profile.py): an artifact's NDCG@K may be at most this far below
+# the profiler's quality check (toolkit/profiler/judge.py): an artifact's NDCG@K may be at most this far below
 # its float model's (relative); the plan applies it on validation, so it never ships a student that
 # compression broke (a 50,000-item build shipped a table rank 8 that lost 27 % and failed it)
 QUALITY_MARGIN = 0.05

@@ -1,6 +1,6 @@
 """Measurement: the one place that times calls, reads a process's memory and runs code in a fresh process.
 
-The profiler (toolkit/profiler/profile.py), the runtime demo's `--bench` and the benchmark (bench/) all
+The profiler (toolkit/profiler/run.py), the runtime demo's `--bench` and the benchmark (bench/) all
 call these, so a figure is never computed two ways in two places.
 
 Timing on a shared machine: calls are timed in *blocks* (a contender's uninterrupted run of

@@ -34,7 +34,8 @@ from toolkit.core.manifest import ArtifactRecord, Manifest, ModelRecord, Serving
 from toolkit.recipe.output import OutputDir, prepare_output
 from toolkit.planning.search import PlanConfig, PlanResult, estimate, int8_scores
 from toolkit.training.priors import PriorConfig
-from toolkit.profiler.profile import PARITY_MIN_AGREEMENT, ArtifactProfile, below_popularity
+from toolkit.profiler.judge import PARITY_MIN_AGREEMENT, below_popularity
+from toolkit.profiler.records import ArtifactProfile
 from toolkit.core.profiles import DeviceProfile, load_profile
 from toolkit.teachers.ensemble import TeacherConfig
 from toolkit.training.loop import TrainConfig
@@ -455,7 +456,7 @@ def proxy_dims(available: tuple[int, ...], planned: tuple[int, ...]) -> tuple[in
 
 def teacher_warnings(teacher: ModelRecord, popularity: dict[str, Metrics], log=print) -> list[str]:
     """A teacher that is not above the popularity baseline (by more than the noise of the users
-    evaluated: `toolkit.profiler.profile.popularity_noise`) is a warning, logged and kept for the report;
+    evaluated: `toolkit.profiler.judge.popularity_noise`) is a warning, logged and kept for the report;
     on test, or on validation for a teacher that answers training prefixes only."""
     phase = "test" if "test" in teacher.metrics else "valid"
     warning = below_popularity(f"the teacher's {phase}", teacher.metrics[phase], popularity[phase])
@@ -693,7 +694,8 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     its manifest record, write report.json / report.md / plots and log the verdict table."""
     from toolkit.profiler.calibrate import CalibrationCache
     from toolkit.core.manifest import recommend
-    from toolkit.profiler.profile import ProfileRequest, Quality, profile_artifact
+    from toolkit.profiler.records import ProfileRequest, Quality
+    from toolkit.profiler.run import profile_artifact
     from toolkit.report.write import verdict_table, write_report
 
     calibrations = CalibrationCache()

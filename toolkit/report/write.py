@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.profiler.profile import (PARITY_MIN_AGREEMENT, POPULARITY_NOISE_Z, QUALITY_MARGIN, WHERE, ArtifactProfile,
-                              popularity_rule)
 from toolkit.core.profiles import DeviceProfile
 from toolkit.core.units import byte_unit, format_bytes
+from toolkit.profiler.judge import PARITY_MIN_AGREEMENT, POPULARITY_NOISE_Z, QUALITY_MARGIN, popularity_rule
+from toolkit.profiler.records import ArtifactProfile
+from toolkit.profiler.run import WHERE
 
 if TYPE_CHECKING:  # toolkit.core.manifest imports numpy (through toolkit.training.evaluate): the report stays light
     from toolkit.core.manifest import Recommendation
