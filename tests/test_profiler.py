@@ -177,7 +177,8 @@ def test_calibrate_prints_the_profile_line():
 
 
 def test_importing_the_profiler_stays_light():
-    code = ("import sys, toolkit.profiler.run, toolkit.profiler.worker, toolkit.report.write, toolkit.profiler.calibrate; "
+    code = ("import sys, toolkit.profiler.run, toolkit.profiler.worker, toolkit.report.write, "
+            "toolkit.report.markdown, toolkit.report.plots, toolkit.profiler.calibrate; "
             "print([m for m in ('torch', 'executorch', 'onnxruntime', 'matplotlib', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -323,7 +323,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from toolkit.profiler.records import QualityData
     from toolkit.profiler.run import profile_artifact
     from toolkit.core.profiles import load_profile
-    from toolkit.report.write import report_dict, verdict_table, write_report
+    from toolkit.report.markdown import verdict_table
+    from toolkit.report.write import report_dict, write_report
 
     profile = load_profile(args.profile)
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():

@@ -696,7 +696,8 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     from toolkit.core.manifest import recommend
     from toolkit.profiler.records import ProfileRequest, Quality
     from toolkit.profiler.run import profile_artifact
-    from toolkit.report.write import verdict_table, write_report
+    from toolkit.report.markdown import verdict_table
+    from toolkit.report.write import write_report
 
     calibrations = CalibrationCache()
     natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log, profile)
