@@ -222,7 +222,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     import time
 
     from toolkit.core.buildlog import captured
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
     from toolkit.recipe.build import build, prepare
 
     def log(msg: str) -> None:
@@ -454,7 +454,7 @@ def _write_traceback(error: BaseException, args) -> str:
     import time
     import traceback
 
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     try:
         folder = cache_dir() / "logs"

@@ -8,7 +8,7 @@ the aarch64 wheel for a cross build run under qemu), caching the binary, and cal
     lines = client.recommend(model, [["50", "172"], []])   # JSON lines, as `python -m runtime_demo --json`
     bench = client.bench(model, histories, threads=2, runs=2000, warmup=200)   # NativeBench
 
-The binary is cached under `toolkit.data.cache_dir() / "native"`, keyed by a hash of the sources,
+The binary is cached under `toolkit.core.cache.cache_dir() / "native"`, keyed by a hash of the sources,
 the executorch version, the target and the compiler, so a source change rebuilds it.
 
 The .onnx client (runtime_demo/cpp/onnx) needs ONNX Runtime's C API header (onnxruntime_c_api.h,
@@ -248,7 +248,7 @@ def write_histories(path: Path, histories: Sequence[Sequence[str]]) -> Path:
 
 
 def _cache_dir() -> Path:
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     return cache_dir() / "native"
 

@@ -353,7 +353,7 @@ def hwcaps(emulator: Emulator, model: str, arm: NativeClient) -> list[str]:
 
 def aarch64_executorch(version: str, log: Log) -> Path:
     """The aarch64 wheel's `executorch` folder (headers, libraries, CMake package), fetched once into the cache."""
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     base_version = version.split("+")[0]
     root = cache_dir() / "native" / f"executorch-{base_version}-aarch64"

@@ -170,7 +170,7 @@ def step(name: str, seconds: dict[str, float]):
 
 def prepare(cfg: BuildConfig, log=print) -> Prepared:
     """Every check that needs no training, in well under a second (torch is not imported)."""
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     profile = load_profile(cfg.profile)
     data_path = check_data_path(cfg.data)
