@@ -1,6 +1,6 @@
 """The report and its verdicts (toolkit/report/write.py, markdown.py, plots.py, the judging in
 toolkit/profiler/judge.py, toolkit/core/units.py,
-`toolkit.core.manifest.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
+`toolkit.profiler.recommend.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
 much and what to try, the recommended artifact per format, and plots whose drawn values are the
 report's (read back from each matplotlib figure's data, not from pixels).
 
@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.core.manifest import recommend
+from toolkit.profiler.recommend import recommend
 from toolkit.profiler.measure import timing_from_samples
 from toolkit.profiler.judge import judge, popularity_noise
 from toolkit.profiler.records import ArtifactProfile, Latency, Memory, Quality

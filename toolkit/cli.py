@@ -317,7 +317,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from toolkit.profiler.calibrate import CalibrationCache
-    from toolkit.core.manifest import recommend
+    from toolkit.profiler.recommend import recommend
     from toolkit.planning.search import PlanConfig
     from toolkit.profiler.judge import not_fit_message
     from toolkit.profiler.records import QualityData

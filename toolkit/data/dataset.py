@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.core.errors import ToolkitError
-from toolkit.data.split import SPLIT_RULE
 
 MIN_INTERACTIONS_PER_USER = 3  # train + validation + test
+# how toolkit/data/split.py splits (named in every cache key)
+SPLIT_RULE = "leave-one-out by time (stable): last = test, second to last = validation, rest = training"
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 

@@ -6,17 +6,12 @@ split locks the test targets away from training and model selection.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit.core.contract import REPEATS_MODES
 from toolkit.core.errors import ToolkitError
-
-if TYPE_CHECKING:
-    from toolkit.data.dataset import Dataset
-
-SPLIT_RULE = "leave-one-out by time (stable): last = test, second to last = validation, rest = training"
+from toolkit.data.dataset import Dataset
 
 
 class TestDataAccessError(AssertionError):

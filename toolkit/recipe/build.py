@@ -30,7 +30,7 @@ from toolkit.training.distill import DistillConfig
 from toolkit.core.errors import ToolkitError
 from toolkit.training.evaluate import Metrics, candidates_needed, cutoff_for, evaluate_model, evaluate_popularity, pad_histories
 from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE, REFERENCE_FILE
-from toolkit.core.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecord
+from toolkit.recipe.manifest import ArtifactRecord, Manifest, ModelRecord, ServingRecord
 from toolkit.recipe.output import OutputDir, prepare_output
 from toolkit.planning.search import PlanConfig, PlanResult, estimate, int8_scores
 from toolkit.training.priors import PriorConfig
@@ -693,7 +693,7 @@ def profile_artifacts_(build_dir: Path, profile: DeviceProfile, manifest: Manife
     """Profile every artifact of a build in its runtime (a fresh process each), attach the result to
     its manifest record, write report.json / report.md / plots and log the verdict table."""
     from toolkit.profiler.calibrate import CalibrationCache
-    from toolkit.core.manifest import recommend
+    from toolkit.profiler.recommend import recommend
     from toolkit.profiler.records import ProfileRequest, Quality
     from toolkit.profiler.run import profile_artifact
     from toolkit.report.markdown import verdict_table

@@ -5,17 +5,14 @@ prints. Sizes are written with `toolkit.core.units.format_bytes`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from toolkit.core.profiles import DeviceProfile
 from toolkit.core.units import format_bytes
 from toolkit.profiler.judge import PARITY_MIN_AGREEMENT, QUALITY_MARGIN, popularity_rule
+from toolkit.profiler.recommend import Recommendation
 from toolkit.profiler.records import ArtifactProfile
 from toolkit.profiler.run import WHERE
 from toolkit.report.plots import BUDGET_PNG, CANDIDATES_PNG, LATENCY_PNG
-
-if TYPE_CHECKING:  # toolkit.core.manifest imports numpy (through toolkit.training.evaluate): the report stays light
-    from toolkit.core.manifest import Recommendation
 
 
 def verdict_table(profile: DeviceProfile, results: list[ArtifactProfile]) -> str:

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from toolkit.core.profiles import DeviceProfile
 from toolkit.profiler.judge import PARITY_MIN_AGREEMENT, POPULARITY_NOISE_Z, QUALITY_MARGIN, popularity_rule
+from toolkit.profiler.recommend import Recommendation
 from toolkit.profiler.records import ArtifactProfile
 from toolkit.report.markdown import data_markdown, markdown, plan_markdown
 from toolkit.report.plots import CANDIDATES_PNG, candidates_figure, plot, save
-
-if TYPE_CHECKING:  # toolkit.core.manifest imports numpy (through toolkit.training.evaluate): the report stays light
-    from toolkit.core.manifest import Recommendation
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
@@ -43,7 +40,7 @@ def write_report(out: Path, profile: DeviceProfile, results: list[ArtifactProfil
 
     plan: a build's `PlanResult.to_dict()`: adds the candidates the plan considered and their
     Pareto plot (candidates.png). serving: the build's ServingRecord (candidates returned).
-    recommended: format -> the artifact to ship (`toolkit.core.manifest.recommend`). warnings: what the
+    recommended: format -> the artifact to ship (`toolkit.profiler.recommend.recommend`). warnings: what the
     build found worth a warning (e.g. a teacher below the popularity baseline). data: the build's
     DataSummary (what was read, dropped and kept)."""
     out = Path(out)
