@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from toolkit.profiler.native import onnx_header_dir
+from toolkit.profiler.onnx_client import onnx_header_dir
 from toolkit.core.profiles import load_profile
 
 

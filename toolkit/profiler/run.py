@@ -83,9 +83,9 @@ def profile_artifact(path: Path, profile: DeviceProfile, calibrations: Calibrati
         known: what the build knows (precision, reference source, quality, reference file); None
             reads the manifest.json next to the artifact, used only when it lists this file's sha256
             (an artifact copied into another build's folder is never compared with that build's model).
-        native: where the app runs this format: a `toolkit.profiler.native.NativeClient` for a .pte, an
-            `OnnxClient` for an .onnx, a `toolkit.profiler.browser.BrowserClient` for a browser profile's .onnx
-            (None: not measured there; the Python figures judge).
+        native: where the app runs this format: a `toolkit.profiler.native.NativeClient` for a .pte, a
+            `toolkit.profiler.onnx_client.OnnxClient` for an .onnx, a `toolkit.profiler.browser.BrowserClient`
+            for a browser profile's .onnx (None: not measured there; the Python figures judge).
         reference: a reference.npz (`history` (R, L), and `<source>_scores/_items` for parity);
             overrides the build's.
         data: interactions to measure quality through the artifact on (HR/NDCG@10 vs popularity).

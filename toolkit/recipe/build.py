@@ -736,7 +736,7 @@ def native_clients(suffixes: set[str], log, profile: DeviceProfile | None = None
     ONNX Runtime C API client, or for a browser profile headless Chromium with onnxruntime-web (else the
     native one); a suffix whose client cannot be had is left out (said through log)."""
     from toolkit.profiler.browser import browser_client
-    from toolkit.profiler.native import onnx_client
+    from toolkit.profiler.onnx_client import onnx_client
 
     browser = browser_client(log) if ".onnx" in suffixes and profile is not None and profile.serving.web_runtime else None
     clients = {".pte": _native_client(log) if ".pte" in suffixes else None,
