@@ -29,7 +29,7 @@ def serve_large_catalog(items: int, interactions: int, work: Path, log, epochs: 
 
     from toolkit.data import read_interactions, split_leave_one_out
     from toolkit.training.evaluate import cutoff_for, evaluate_popularity, pad_histories
-    from toolkit.profiler.measure import memory_status
+    from toolkit.profiler.host import memory_status
     from toolkit.recipe.build import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
                                   export_jobs, serving_record)
     from toolkit.planning.search import Candidate, ExportOptions, PlanConfig, PlanResult, train_candidate

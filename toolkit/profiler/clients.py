@@ -11,7 +11,8 @@ from pathlib import Path
 
 from toolkit.core.errors import ToolkitError
 from toolkit.core.profiles import DeviceProfile
-from toolkit.profiler.measure import MeasurementError, Timing, TimingConfig
+from toolkit.profiler.fresh import MeasurementError
+from toolkit.profiler.measure import Timing, TimingConfig
 from toolkit.profiler.records import Memory
 
 

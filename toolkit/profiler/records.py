@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from toolkit.profiler.measure import HostLoad, Timing
+from toolkit.profiler.host import HostLoad
+from toolkit.profiler.measure import Timing
 
 
 @dataclass

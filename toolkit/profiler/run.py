@@ -57,8 +57,10 @@ from toolkit.profiler.build_files import request_from_manifest
 from toolkit.profiler.calibrate import CalibrationCache
 from toolkit.profiler.clients import browser_figures, native_figures
 from toolkit.profiler.download import web_download
+from toolkit.profiler.fresh import MeasurementError, run_fresh
+from toolkit.profiler.host import HostLoad
 from toolkit.profiler.judge import PARITY_MIN_AGREEMENT, judge
-from toolkit.profiler.measure import HostLoad, MeasurementError, Timing, TimingConfig, run_fresh
+from toolkit.profiler.measure import Timing, TimingConfig
 from toolkit.profiler.ops import infer_precision
 from toolkit.profiler.records import NO_PARITY, ArtifactProfile, Latency, Memory, ProfileRequest, Quality, QualityData
 

@@ -1,4 +1,4 @@
-"""What runs in the profiler's fresh process (`measure`, through `toolkit.profiler.measure.run_fresh`):
+"""What runs in the profiler's fresh process (`measure`, through `toolkit.profiler.fresh.run_fresh`):
 load the artifact in its runtime, read its memory, check parity against the reference outputs, time
 it at each thread setting and, given `--data`, measure its quality on the data's test targets.
 """
@@ -28,7 +28,8 @@ def measure(request: dict) -> dict:
     """Load, check and time one artifact in this (fresh) process; see the module docstring."""
     import numpy  # noqa: F401  (every client has its arrays; the baseline holds them)
 
-    from toolkit.profiler.measure import Contender, LoadMonitor, memory_status, reset_peak, time_calls
+    from toolkit.profiler.host import LoadMonitor, memory_status, reset_peak
+    from toolkit.profiler.measure import Contender, time_calls
 
     path = Path(request["path"])
     before_runtime = memory_status()
