@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from runtime_demo.recommend import Recommender, format_json  # noqa: E402
 from toolkit.profiler.native import NativeClient, Target, build_client, indices_to_ids, native_client, write_histories  # noqa: E402
-from toolkit.profiler.verify import TOOLCHAIN, aarch64_executorch, compare, hwcaps, probe_qemu, qemu_runner  # noqa: E402
+from toolkit.profiler.qemu import hwcaps, probe_qemu, qemu_runner  # noqa: E402
+from toolkit.profiler.verify import TOOLCHAIN, aarch64_executorch, compare  # noqa: E402
 
 CPUS = ("cortex-a53", "cortex-a55", "cortex-a76", "neoverse-v1", "max", "max,sme=off")
 WEB_DIR = ROOT / "runtime_demo" / "web"

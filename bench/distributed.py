@@ -13,7 +13,7 @@ bench/distributed.py --worker` for 2 x 1, OMP_NUM_THREADS=1 and `TrainConfig.thr
 Throughput = training windows x epochs / seconds inside the optimisation steps (`fit`'s
 `step_seconds`): validation is excluded (rank 0 evaluates alone while the other waits), and is in
 the wall seconds. NDCG@10: the kept (best-epoch) state, full ranking over every item, all users.
-The host's load over each run is recorded (`toolkit.profiler.measure.LoadMonitor`): the speed-up means
+The host's load over each run is recorded (`toolkit.profiler.host.LoadMonitor`): the speed-up means
 something on a quiet machine only.
 """
 
@@ -73,7 +73,7 @@ def worker(epochs: int, seed: int, profile_name: str, result: Path) -> None:
 
 def run(layout: str, seed: int, cfg: BenchConfig) -> dict:
     """One fresh run of `layout`, with the host's load over it."""
-    from toolkit.profiler.measure import LoadMonitor
+    from toolkit.profiler.host import LoadMonitor
 
     processes = LAYOUTS[layout]
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +152,7 @@ def write(out_dir: Path, cfg: BenchConfig, runs: list[dict], summary: dict) -> N
         "",
         "Host load while measuring: other processes used up to "
         + ("an unknown share" if busy is None else f"{busy:.0%}") + " of the CPUs (per run in distributed.json, "
-        "`toolkit.profiler.measure.LoadMonitor`)."
+        "`toolkit.profiler.host.LoadMonitor`)."
         + (" Throughput measured next to other work is not the machine's, and the speed-up is biased upward "
            "there (two runnable processes get a larger share of contended CPUs than one): re-run on a quiet "
            "machine before quoting it." if busy is None or busy > 0.05 else " The machine was quiet.")

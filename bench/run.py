@@ -60,9 +60,9 @@ def machine_info() -> dict:
 
 
 def timed_build(args: list[str], cache: Path, out: Path) -> dict:
-    """Run the real CLI build in a fresh process tree (toolkit.profiler.measure.run_timed); only exit 0 (built
+    """Run the real CLI build in a fresh process tree (toolkit.profiler.fresh.run_timed); only exit 0 (built
     and fits) is a success."""
-    from toolkit.profiler.measure import run_timed
+    from toolkit.profiler.fresh import run_timed
 
     run = run_timed([sys.executable, "-m", "toolkit", "build", "--profile", BUILD_PROFILE, "--out", str(out), *args],
                     env={"TOOLKIT_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}, cwd=ROOT)

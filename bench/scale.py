@@ -86,7 +86,7 @@ def run_build(items: int, interactions: int, work: Path, log, shape: str = "benc
     `shape`, bench/synthetic.py's SHAPES), in a fresh process tree."""
     from synthetic import shaped, write
 
-    from toolkit.profiler.measure import run_timed
+    from toolkit.profiler.fresh import run_timed
 
     name = f"{items}" if shape == "bench" else f"{shape}-{items}"
     data = write(shaped(shape, items, interactions), work / f"log-{name}.parquet")

@@ -7,7 +7,7 @@ candidate (`toolkit.planning.search.train_candidate`: a product-quantized item t
 fine-tuned); the two-stage index (`toolkit.recipe.build.cluster_index_`, `choose_two_stage`: faiss
 k-means, capacity-balanced clusters, the smallest probe with recall@10 >= 0.95 on validation);
 then the same student exported exhaustive and two-stage in both formats (`export_artifacts`) and
-profiled in its runtime on one thread (`toolkit.profiler.profile.profile_artifact`: a `.pte` in the native
+profiled in its runtime on one thread (`toolkit.profiler.run.profile_artifact`: a `.pte` in the native
 C++ client), judged against the `mobile-arm-catalog` profile (20 MB).
 """
 
@@ -29,7 +29,7 @@ def serve_large_catalog(items: int, interactions: int, work: Path, log, epochs: 
 
     from toolkit.data import read_interactions, split_leave_one_out
     from toolkit.training.evaluate import cutoff_for, evaluate_popularity, pad_histories
-    from toolkit.profiler.measure import memory_status
+    from toolkit.profiler.host import memory_status
     from toolkit.recipe.build import (TrainedModel, choose_two_stage, cluster_index_, evaluated, export_artifacts,
                                   export_jobs, serving_record)
     from toolkit.planning.search import Candidate, ExportOptions, PlanConfig, PlanResult, train_candidate
@@ -96,7 +96,8 @@ def profile_one_thread(path: Path, a, profile, popularity_ndcg: float, log) -> d
 
     from toolkit.profiler.calibrate import CalibrationCache
     from toolkit.recipe.build import _native_client
-    from toolkit.profiler.profile import ProfileRequest, Quality, profile_artifact
+    from toolkit.profiler.records import ProfileRequest, Quality
+    from toolkit.profiler.run import profile_artifact
 
     one = replace(profile, hardware=replace(profile.hardware, threads=1))
     quality = Quality(k=a.metrics.k, ndcg=a.metrics.ndcg, hr=a.metrics.hr, float_ndcg=a.float_metrics.ndcg,

@@ -113,7 +113,8 @@ def synthetic_histories(topic: np.ndarray, users: int, max_history: int, seed: i
 
 def measure_artifact(request: dict) -> dict:
     """Fresh-process worker: load one artifact on one thread, read its answers, time it, read its RSS."""
-    from toolkit.profiler.measure import LoadMonitor, TimingConfig, memory_status, reset_peak, time_calls
+    from toolkit.profiler.host import LoadMonitor, memory_status, reset_peak
+    from toolkit.profiler.measure import TimingConfig, time_calls
 
     before = memory_status()
     if request["format"] == "executorch":
@@ -208,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     from export.onnx import export_onnx
     from export.two_stage import top_items
     from toolkit.core.cache import write_json_atomic
-    from toolkit.profiler.measure import TimingConfig, run_fresh
-    from toolkit.profiler.profile import inspect_pte
+    from toolkit.profiler.fresh import run_fresh
+    from toolkit.profiler.measure import TimingConfig
+    from toolkit.profiler.ops import inspect_pte
 
     torch.set_num_threads(1)
     log = print

@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 
 from runtime_demo.recommend import Recommender
-from toolkit.profiler.measure import TimingConfig, current_rss, time_calls
+from toolkit.profiler.host import current_rss
+from toolkit.profiler.measure import TimingConfig, time_calls
 
 WARMUP_REQUESTS = 50
 

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.cli import OneLineParser, add_data_flags, positive_int  # the toolkit's one-line, exit-2 errors
+from toolkit.cli.parser import OneLineParser, add_data_flags, positive_int  # the toolkit's one-line, exit-2 errors
 from toolkit.core.errors import ToolkitError, one_line_exit
 
 EXIT_OK = 0

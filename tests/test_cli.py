@@ -199,7 +199,7 @@ def test_profiles_lists_units_and_what_each_serves():
 def test_a_teacher_below_popularity_is_a_warning():
     """Measured figures of the smartwatch trial (200 users): teacher 0.0156, popularity 0.0273."""
     from toolkit.training.evaluate import Metrics
-    from toolkit.core.manifest import ModelRecord
+    from toolkit.recipe.manifest import ModelRecord
     from toolkit.recipe.build import teacher_warnings
 
     popularity = {p: Metrics(k=10, hr=0.06, ndcg=0.0273, users=200) for p in ("valid", "test")}

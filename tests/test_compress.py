@@ -241,7 +241,7 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
     import export.serving
     from export.runtime import Predictor
     from export.serving import ServingModel
-    from toolkit.profiler.profile import _inspect_ops
+    from toolkit.profiler.ops import inspect_ops
 
     model = quantize_(copy.deepcopy(trained), QuantConfig(table_bits=8, linear_bits=32))
     assert not ServingModel(model, top_k=20).int8_scores
@@ -257,7 +257,7 @@ def test_an_int8_table_scores_in_the_runtimes_int8_matmul(trained, histories, fm
         agree.append(float(np.mean(predictor.predict(h[None].numpy())[1][0, :10] == ref_items[0, :10].numpy())))
     assert np.mean(agree) >= 0.85  # PARITY_MIN_AGREEMENT["quantized at export"]
     n, width = model.items.qweight.shape
-    ops = _inspect_ops(path, fmt)
+    ops = inspect_ops(path, fmt)
     if fmt == "onnx":
         assert ops["op_types"].get("MatMulInteger") == 1  # the scores only
     else:

@@ -136,7 +136,8 @@ def _toolkit_cli(*args: str, runner: list[str] | None = None, env: dict | None =
 
 
 def test_torchrun_trains_the_teacher_that_build_loads(cache_dir, tmp_path, monkeypatch):
-    from toolkit.cli import build_config, make_parser
+    from toolkit.cli.commands import build_config
+    from toolkit.cli.parser import make_parser
     from toolkit.training.evaluate import evaluate_model, evaluate_popularity
     from toolkit import teachers
     from toolkit.recipe.build import load_split

@@ -222,7 +222,8 @@ def test_registration_libraries_are_what_the_guide_says(client, tiny_build, tmp_
 
 def test_cross_build_for_arm64_runs_under_qemu(client, tiny_build, histories):
     """The same source cross-compiles against the aarch64 wheel (toolkit verify does the rest)."""
-    from toolkit.profiler.verify import TOOLCHAIN, aarch64_executorch, find_qemu, qemu_runner
+    from toolkit.profiler.qemu import find_qemu, qemu_runner
+    from toolkit.profiler.verify import TOOLCHAIN, aarch64_executorch
 
     if shutil.which("aarch64-linux-gnu-g++") is None:
         pytest.skip("aarch64-linux-gnu-g++ not installed (apt-get install g++-aarch64-linux-gnu)")
@@ -246,7 +247,7 @@ def test_cross_build_for_arm64_runs_under_qemu(client, tiny_build, histories):
 @pytest.fixture(scope="module")
 def onnx_native(cache_dir):
     """Built against onnxruntime_c_api.h (.ci/run unpacks Debian's libonnxruntime-dev); skipped without it."""
-    from toolkit.profiler.native import onnx_client, onnx_header_dir
+    from toolkit.profiler.onnx_client import onnx_client, onnx_header_dir
 
     missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
     if missing or onnx_header_dir() is None:

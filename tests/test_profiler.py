@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from toolkit.profiler.native import onnx_header_dir
+from toolkit.profiler.onnx_client import onnx_header_dir
 from toolkit.core.profiles import load_profile
 
 
@@ -177,7 +177,8 @@ def test_calibrate_prints_the_profile_line():
 
 
 def test_importing_the_profiler_stays_light():
-    code = ("import sys, toolkit.profiler.profile, toolkit.report.write, toolkit.profiler.calibrate; "
+    code = ("import sys, toolkit.profiler.run, toolkit.profiler.worker, toolkit.report.write, "
+            "toolkit.report.markdown, toolkit.report.plots, toolkit.profiler.calibrate; "
             "print([m for m in ('torch', 'executorch', 'onnxruntime', 'matplotlib', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -188,7 +189,8 @@ def test_a_measurement_that_failed_is_unknown_and_never_passes(tmp_path):
     and unknown fails every check that needs it; the report still renders."""
     from pathlib import Path
 
-    from toolkit.profiler.profile import ProfileRequest, _unmeasured
+    from toolkit.profiler.records import ProfileRequest
+    from toolkit.profiler.run import _unmeasured
     from toolkit.report.write import write_report
 
     profile = load_profile("mobile-arm")
@@ -318,7 +320,7 @@ def test_reference_and_data_give_parity_and_quality(tiny_build, tmp_path):
                  if x["path"] == "model.fp32.onnx")
     q = a["quality"]
     assert q["users"] == 943 and q["popularity_ndcg"] > 0 and q["float_ndcg"] is None
-    from toolkit.profiler.profile import popularity_noise  # above popularity by more than the noise of that many users
+    from toolkit.profiler.judge import popularity_noise  # above popularity by more than the noise of that many users
 
     noise = popularity_noise(q["ndcg"], q["popularity_ndcg"], q["users"])
     assert checks["quality"]["value"] == q["ndcg"]
@@ -339,7 +341,7 @@ def test_reference_without_histories_exits_2(tmp_path):
 def test_a_counted_web_runtime_is_in_the_download_budget(web, tmp_path):
     """A browser profile whose page downloads onnxruntime-web: the model_bytes check adds the runtime's
     files (gzip, as served) to the model's (before: the 3.7 MB runtime was ignored)."""
-    from toolkit.profiler.profile import WEB_RUNTIME_DIR, WEB_RUNTIME_FILES
+    from toolkit.profiler.download import WEB_RUNTIME_DIR, WEB_RUNTIME_FILES
 
     assert all((WEB_RUNTIME_DIR / f).is_file() for f in WEB_RUNTIME_FILES), "the web fixture installed the runtime"
     model = foreign_onnx(tmp_path / "theirs.onnx")

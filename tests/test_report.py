@@ -1,5 +1,6 @@
-"""The report and its verdicts (toolkit/report/write.py, the judging in toolkit/profiler/profile.py, toolkit/core/units.py,
-`toolkit.core.manifest.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
+"""The report and its verdicts (toolkit/report/write.py, markdown.py, plots.py, the judging in
+toolkit/profiler/judge.py, toolkit/core/units.py,
+`toolkit.profiler.recommend.recommend`): sizes in a unit that fits, failed checks that say what failed, by how
 much and what to try, the recommended artifact per format, and plots whose drawn values are the
 report's (read back from each matplotlib figure's data, not from pixels).
 
@@ -15,9 +16,10 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.core.manifest import recommend
+from toolkit.profiler.recommend import recommend
 from toolkit.profiler.measure import timing_from_samples
-from toolkit.profiler.profile import ArtifactProfile, Latency, Memory, Quality, judge, popularity_noise
+from toolkit.profiler.judge import judge, popularity_noise
+from toolkit.profiler.records import ArtifactProfile, Latency, Memory, Quality
 from toolkit.core.profiles import load_profile
 from toolkit.core.units import format_bytes
 
@@ -135,7 +137,8 @@ def test_recommended_is_the_smallest_that_fits_with_the_best_quality():
 def test_budget_png_draws_each_artifact_with_its_verdict_and_quality(tmp_path):
     """The trial's figure drew every bar green while both smartwatch artifacts failed, without quality:
     each bar's length and colour are read back from the figure and checked against report.json."""
-    from toolkit.report.write import BUDGET_PANELS, VERDICT_COLORS, budget_figure, write_report
+    from toolkit.report.plots import BUDGET_PANELS, VERDICT_COLORS, budget_figure
+    from toolkit.report.write import write_report
     from toolkit.core.units import UNITS
 
     results = [artifact("model.compressed.pte", 55_424, 0.0062, 0.0062),  # fits the size, fails quality
@@ -172,7 +175,8 @@ def test_latency_png_draws_the_calls_readably_and_counts_the_slow_ones(tmp_path)
     to an overflow bin at 4 ms. Now the fast calls spread over many bins of a log axis that ends at
     3 x p95, the 3 slow ones are counted in a note, every call is in the report's histogram once,
     and the marked percentiles are the report's."""
-    from toolkit.report.write import latency_figure, write_report
+    from toolkit.report.plots import latency_figure
+    from toolkit.report.write import write_report
 
     r = artifact("model.compressed.pte", 55_424, 0.0062, 0.0062)
     write_report(tmp_path, SMARTWATCH, [r])
@@ -208,7 +212,8 @@ def _plan() -> dict:
 
 
 def test_candidates_png_keeps_priors_and_measurements_apart_and_marks_the_chosen(tmp_path):
-    from toolkit.report.write import candidates_figure, write_report
+    from toolkit.report.plots import candidates_figure
+    from toolkit.report.write import write_report
 
     plan = _plan()
     write_report(tmp_path, SMARTWATCH, [artifact("model.compressed.pte", 41_000, 0.05, 0.05)], plan=plan)

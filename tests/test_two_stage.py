@@ -164,7 +164,7 @@ def test_two_stage_exports_with_parity(pq_model, index, histories, fmt, tmp_path
     from export.executorch import export_executorch
     from export.onnx import export_onnx
     from export.runtime import Predictor
-    from toolkit.profiler.profile import inspect_pte
+    from toolkit.profiler.ops import inspect_pte
 
     serving = TwoStageServing(pq_model, 20, index, probe=min_probe(index, 20, HISTORY))
     path = tmp_path / ("m.pte" if fmt == "executorch" else "m.onnx")

@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import run_cli
 from toolkit.core.errors import ToolkitError
-from toolkit.profiler.verify import INT8_MAX_SCORE_DIFF, Emulator, compare, cpu_model, default_cpus, find_qemu
+from toolkit.profiler.qemu import Emulator, cpu_model, default_cpus, find_qemu
+from toolkit.profiler.verify import INT8_MAX_SCORE_DIFF, compare
 
 OLD_QEMU = Emulator(path=Path("qemu-aarch64"), version=(7, 2, 22), cpus=("cortex-a53", "cortex-a76", "max"))
 NEW_QEMU = Emulator(path=Path("qemu-aarch64"), version=(10, 0, 2),
@@ -125,7 +126,7 @@ def test_importing_native_and_verify_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, toolkit.profiler.native, toolkit.profiler.verify; "
+    code = ("import sys, toolkit.profiler.native, toolkit.profiler.onnx_client, toolkit.profiler.verify; "
             "print([m for m in ('torch', 'executorch', 'onnxruntime', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, capture_output=True,
                          text=True, check=True).stdout

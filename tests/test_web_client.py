@@ -55,7 +55,7 @@ def assert_same_answers(model: Path, expected: list[str], page: list[str]) -> No
     """The page's JSON answers against Python ONNX Runtime's: the same items, except that items whose
     scores tie within the tolerance may swap (or trade the last place); scores within the tolerance; and
     the same JSON text for the page's own values (spacing, order, 6 decimals)."""
-    from toolkit.profiler.profile import PARITY_MIN_AGREEMENT
+    from toolkit.profiler.judge import PARITY_MIN_AGREEMENT
 
     tolerance = score_tolerance(model)
     assert len(page) == len(expected)

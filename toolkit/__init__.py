@@ -25,7 +25,7 @@ _LAZY = {
     "Candidate": "toolkit.planning.candidates", "PlanConfig": "toolkit.planning.candidates",
     "Plan": "toolkit.planning.search",
     "CompressConfig": "toolkit.compression",
-    "ArtifactProfile": "toolkit.profiler.profile",
+    "ArtifactProfile": "toolkit.profiler.records",
 }
 
 __all__ = ["DoesNotFitError", "ToolkitError", "__version__", *_LAZY]

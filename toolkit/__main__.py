@@ -1,4 +1,4 @@
-"""`python -m toolkit`: see toolkit/cli.py."""
+"""`python -m toolkit`: see toolkit/cli/."""
 
 import os
 import sys

@@ -153,15 +153,15 @@ def export(model, profile: DeviceProfile, out: str | Path, *, data: Data | None 
 def profile_artifact(path: str | Path, profile: DeviceProfile | str, *, data=None,
                      reference: str | Path | None = None, native: bool = True):
     """Measure an artifact (any .pte/.onnx with the artifact contract, built here or not) in its runtime,
-    in a fresh process, and judge it against `profile` (toolkit.profiler.profile.ArtifactProfile: `fits`,
+    in a fresh process, and judge it against `profile` (toolkit.profiler.records.ArtifactProfile: `fits`,
     `checks`, `failures()`). `data`: interactions to measure its quality on (a `Data`, a file path, or a
-    toolkit.profiler.profile.QualityData naming its columns); `reference`: a reference.npz for parity;
+    toolkit.profiler.records.QualityData naming its columns); `reference`: a reference.npz for parity;
     `native`: measure where the app runs it (the C++ or ONNX Runtime C client, headless Chromium for a
     browser profile) when that client can be built (said on stderr when it cannot)."""
     import sys
 
-    from toolkit.profiler.profile import QualityData
-    from toolkit.profiler.profile import profile_artifact as measure
+    from toolkit.profiler.records import QualityData
+    from toolkit.profiler.run import profile_artifact as measure
     from toolkit.recipe.profiling import native_clients
 
     profile = load_profile(profile) if not isinstance(profile, DeviceProfile) else profile

@@ -1,5 +1,5 @@
 // Measure an .onnx where a browser profile runs it: onnxruntime-web's wasm backend (1 thread) in
-// headless Chromium (playwright-core, the system's browser). The profiler (toolkit/profiler/profile.py) calls
+// headless Chromium (playwright-core, the system's browser). The profiler (toolkit/profiler/clients.py) calls
 // it for a browser profile; the page is served from memory by the driver (no server, no network).
 //
 //   node bench.mjs --model FILE.onnx --histories ROWS.json --runs N [--warmup W] [--chromium PATH]

@@ -1,2 +1,2 @@
-"""Foundations every stage uses: errors, units, the cache, device profiles, the artifact contract and the
-manifest records, the build log, pinned wheels and the machine's backports suite. Imports nothing above it."""
+"""Foundations every stage uses: errors, units, the cache, device profiles, the artifact contract, the build
+log, pinned wheels and the machine's backports suite. Imports nothing above it."""

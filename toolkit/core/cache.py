@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
-from toolkit.data import cache_dir
-
 _TOOLKIT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Where downloaded data and trained teachers are kept (override with TOOLKIT_CACHE_DIR)."""
+    if os.environ.get("TOOLKIT_CACHE_DIR"):
+        return Path(os.environ["TOOLKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edge-rec-toolkit"
 
 
 def code_version(*modules: str) -> str:

@@ -18,6 +18,9 @@ ships and hands back what it measured (`Plan.record`); `Plan.choose()` picks.
    Every candidate considered is recorded (config, predicted and measured bytes, predicted
    memory/latency, validation NDCG@10). When nothing fits, `DoesNotFitError` names the closest
    candidate and how far it misses each budget.
+
+The profiler (toolkit/profiler/run.py) then measures memory and latency of the chosen artifacts in the
+real runtimes; the estimates here only choose what to train.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from toolkit.core.errors import DoesNotFitError
 from toolkit.planning.candidates import Candidate, PlanConfig, enumerate_candidates
 from toolkit.planning.estimate import Estimate, describe, estimate, misses, scaled, weight_bytes
 
-# the profiler's quality check (toolkit/profiler/profile.py): an artifact's NDCG@K may be at most this far below
+# the profiler's quality check (toolkit/profiler/judge.py): an artifact's NDCG@K may be at most this far below
 # its float model's (relative); the plan applies it on validation, so it never ships a student that
 # compression broke (a 50,000-item build shipped a table rank 8 that lost 27 % and failed it)
 QUALITY_MARGIN = 0.05

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from toolkit.core.errors import ToolkitError
-from toolkit.profiler.measure import load_average
+from toolkit.profiler.host import load_average
 
 # environment variables the common BLAS builds read for their thread count at import time
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -96,7 +96,7 @@ def measure_gflops(cfg: CalibrationConfig) -> Calibration:
 
 def calibrate(cfg: CalibrationConfig) -> Calibration:
     """Measure in a fresh process (BLAS limited to one thread per calling thread)."""
-    from toolkit.profiler.measure import MeasurementError, run_fresh
+    from toolkit.profiler.fresh import MeasurementError, run_fresh
 
     try:
         result = run_fresh("toolkit.profiler.calibrate:measure_request", asdict(cfg), timeout=120 + 10 * cfg.seconds,

@@ -20,15 +20,14 @@ One-time setup (Debian 12), printed again when something is missing:
     python3 -m toolkit.core.backports --write    # <codename>-backports on the machine's own archive
     apt-get update && apt-get install -t bookworm-backports qemu-user     # qemu 10 (Debian 12's 7.2: see above)
 The aarch64 wheel is fetched by the toolkit into its cache (`pip download executorch==VERSION
---platform manylinux_2_28_aarch64 --only-binary=:all: --no-deps`).
+--platform manylinux_2_28_aarch64 --only-binary=:all: --no-deps`). The emulator itself (finding qemu, CPU
+models, features) is toolkit/profiler/qemu.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,19 +39,14 @@ from toolkit.core.errors import ToolkitError
 from toolkit.core.contract import ITEMS_FILE, read_items
 from toolkit.core.wheels import WheelError, unpack_wheel
 from toolkit.profiler.native import Log, NativeClient, Target, build_client, indices_to_ids, native_client
+from toolkit.profiler.qemu import CpuModel, cpu_model, default_cpus, find_qemu, hwcaps, qemu_runner, setup_steps
 
 if TYPE_CHECKING:
     import numpy as np
 
 ARCHES = ("arm64",)
-SYSROOT = Path("/usr/aarch64-linux-gnu")  # Debian's cross C library (libc6-arm64-cross, with g++-aarch64-linux-gnu)
 TOOLCHAIN = Path(__file__).resolve().parents[2] / "runtime_demo" / "cpp" / "aarch64-linux-gnu.cmake"
 WHEEL_PLATFORM = "manylinux_2_28_aarch64"
-SME_CPU = "max"  # qemu's model with every feature it emulates: SVE2, SME (the core with SVE/SME)
-SMOPA_FIXED = (8, 2, 3)  # QEMU #2083 "Fix 32-bit SMOPA": in 9.0 and backported to 8.2.3
-MAX_SVL_BYTES = 64  # XNNPACK's SME kernels crashed at 128 and 256 (qemu 7.2 and 10.0); shipping cores: <= 64
-QEMU_NAMES = ("qemu-aarch64", "qemu-aarch64-static")
-QEMU_ENV = "TOOLKIT_QEMU_AARCH64"
 
 # Agreement with the host, per history, on the build's reference histories:
 FLOAT_MUST_MATCH = "identical top-K items"  # fp32: the same float kernels up to rounding; no tie is that close
@@ -64,37 +58,6 @@ INT8_MAX_SCORE_DIFF = 0.01  # int8: largest |score difference| of an item both a
 # at rank 10 in one history of twenty; both are well inside what int8 quantization itself costs
 # against fp32 (the manifest's parity: top-10 agreement ~0.97, score error ~0.025). A broken
 # kernel is far outside (qemu 7.2's SMOPA: overlap 0.25, score difference 0.17).
-
-# Linux arm64 hwcap bits (arch/arm64/include/uapi/asm/hwcap.h) that decide XNNPACK's kernels.
-HWCAP_NAMES = {0: "fp", 1: "asimd", 8: "atomics", 9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve", 23: "asimdfhm"}
-HWCAP2_NAMES = {1: "sve2", 13: "i8mm", 14: "bf16", 23: "sme", 26: "sme_i8i32", 29: "sme_f32f32", 30: "sme_fa64",
-                36: "sve2p1", 37: "sme2", 38: "sme2p1"}
-
-
-@dataclass(frozen=True)
-class Emulator:
-    """A qemu-user for aarch64 and what it offers."""
-
-    path: Path
-    version: tuple[int, int, int]
-    cpus: tuple[str, ...]
-
-    @property
-    def version_text(self) -> str:
-        return ".".join(map(str, self.version))
-
-    @property
-    def smopa_ok(self) -> bool:
-        return self.version >= SMOPA_FIXED
-
-
-@dataclass(frozen=True)
-class CpuModel:
-    """The qemu -cpu value a requested CPU runs with, and why it differs when it does."""
-
-    requested: str
-    model: str
-    note: str = ""
 
 
 @dataclass
@@ -241,36 +204,6 @@ def load_artifact(path: Path) -> BuildArtifact:
     return BuildArtifact(path=path, precision=entry.get("precision", "fp32"), cpu=cpu, reference=reference)
 
 
-def default_cpus(profile_cpu: str) -> list[str]:
-    """The profile's core (when it names one) and the core with SVE2 + SME."""
-    return [c for c in (profile_cpu, SME_CPU) if c]
-
-
-def cpu_model(requested: str, emulator: Emulator) -> CpuModel:
-    """The -cpu value to run `requested` with on this emulator (falls back on a known-bad path)."""
-    name, _, options = requested.partition(",")
-    if name not in emulator.cpus:
-        raise ToolkitError(f"--cpu {requested}: qemu-aarch64 {emulator.version_text} has no CPU model {name!r}; "
-                           f"valid: {', '.join(emulator.cpus)} (a newer qemu has more: {setup_steps(qemu_only=True)})")
-    svl = re.search(r"sme-default-vector-length=(\d+)", options)
-    if svl and int(svl.group(1)) > MAX_SVL_BYTES:
-        return CpuModel(requested, requested, f"{requested}: XNNPACK's SME kernels crashed with a streaming vector "
-                                              f"length above {MAX_SVL_BYTES} bytes in every qemu tried (no shipping "
-                                              f"core has one); expect a failure")
-    if has_sme(name, options) and not emulator.smopa_ok:
-        kept = [o for o in options.split(",") if o and not o.startswith("sme=")]
-        return CpuModel(requested, ",".join([name, *kept, "sme=off"]),
-                        f"qemu-aarch64 {emulator.version_text} computes SMOPA wrongly (QEMU #2083, fixed in 8.2.3/9.0), "
-                        f"which XNNPACK's int8 SME kernels use: running {name} with SME off, so SME kernels are NOT "
-                        f"verified; install qemu >= 9 ({setup_steps(qemu_only=True)})")
-    return CpuModel(requested, requested)
-
-
-def has_sme(name: str, options: str) -> bool:
-    """Whether a qemu CPU model runs with SME (of qemu's models, only `max` has it)."""
-    return name == SME_CPU and "sme=off" not in options
-
-
 def check(build: BuildArtifact, client: NativeClient, histories: list[list[str]], expected: list[str],
           cpu: CpuModel, features: list[str]) -> ArtifactCheck:
     """The arm64 answers against the host's, judged by the bound of the artifact's precision."""
@@ -308,52 +241,9 @@ def compare(expected: list[str], got: list[str]) -> dict[str, float]:
             "max_score_diff": max_diff}
 
 
-# --- tools ----------------------------------------------------------------------------------------
-
-
-def find_qemu(path: Path | None = None) -> Emulator:
-    """The qemu-aarch64 to use: `path`, $TOOLKIT_QEMU_AARCH64, else the newest on PATH."""
-    candidates = [Path(path)] if path else ([Path(os.environ[QEMU_ENV])] if os.environ.get(QEMU_ENV) else
-                                            [Path(p) for p in map(shutil.which, QEMU_NAMES) if p])
-    found = [e for e in map(probe_qemu, candidates) if e is not None]
-    if not found:
-        where = f"{candidates[0]} is not a working qemu-aarch64" if candidates else "no qemu-aarch64 found"
-        raise ToolkitError(f"{where}; {setup_steps(qemu_only=True)}")
-    return max(found, key=lambda e: e.version)
-
-
-def probe_qemu(path: Path) -> Emulator | None:
-    try:
-        version = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
-        listing = subprocess.run([str(path), "-cpu", "help"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", version)
-    if not match:
-        return None
-    cpus = tuple(line.strip() for line in listing.splitlines()[1:] if line.strip())
-    return Emulator(path=path, version=tuple(int(x) for x in match.groups()), cpus=cpus)
-
-
-def qemu_runner(emulator: Emulator, model: str) -> tuple[str, ...]:
-    return (str(emulator.path), "-cpu", model, "-L", str(SYSROOT))
-
-
-def hwcaps(emulator: Emulator, model: str, arm: NativeClient) -> list[str]:
-    """The features the emulated CPU advertises to a program (glibc's LD_SHOW_AUXV, no extra binary)."""
-    out = subprocess.run([*qemu_runner(emulator, model), "-E", "LD_SHOW_AUXV=1", str(arm.binary), "--help"],
-                         capture_output=True, text=True, timeout=60).stdout
-    words = dict(re.findall(r"^(AT_HWCAP2?):\s+(?:0x)?([0-9a-fA-F]+)", out, flags=re.MULTILINE))
-    names = []
-    for key, table in (("AT_HWCAP", HWCAP_NAMES), ("AT_HWCAP2", HWCAP2_NAMES)):
-        bits = int(words.get(key, "0"), 16)
-        names += [name for bit, name in sorted(table.items()) if bits >> bit & 1]
-    return names
-
-
 def aarch64_executorch(version: str, log: Log) -> Path:
     """The aarch64 wheel's `executorch` folder (headers, libraries, CMake package), fetched once into the cache."""
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     base_version = version.split("+")[0]
     root = cache_dir() / "native" / f"executorch-{base_version}-aarch64"
@@ -373,12 +263,6 @@ def aarch64_executorch(version: str, log: Log) -> Path:
     except WheelError as e:
         raise ToolkitError(f"could not fetch the aarch64 executorch wheel ({e.reason}); run: {e.command}") from None
     return package
-
-
-def setup_steps(qemu_only: bool = False) -> str:
-    qemu = ("python3 -m toolkit.core.backports --write && apt-get update && "
-            "apt-get install -t bookworm-backports qemu-user (or set $TOOLKIT_QEMU_AARCH64)")
-    return qemu if qemu_only else f"one-time setup: apt-get install cmake g++ g++-aarch64-linux-gnu; {qemu}"
 
 
 def format_table(v: Verification) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.core.contract import REFERENCE_FILE
-from toolkit.core.manifest import ArtifactRecord
+from toolkit.recipe.manifest import ArtifactRecord
 from toolkit.core.units import format_bytes
 from toolkit.planning.candidates import Candidate
-from toolkit.profiler.profile import PARITY_MIN_AGREEMENT
+from toolkit.profiler.judge import PARITY_MIN_AGREEMENT
 from toolkit.recipe.records import ExportJob
 from toolkit.training.evaluate import Metrics, pad_histories
 

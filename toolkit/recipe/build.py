@@ -26,12 +26,12 @@ from pathlib import Path
 import toolkit
 from toolkit.core.contract import ITEMS_FILE, MANIFEST_FILE
 from toolkit.core.errors import ToolkitError
-from toolkit.core.manifest import Manifest, ModelRecord
+from toolkit.recipe.manifest import Manifest, ModelRecord
 from toolkit.core.profiles import DeviceProfile, load_profile
 from toolkit import teachers
 from toolkit.data import (Dataset, DataSummary, Split, check_data_path, check_encoding, check_repeats, first_users,
                           load_dataset, split_leave_one_out, summarize)
-from toolkit.profiler.profile import below_popularity
+from toolkit.profiler.judge import below_popularity
 from toolkit.recipe.config import BuildConfig, StudentConfig
 from toolkit.recipe.output import OutputDir, prepare_output
 from toolkit.recipe.records import Build, Data
@@ -65,7 +65,7 @@ def step(name: str, seconds: dict[str, float]):
 
 def prepare(cfg: BuildConfig, log=print) -> Prepared:
     """Every check that needs no training, in well under a second (torch is not imported)."""
-    from toolkit.data import cache_dir
+    from toolkit.core.cache import cache_dir
 
     profile = load_profile(cfg.profile)
     data_path = check_data_path(cfg.data)
@@ -231,7 +231,7 @@ def proxy_dims(available: tuple[int, ...], planned: tuple[int, ...]) -> tuple[in
 
 def teacher_warnings(teacher: ModelRecord, popularity: dict[str, Metrics], log=print) -> list[str]:
     """A teacher that is not above the popularity baseline (by more than the noise of the users
-    evaluated: `toolkit.profiler.profile.popularity_noise`) is a warning, logged and kept for the report;
+    evaluated: `toolkit.profiler.judge.popularity_noise`) is a warning, logged and kept for the report;
     on test, or on validation for a teacher that answers training prefixes only."""
     phase = "test" if "test" in teacher.metrics else "valid"
     warning = below_popularity(f"the teacher's {phase}", teacher.metrics[phase], popularity[phase])

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from toolkit.core.manifest import ArtifactRecord, ServingRecord
+from toolkit.recipe.manifest import ArtifactRecord, ServingRecord
 from toolkit.core.profiles import DeviceProfile
 from toolkit.data import Split
 from toolkit.recipe.artifacts import (QUANTIZATION, SUFFIX, Shipping, calibration_histories, check_artifacts,

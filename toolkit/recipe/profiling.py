@@ -6,16 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit.core.contract import REFERENCE_FILE
-from toolkit.core.manifest import Manifest
+from toolkit.recipe.manifest import Manifest
 
 
 def profile_artifacts_(build_dir: Path, profile, manifest: Manifest, log=print) -> list:
     """Profile every artifact of a build in its runtime (a fresh process each), attach the result to
     its manifest record, write report.json / report.md / plots and log the verdict table."""
-    from toolkit.core.manifest import recommend
+    from toolkit.profiler.recommend import recommend
     from toolkit.profiler.calibrate import CalibrationCache
-    from toolkit.profiler.profile import ProfileRequest, Quality, profile_artifact
-    from toolkit.report.write import verdict_table, write_report
+    from toolkit.profiler.records import ProfileRequest, Quality
+    from toolkit.profiler.run import profile_artifact
+    from toolkit.report.markdown import verdict_table
+    from toolkit.report.write import write_report
 
     calibrations = CalibrationCache()
     natives = native_clients({Path(a.path).suffix.lower() for a in manifest.artifacts}, log, profile)
@@ -54,7 +56,7 @@ def native_clients(suffixes: set[str], log, profile=None) -> dict[str, object]:
     ONNX Runtime C API client, or for a browser profile headless Chromium with onnxruntime-web (else the
     native one); a suffix whose client cannot be had is left out (said through log)."""
     from toolkit.profiler.browser import browser_client
-    from toolkit.profiler.native import onnx_client
+    from toolkit.profiler.onnx_client import onnx_client
 
     browser = browser_client(log) if ".onnx" in suffixes and profile is not None and profile.serving.web_runtime else None
     clients = {".pte": native_client(log) if ".pte" in suffixes else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.core.manifest import Manifest
+from toolkit.recipe.manifest import Manifest
 from toolkit.data import Dataset, DataSummary, Split
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from toolkit.core.manifest import ServingRecord
+from toolkit.recipe.manifest import ServingRecord
 from toolkit.recipe.records import Data
 from toolkit.training.evaluate import candidates_needed, pad_histories
 

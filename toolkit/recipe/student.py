@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from toolkit.core.manifest import ServingRecord
+from toolkit.recipe.manifest import ServingRecord
 from toolkit.core.units import format_bytes
 from toolkit.planning.candidates import Candidate
 from toolkit.planning.estimate import describe

@@ -6,8 +6,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from toolkit.core.manifest import ModelRecord
 from toolkit.training.evaluate import Metrics
+
+
+@dataclass
+class ModelRecord:
+    """A trained teacher or student and its quality in PyTorch (valid and test)."""
+
+    config: dict
+    parameters: int
+    metrics: dict[str, Metrics]  # "valid", "test"
+    train_seconds: float
+    cached: bool = False
+    epochs: int = 0
+    # e.g. the teacher's cache key and `trained_with` ({"world_size": int, "backend": "gloo" | "nccl" |
+    # null}: the run that trained it, which may be an earlier `train-teacher` when `cached`), the
+    # student's distillation config
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "parameters": self.parameters, "metrics": {p: m.to_dict() for p, m in self.metrics.items()},
+                "train_seconds": self.train_seconds, "cached": self.cached, "epochs": self.epochs, **self.extra}
 
 
 @dataclass

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from toolkit.data import DataSummary
-from toolkit.training.evaluate import Metrics
-from toolkit.profiler.profile import ArtifactProfile
 from toolkit.core.profiles import DeviceProfile
-from toolkit.core.units import format_bytes
+from toolkit.data.summary import DataSummary
+from toolkit.profiler.recommend import Recommendation
+from toolkit.profiler.records import ArtifactProfile
+from toolkit.training.evaluate import Metrics
+from toolkit.training.trained import ModelRecord  # noqa: F401  (part of the manifest's records)
 
 PROTOCOL = ("leave-one-out by time; full ranking over all items, the user's whole history excluded; ties count "
             "against the model; test metrics unless named valid")
@@ -23,26 +24,6 @@ PROTOCOL_REPEATS = ("leave-one-out by time; full ranking over all items, the use
 
 def metrics_dict(metrics: dict[str, Metrics]) -> dict:
     return {phase: m.to_dict() for phase, m in metrics.items()}
-
-
-@dataclass
-class ModelRecord:
-    """A trained teacher or student and its quality in PyTorch (valid and test)."""
-
-    config: dict
-    parameters: int
-    metrics: dict[str, Metrics]  # "valid", "test"
-    train_seconds: float
-    cached: bool = False
-    epochs: int = 0
-    # e.g. the teacher's cache key and `trained_with` ({"world_size": int, "backend": "gloo" | "nccl" |
-    # null}: the run that trained it, which may be an earlier `train-teacher` when `cached`), the
-    # student's distillation config
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"config": self.config, "parameters": self.parameters, "metrics": metrics_dict(self.metrics),
-                "train_seconds": self.train_seconds, "cached": self.cached, "epochs": self.epochs, **self.extra}
 
 
 @dataclass
@@ -92,50 +73,6 @@ class ArtifactRecord:
             d["profile"], d["verdict"] = self.profile.figures(), self.profile.verdict()
             d["recommended_threads"] = self.profile.latency.threads
         return d
-
-
-@dataclass
-class Recommendation:
-    """The artifact to ship for one format of the profile, or none (path None) and why."""
-
-    format: str
-    path: str | None
-    why: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def text(self) -> str:
-        """e.g. "executorch: ship model.int8.pte (fits; ...)" or "onnx: none (...)"."""
-        return f"{self.format}: {'ship ' + self.path if self.path else 'none'} ({self.why})"
-
-
-def recommend(results: list[ArtifactProfile], formats: tuple[str, ...], tolerance: float,
-              not_built: dict[str, str] | None = None) -> dict[str, Recommendation]:
-    """Per format the profile serves, the artifact to ship: of those that fit, the ones whose NDCG@K
-    through the artifact is within `tolerance` (relative: the plan's `quality_tolerance`) of the best
-    fitting one, the smallest file; none when nothing fits. `not_built`: format -> why the build wrote
-    no artifact in it."""
-    out = {}
-    for fmt in formats:
-        mine = [r for r in results if r.format == fmt]
-        fitting = [r for r in mine if r.fits and r.quality.ndcg is not None]
-        if fitting:
-            best = max(r.quality.ndcg for r in fitting)
-            keep = [r for r in fitting if r.quality.ndcg >= best * (1 - tolerance)]
-            pick = min(keep, key=lambda r: (r.bytes, -r.quality.ndcg))
-            why = (f"fits; {format_bytes(pick.bytes)}, NDCG@{pick.quality.k} {pick.quality.ndcg:.4f}: {len(fitting)} of "
-                   f"{len(mine)} {fmt} artifacts fit, {len(keep)} of them with NDCG within {tolerance:.0%} of the best "
-                   f"that fits ({best:.4f}); this is the smallest of those")
-            out[fmt] = Recommendation(fmt, pick.path, why)
-        elif mine:
-            missed = "; ".join(f"{r.path} misses {', '.join(c.budget for c in r.checks if not c.passed)}"
-                               for r in mine)
-            out[fmt] = Recommendation(fmt, None, f"no {fmt} artifact fits: {missed}")
-        else:
-            why = (not_built or {}).get(fmt, f"no {fmt} artifact was built")
-            out[fmt] = Recommendation(fmt, None, f"not built: {why}")
-    return out
 
 
 @dataclass
