@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (imported on first use: PEP 562)
 _LAZY = {
     **dict.fromkeys(("build", "list_profiles", "load_profile", "load_dataset", "train_teacher", "measure_priors",
-                     "plan", "distill", "compress", "export", "profile_artifact"), "toolkit.api"),
+                     "plan", "distill", "compress", "export", "profile_artifact", "train_plan", "train_trial", "ship"),
+                    "toolkit.api"),
     "BuildConfig": "toolkit.recipe.config", "StudentConfig": "toolkit.recipe.config",
     "Build": "toolkit.recipe.records", "Data": "toolkit.recipe.records", "TrainedModel": "toolkit.recipe.records",
     "ExportedFile": "toolkit.recipe.artifacts",

@@ -161,3 +161,39 @@ def profile_artifact(path: str | Path, profile: DeviceProfile | str, *, data: Da
         quality = None if data is None else QualityData(path=str(data))
     return measure(path, profile, CalibrationCache(), native=natives.get(path.suffix.lower()),
                    reference=Path(reference) if reference is not None else None, data=quality)
+
+
+def train_plan(plan, teacher: TrainedModel | None, data: Data, folder: str | Path,
+               config: StudentConfig | None = None, *, seed: int = 0, log=None):
+    """The plan's trials distilled from `teacher` (None: labels only), compressed and exported into
+    `folder`, until the plan has its choice, as a build trains them (`plan` is updated: `record`,
+    `choose`). Returns toolkit.recipe.student.PlannedStudent (`chosen`: the TrialResult kept in its
+    folder under `folder`). Raises DoesNotFitError when no tried student fits by measured file size."""
+    from toolkit.recipe.student import planned_student
+    from toolkit.training.evaluate import cutoff_for
+
+    k = cutoff_for(plan.profile.serving.top_k)
+    return planned_student(plan, None if teacher is None else teacher.model, data, plan.profile,
+                           config or StudentConfig(), seed, k, Path(folder), log or (lambda *_: None))
+
+
+def train_trial(plan, trial, teacher: TrainedModel | None, data: Data, folder: str | Path,
+                config: StudentConfig | None = None, *, seed: int = 0, log=None):
+    """One trial of `plan` (e.g. `plan.trials[0]`, or the chosen `train_plan(...).chosen.trial` again
+    with another seed or no teacher) distilled, compressed, its serving sized and its files exported
+    into `folder`, without recording it in the plan. Returns toolkit.recipe.student.TrialResult."""
+    from toolkit.recipe.student import run_trial
+    from toolkit.training.evaluate import cutoff_for
+
+    k = cutoff_for(plan.profile.serving.top_k)
+    return run_trial(trial, plan.formats, None if teacher is None else teacher.model, data, plan.profile,
+                     config or StudentConfig(), seed, k, Path(folder), log or (lambda *_: None))
+
+
+def ship(trial, profile: DeviceProfile, folder: str | Path, log=None) -> list:
+    """Every file a build ships for a trained trial (`train_plan(...).chosen` or `train_trial(...)`),
+    written into `folder` with items.json and reference.npz and checked in its runtime (parity, test
+    quality through the artifact). Returns toolkit.core.manifest.ArtifactRecord per file."""
+    from toolkit.recipe.shipping import ship_trial
+
+    return ship_trial(trial, profile, Path(folder), log)
