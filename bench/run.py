@@ -35,6 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import toolkit  # noqa: E402  (the public API: light, heavy libraries load inside its functions)
+
 FRONTIER_BYTES = (25_000, 60_000, 250_000, 1_000_000)
 PROFILES = ("mobile-arm", "smartwatch", "web-widget")  # 4 MB, 60 KB, 25 KB budgets
 BUILD_PROFILE = "mobile-arm"
@@ -78,54 +80,39 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def bench_config(quick: bool):
     """The build configuration of the benchmark's in-process training (the same as `build`'s;
     quick: 300 users, a 1-member teacher and 3 epochs)."""
-    from toolkit.recipe.config import BuildConfig
-
-    cfg = BuildConfig(profile=BUILD_PROFILE)
+    cfg = toolkit.BuildConfig(profile=BUILD_PROFILE)
     if quick:
         cfg = replace(cfg.with_epochs(3), max_users=300, teacher=replace(cfg.teacher, members=1))
     return cfg
 
 
-def ship(plan, profile, split, seeds_models: dict, folder: Path, k: int, log) -> list:
-    """Export the plan's models as the build does (jobs, candidates, reference) into `folder`; the
-    artifact records, measured through their runtimes on test."""
-    from toolkit.recipe.build import analytic_latency, evaluated, export_artifacts, export_jobs, serving_record, TrainedModel
-
-    folder.mkdir(parents=True)
-    serving = serving_record(plan.float_model, split.sealed(), profile, k)
-    student = evaluated(TrainedModel(plan.float_model, {}, 0, {}, 0.0), split, k, lambda *_: None, "student")
-    models = {"float": plan.float_model, **({"compressed": plan.model} if plan.candidate.compressed else {})}
-    return export_artifacts(models, export_jobs(plan, profile, split.num_items), profile, split, folder,
-                            serving.candidates, k, student.metrics["test"], log=log,
-                            analytic=analytic_latency(plan, profile, split.num_items))
-
-
-def run_profile(name: str, teacher, priors, split, seeds: list[int], cfg, work: Path, log) -> dict:
+def run_profile(name: str, teacher, priors, data, seeds: list[int], cfg, work: Path, log) -> dict:
     """The plan for profile `name` (seed 0, distilled: what the build ships), the same candidate
-    distilled and from scratch for every seed, each shipped and measured through its runtimes."""
+    distilled and from scratch for every seed, each shipped and measured through its runtimes
+    (toolkit.plan, toolkit.train_plan, toolkit.train_trial, toolkit.ship)."""
     from toolkit.training.evaluate import cutoff_for, evaluate_model
-    from toolkit.planning.search import plan_student, train_candidate
-    from toolkit.core.profiles import load_profile
 
-    profile = load_profile(name)
+    profile = toolkit.load_profile(name)
     k = cutoff_for(profile.serving.top_k)
-    sealed = split.sealed()
     log(f"plan for {name} ({profile.budget.model_bytes:,} B)…")
-    plan = plan_student(teacher, sealed, profile, priors, seed=0, log=log, cfg=cfg.plan)
-    c = plan.candidate
+    plan = toolkit.plan(profile, data, priors, cfg.plan, log)
+    planned = toolkit.train_plan(plan, teacher, data, work / f"{name}-trials", cfg.student, seed=0, log=log)
+    chosen = planned.chosen
+    c = chosen.trial.candidate
     entry = {"profile": name, "budget_bytes": profile.budget.model_bytes, "candidate": c.to_dict(),
-             "steps": [st.to_dict() for st in plan.steps],
-             "plan_candidates_tried": [r.to_dict() for r in plan.candidates if r.tried],
+             "steps": [st.to_dict() for st in chosen.steps],
+             "plan_candidates_tried": [r.to_dict() for r in plan.records if r.tried],
              "runs": {"distilled": [], "scratch": []}}
     for seed in seeds:
         for kind in ("distilled", "scratch"):
             if kind == "distilled" and seed == 0:
-                this = plan  # the plan's own training run: what `build` ships
+                this = chosen  # the plan's own training run: what `build` ships
             else:
-                model, float_model, _, steps = train_candidate(c, teacher if kind == "distilled" else None, sealed,
-                                                               profile.serving.max_history, seed, cfg.plan, log)
-                this = replace(plan, model=model, float_model=float_model, steps=steps)
-            artifacts = ship(this, profile, split, {}, work / f"{name}-{kind}-{seed}", k, lambda *_: None)
+                this = toolkit.train_trial(plan, chosen.trial, teacher if kind == "distilled" else None, data,
+                                           work / f"{name}-{kind}-{seed}-trial", cfg.student, seed=seed, log=log)
+            folder = work / f"{name}-{kind}-{seed}"
+            artifacts = toolkit.ship(this, profile, folder)
+            split = this.data.split
             entry["runs"][kind].append({
                 "seed": seed, "float_test": evaluate_model(this.float_model, split, "test", k).to_dict(),
                 "float_valid": evaluate_model(this.float_model, split, "valid", k).to_dict(),
@@ -136,8 +123,8 @@ def run_profile(name: str, teacher, priors, split, seeds: list[int], cfg, work: 
             log(f"  {name} {kind} seed {seed}: " + ", ".join(
                 f"{a.path} {a.bytes:,} B NDCG@{a.metrics.k} {a.metrics.ndcg:.4f}" for a in artifacts))
             if kind == "distilled" and seed == 0:
-                entry["shipped_folder"] = str(work / f"{name}-{kind}-{seed}")
-                entry["_plan"] = plan
+                entry["shipped_folder"] = str(folder)
+                entry["_plan"] = chosen
     return entry
 
 
@@ -171,12 +158,13 @@ def frontier(rows: list[dict]) -> dict:
         for r in sorted(rows, key=lambda r: r["max_bytes"]) if r["k"] == 10]}
 
 
-def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
+def measure_techniques(model, teacher, data, quick: bool, log) -> list[dict]:
     """Each technique of toolkit.compression alone on the same distilled student, then all combined:
     weight bytes and NDCG@10 before/after on validation (what chose) and test (what is reported)."""
-    from toolkit.compression import CompressConfig, LowRankConfig, PruneConfig, QuantConfig, compress, model_bytes
+    from toolkit.compression import CompressConfig, LowRankConfig, PruneConfig, QuantConfig, model_bytes
     from toolkit.training.evaluate import evaluate_model
 
+    split = data.split
     tune = {"finetune_epochs": 2 if quick else 15}
     configs = {
         "prune: half the FFN channels": CompressConfig(prune=PruneConfig(keep_ffn=model.cfg.hidden // 2), **tune),
@@ -188,12 +176,11 @@ def measure_techniques(model, teacher, split, quick: bool, log) -> list[dict]:
             prune=PruneConfig(keep_ffn=model.cfg.hidden // 2), low_rank=LowRankConfig(table_rank=model.cfg.dim // 2),
             quant=QuantConfig(table_bits=4, linear_bits=8), **tune),
     }
-    sealed = split.sealed()
     before_test = evaluate_model(model, split, "test").ndcg
     rows = []
     for name, cfg in configs.items():
         log(f"technique: {name}…")
-        result = compress(model, teacher, sealed, cfg, seed=0, log=log)
+        result = toolkit.compress(model, teacher, data, cfg, seed=0, log=log)
         rows.append({"technique": name, "config": cfg.to_dict(), "bytes_before": model_bytes(model),
                      "bytes_after": model_bytes(result.model), "valid_ndcg10_before": result.steps[0].ndcg_before,
                      "valid_ndcg10_after": evaluate_model(result.model, split, "valid").ndcg,
@@ -217,17 +204,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from export import quiet_exporters
-    from export.executorch import export_executorch
-    from export.onnx import export_onnx
     from export.runtime import Predictor
     from export.serving import ServingModel
-    from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.training.evaluate import evaluate_model, evaluate_popularity, pad_histories
     from toolkit.profiler.measure import TimingConfig, time_calls
-    from toolkit.data import first_users
-    from toolkit import teachers
-    from toolkit.recipe.build import measure_priors_for
 
     cfg = bench_config(args.quick)
     build_args = ["--max-users", "300", "--epochs", "3", "--teacher-members", "1"] if args.quick else []
@@ -251,18 +231,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- one teacher (from the cold build's cache) and the priors --------------------------------
     os.environ["TOOLKIT_CACHE_DIR"] = str(cache)
-    dataset = load_dataset()
-    if cfg.max_users:
-        dataset = first_users(dataset, cfg.max_users)
-    split = split_leave_one_out(dataset)
-    sealed = split.sealed()
-    data_key = {**dataset.key(), "max_users": cfg.max_users}
+    data = toolkit.load_dataset(max_users=cfg.max_users, seed=cfg.seed)
+    split = data.split
     torch.set_num_threads(os.cpu_count() or 1)
     max_history = 50
-    inputs = teachers.TeacherInputs(sealed, data_key, max_history, cfg.seed, dataset)
-    teacher = teachers.obtain(cfg.teacher, inputs, log)
+    teacher = toolkit.train_teacher(data, cfg.teacher, max_history=max_history, seed=cfg.seed, log=log)
     assert teacher.cached, "the teacher should come from the cold build's cache"
-    priors = measure_priors_for(cfg, sealed, data_key, max_history, teacher, log)
+    priors = toolkit.measure_priors(data, cfg.priors, plan=cfg.plan, teacher=teacher, teacher_config=cfg.teacher,
+                                    max_history=max_history, seed=cfg.seed, log=log)
     pop = evaluate_popularity(split, "test")
     results["popularity"] = pop.to_dict()
     results["teacher"] = {"test": evaluate_model(teacher.model, split, "test").to_dict(),
@@ -271,21 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     results["priors"] = priors.to_dict()
 
     # --- what the build ships for each profile, distilled vs scratch over seeds ------------------
-    entries = [run_profile(name, teacher.model, priors, split, seeds, cfg, work, log) for name in PROFILES]
+    entries = [run_profile(name, teacher, priors, data, seeds, cfg, work, log) for name in PROFILES]
     plans = {e["profile"]: e.pop("_plan") for e in entries}
     results["profiles"] = entries
     results["students"] = student_rows(entries)
 
     # --- each compression technique alone (and combined) on the mobile-arm float student ---------
-    results["techniques"] = measure_techniques(plans[BUILD_PROFILE].float_model, teacher.model, split, args.quick, log)
+    results["techniques"] = measure_techniques(plans[BUILD_PROFILE].float_model, teacher, data, args.quick, log)
 
     # --- the teacher's fp32 artifacts: size and latency ------------------------------------------
     teacher_serving = ServingModel(teacher.model, 20)
-    with quiet_exporters():
-        export_executorch(teacher_serving, work / "teacher.fp32.pte", max_history)
-        export_onnx(teacher_serving, work / "teacher.fp32.onnx", max_history)
-    results["teacher"].update({"fp32_pte_bytes": (work / "teacher.fp32.pte").stat().st_size,
-                               "fp32_onnx_bytes": (work / "teacher.fp32.onnx").stat().st_size})
+    base = toolkit.load_profile(BUILD_PROFILE)  # the teacher behind a 20-candidate graph, in both formats
+    twenty = replace(base, serving=replace(base.serving, top_k=20, formats=("executorch", "onnx"),
+                                           max_history=max_history))
+    teacher_files = toolkit.export(teacher.model, twenty, work / "teacher", name="teacher.fp32")
+    by_format = {f.format: f for f in teacher_files}
+    results["teacher"].update({"fp32_pte_bytes": by_format["executorch"].bytes,
+                               "fp32_onnx_bytes": by_format["onnx"].bytes})
 
     # --- latency: one thread, the same real histories, interleaved blocks -------------------------
     torch.set_num_threads(1)
@@ -301,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders["teacher_eager"] = eager(teacher_serving.eval())
     contenders["student_eager"] = eager(ServingModel(plans[BUILD_PROFILE].float_model, 20).eval())
     for path in ("teacher.fp32.pte", "teacher.fp32.onnx"):
-        p = Predictor(work / path, threads=1)
+        p = Predictor(work / "teacher" / path, threads=1)
         contenders[path.replace(".", "_")] = (lambda pr: lambda h: pr.predict(h[None]))(p)
     for e in entries:
         for a in e["runs"]["distilled"][0]["artifacts"]:

@@ -67,7 +67,7 @@ def through_onnx(model, split, profile, path: Path, tail: np.ndarray) -> dict:
     from export.runtime import Predictor
     from export.serving import ServingModel
     from toolkit.training.evaluate import cutoff_for, evaluate_topk
-    from toolkit.recipe.build import serving_record
+    from toolkit.recipe.serving import serving_record
 
     k = cutoff_for(profile.serving.top_k)
     serving = serving_record(model, split.sealed(), profile, k)
@@ -89,21 +89,25 @@ def movielens_graph(dataset, split, log):
 
 
 def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict | None = None,
-                 on_seed=None, teacher=None, plan=None) -> dict:
+                 on_seed=None, teacher=None, student=None) -> dict:
     """The issue's "teachers" and "kg_students" parts on MovieLens-100K (`split`: its leave-one-out
     split, unsealed; training and every choice see it sealed). `on_seed(partial result)` is called
-    after each seed (a long run can be written as it goes); `teacher` (TeacherConfig) and `plan`
-    (PlanConfig) shorten a smoke run."""
+    after each seed (a long run can be written as it goes); `teacher` (TeacherConfig) and `student`
+    (StudentConfig: how each student trains) shorten a smoke run."""
     import torch
 
     from toolkit.data import load_dataset
     from toolkit.training.evaluate import evaluate_model
-    from toolkit.planning.search import Candidate, PlanConfig, train_candidate
+    import toolkit
     from toolkit.core.profiles import load_profile
+    from toolkit.planning.candidates import Candidate
+    from toolkit.recipe.records import Data
+    from toolkit.recipe.student import compress_candidate
     from toolkit.teachers.ensemble import TeacherConfig, train_teacher
 
     budgets = budgets or BUDGETS
-    teacher_cfg, plan_cfg = teacher or TeacherConfig(), plan or PlanConfig()
+    teacher_cfg = teacher or TeacherConfig()
+    student_cfg = toolkit.StudentConfig() if student is None else student
     dataset = load_dataset()
     assert dataset.num_items == split.num_items, "run_teachers measures MovieLens-100K"
     data_key = {**dataset.key(), "max_users": 0}
@@ -129,7 +133,11 @@ def run_teachers(split, seeds: list[int], work: Path, log=print, budgets: dict |
             for kind in ("kg", "id_only", "scratch"):
                 start = time.perf_counter()
                 torch.manual_seed(seed)
-                model, _, valid, _ = train_candidate(c, models.get(kind), sealed, MAX_HISTORY, seed, plan_cfg)
+                data = Data(dataset=dataset, split=split, key=data_key, item_ids=list(dataset.item_ids))
+                student = toolkit.distill(None if models.get(kind) is None else toolkit.TrainedModel(
+                    models[kind], {}, 0, {}, 0.0), c, data, student_cfg, max_history=MAX_HISTORY, seed=seed)
+                valid = student.valid.ndcg
+                model, _ = compress_candidate(c, student.model, models.get(kind), sealed, student_cfg, seed)
                 figures = through_onnx(model, split, profile, work / f"{name}-{kind}-{seed}.onnx", tail)
                 runs[(name, kind)].append({"seed": seed, "float_valid_ndcg10": valid, **figures})
                 log(f"student {name} ({c.name()}) from {kind} seed {seed}: {figures['bytes']:,} B, test NDCG@10 "
@@ -260,14 +268,14 @@ def choose_relational(seeds: list[int], log=print) -> dict:
     from toolkit.data import load_dataset, split_leave_one_out
     from toolkit.training.distill import DistillConfig, distill
     from toolkit.models.sasrec import ModelConfig
-    from toolkit.planning.candidates import PlanConfig
+    from toolkit.recipe.config import StudentConfig
     from toolkit.teachers.ensemble import TeacherConfig, train_teacher
     from toolkit.training.loop import TrainConfig
 
     dataset = load_dataset()
     split = split_leave_one_out(dataset).sealed()
     kg, _ = movielens_graph(dataset, split, lambda *_: None)
-    plan = PlanConfig()
+    plan = StudentConfig()  # how the build trains its students
     out = {}
     for beta in (0.0, 1.0):
         out[f"relational {beta}"] = []
@@ -277,7 +285,7 @@ def choose_relational(seeds: list[int], log=print) -> dict:
             torch.manual_seed(seed)
             r = distill(teacher, ModelConfig(num_items=split.num_items, dim=16, max_history=MAX_HISTORY,
                                              dropout=plan.dropout), split,
-                        TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed), DistillConfig(relational=beta))
+                        TrainConfig(epochs=plan.train.epochs, patience=plan.train.patience, seed=seed), DistillConfig(relational=beta))
             out[f"relational {beta}"].append(r.valid.ndcg)
             log(f"choose: dim-16 student from kg seed {seed}, β {beta}: valid NDCG@10 {r.valid.ndcg:.4f}")
     return out
@@ -301,7 +309,7 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
     from toolkit.training.evaluate import evaluate_model
     from toolkit.teachers.graph import load_kg
     from toolkit.models.sasrec import ModelConfig
-    from toolkit.planning.candidates import PlanConfig
+    from toolkit.recipe.config import StudentConfig
     from toolkit.teachers.ensemble import TeacherConfig, train_teacher
     from toolkit.training.loop import TrainConfig, fit
 
@@ -322,7 +330,7 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
     sealed = split.sealed()
     kg = load_kg(work / "synthetic.kg", work / "synthetic.link", dataset.item_ids)
     tail = tail_users(split)
-    plan = PlanConfig()
+    plan = StudentConfig()  # how the build trains its students
     student = ModelConfig(num_items=split.num_items, dim=16, max_history=MAX_HISTORY, dropout=plan.dropout)
 
     def figures(model) -> dict:
@@ -341,7 +349,7 @@ def synthetic_check(work: Path, log=print, items: int = 2000, interactions: int 
                                            kg=graph).model
             out["teachers"][kind].append(figures(teachers[kind]))
             log(f"synthetic teacher {kind} seed {seed}: {out['teachers'][kind][-1]}")
-        train_cfg = TrainConfig(epochs=plan.epochs, patience=plan.patience, seed=seed)
+        train_cfg = TrainConfig(epochs=plan.train.epochs, patience=plan.train.patience, seed=seed)
         for label, (kind, beta) in SYNTHETIC_STUDENTS.items():
             torch.manual_seed(seed)
             model = (fit(student, sealed, train_cfg, desc="synthetic scratch") if kind is None else

@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (imported on first use: PEP 562)
 _LAZY = {
-    **dict.fromkeys(("prepare", "build", "list_profiles", "load_profile", "load_dataset", "train_teacher", "measure_priors",
-                     "plan", "distill", "compress", "export", "profile_artifact"), "toolkit.api"),
+    **dict.fromkeys(("prepare", "build", "list_profiles", "load_profile", "load_dataset", "train_teacher",
+                     "measure_priors", "plan", "distill", "compress", "export", "profile_artifact", "train_plan",
+                     "train_trial", "ship"), "toolkit.api"),
     "BuildConfig": "toolkit.recipe.config", "StudentConfig": "toolkit.recipe.config",
     "Build": "toolkit.recipe.records", "Data": "toolkit.recipe.records", "TrainedModel": "toolkit.training.trained",
     "ExportedFile": "toolkit.recipe.artifacts",

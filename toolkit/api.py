@@ -93,16 +93,19 @@ def train_teacher(data: Data, config: TeacherConfig | None = None, *, max_histor
 
 
 def measure_priors(data: Data, config: PriorConfig | None = None, *, plan: PlanConfig | None = None,
+                   teacher: TrainedModel | None = None, teacher_config: TeacherConfig | None = None,
                    max_history: int = 50, seed: int = 0, log=None):
     """The plan's quality expectations on `data` (toolkit.training.priors.QualityPriors): from-scratch
-    proxy students of the widths the plan may choose, cached like the teacher. (A build also reuses its
-    teacher's members where they are the same recipe; here every proxy is trained or loaded.)"""
+    proxy students of the widths the plan may choose, cached like the teacher. Given the `teacher` and
+    the `teacher_config` it was trained with, its members are reused where they are the proxies' own
+    recipe, as a build does (the same priors as the build's)."""
     from toolkit.recipe.build import measure_priors_for
 
-    # a teacher kind with no members to reuse
+    reuse = teacher is not None and teacher_config is not None
     cfg = BuildConfig(priors=config or PriorConfig(), plan=plan or PlanConfig(), seed=seed,
-                      teacher=TeacherConfig(kind="scores"))
-    return measure_priors_for(cfg, data.sealed, data.key, max_history, None, log or (lambda *_: None))
+                      teacher=teacher_config if reuse else TeacherConfig(kind="scores"))  # "scores": nothing to reuse
+    return measure_priors_for(cfg, data.sealed, data.key, max_history, teacher if reuse else None,
+                              log or (lambda *_: None))
 
 
 def plan(profile: DeviceProfile, data: Data, priors, config: PlanConfig | None = None, log=None):
@@ -187,3 +190,39 @@ def _calibrations():
     if not _CALIBRATIONS:
         _CALIBRATIONS.append(CalibrationCache())
     return _CALIBRATIONS[0]
+
+
+def train_plan(plan, teacher: TrainedModel | None, data: Data, folder: str | Path,
+               config: StudentConfig | None = None, *, seed: int = 0, log=None):
+    """The plan's trials distilled from `teacher` (None: labels only), compressed and exported into
+    `folder`, until the plan has its choice, as a build trains them (`plan` is updated: `record`,
+    `choose`). Returns toolkit.recipe.student.PlannedStudent (`chosen`: the TrialResult kept in its
+    folder under `folder`). Raises DoesNotFitError when no tried student fits by measured file size."""
+    from toolkit.recipe.student import planned_student
+    from toolkit.training.evaluate import cutoff_for
+
+    k = cutoff_for(plan.profile.serving.top_k)
+    return planned_student(plan, None if teacher is None else teacher.model, data, plan.profile,
+                           config or StudentConfig(), seed, k, Path(folder), log or (lambda *_: None))
+
+
+def train_trial(plan, trial, teacher: TrainedModel | None, data: Data, folder: str | Path,
+                config: StudentConfig | None = None, *, seed: int = 0, log=None):
+    """One trial of `plan` (e.g. `plan.trials[0]`, or the chosen `train_plan(...).chosen.trial` again
+    with another seed or no teacher) distilled, compressed, its serving sized and its files exported
+    into `folder`, without recording it in the plan. Returns toolkit.recipe.student.TrialResult."""
+    from toolkit.recipe.student import run_trial
+    from toolkit.training.evaluate import cutoff_for
+
+    k = cutoff_for(plan.profile.serving.top_k)
+    return run_trial(trial, plan.formats, None if teacher is None else teacher.model, data, plan.profile,
+                     config or StudentConfig(), seed, k, Path(folder), log or (lambda *_: None))
+
+
+def ship(trial, profile: DeviceProfile, folder: str | Path, log=None) -> list:
+    """Every file a build ships for a trained trial (`train_plan(...).chosen` or `train_trial(...)`),
+    written into `folder` with items.json and reference.npz and checked in its runtime (parity, test
+    quality through the artifact). Returns toolkit.core.manifest.ArtifactRecord per file."""
+    from toolkit.recipe.shipping import ship_trial
+
+    return ship_trial(trial, profile, Path(folder), log)

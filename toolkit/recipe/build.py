@@ -122,9 +122,9 @@ def build(cfg: BuildConfig, log=print, prepared: Prepared | None = None) -> Buil
             with step("student", seconds):
                 shipped = own_student(cfg, data.sealed, data.split, teacher, profile, staging, log, loaded,
                                       data.item_ids)
-        else:  # student (each trial distilled, compressed, exported as it ships), export, check
+            (staging / ITEMS_FILE).write_text(json.dumps(shipped.item_ids, ensure_ascii=False))
+        else:  # student (each trial distilled, compressed, exported as it ships), export, check; items.json
             shipped = ship_planned(the_plan, teacher, data, profile, cfg, k, staging, log, lambda name: step(name, seconds))
-        (staging / ITEMS_FILE).write_text(json.dumps(shipped.item_ids, ensure_ascii=False))
         extra = {"module": cfg.student.module} if own else {"plan_config": cfg.plan.to_dict()}
         manifest = Manifest(toolkit_version=toolkit.__version__, profile=profile, dataset=data.dataset.summary(),
                             data=data.summary, seed=cfg.seed, serving=shipped.serving, popularity=popularity,

@@ -164,37 +164,19 @@ def planned_student(plan: Plan, teacher, data: Data, profile, student: StudentCo
 
 
 def ship_planned(plan: Plan, teacher, data: Data, profile, cfg, k: int, staging: Path, log, step) -> Shipped:
-    """The planned path of a build: the trials (`planned_student`), then the chosen float student's
-    other exports beside the trial's shipped files, every file checked in its runtime. `step(name)`:
-    the recipe's timed stage."""
-    from toolkit.planning.estimate import analytic_latency, float_precisions
-    from toolkit.recipe.artifacts import (calibration_histories, check_artifacts, export_job, export_jobs,
-                                          write_references)
+    """The planned path of a build: the trials (`planned_student`), then the chosen trial's files with
+    the float student's other exports, every one checked in its runtime (toolkit/recipe/shipping.py).
+    `step(name)`: the recipe's timed stage."""
+    from toolkit.recipe.shipping import ship_trial
 
-    max_history = profile.serving.max_history
     with step("student"):  # each trial distilled, compressed and exported as it ships
         student = planned_student(plan, teacher.model, data, profile, cfg.student, cfg.seed, k, staging / ".trials",
                                   log)
         chosen = student.chosen
-        c, split = chosen.trial.candidate, chosen.data.split
-        float_student = student_record(chosen, split, k, log)
+        float_student = student_record(chosen, chosen.data.split, k, log)
         log_serving(chosen.serving, log)
-    with step("export"):  # the float student's exports; the trial's files are moved in
-        models = {"float": chosen.float_model, **({"compressed": chosen.model} if c.compressed else {})}
-        jobs = export_jobs(c, plan.formats, float_precisions(c, profile, split.num_items, plan.formats))
-        shipped = {job.name for job in chosen.files}
-        for job in chosen.files:
-            (chosen.folder / job.name).rename(staging / job.name)
-        shutil.rmtree(staging / ".trials")
-        calibration = calibration_histories(split, max_history)
-        for job in jobs:
-            if job.name not in shipped:
-                export_job(job, models[job.source], chosen.shipping, staging / job.name, max_history, calibration)
-    with step("check"):
-        write_references(staging, models, chosen.shipping, split, max_history)
-        artifacts = check_artifacts(staging, jobs, models, chosen.shipping, split, profile.hardware.threads, k,
-                                    float_student.metrics["test"],
-                                    analytic_latency(c, profile, split.num_items, plan.formats), log)
+    artifacts = ship_trial(chosen, profile, staging, log, float_student.metrics["test"], move=True, step=step)
+    shutil.rmtree(staging / ".trials")
     return Shipped(student=float_student, artifacts=artifacts, serving=chosen.serving, plan=student.plan_dict(),
                    item_ids=chosen.data.item_ids)
 
