@@ -55,7 +55,7 @@ def private_imports(path: Path) -> list[str]:
 
 def scanned_files() -> list[Path]:
     files = [*sorted((ROOT / "bench").rglob("*.py")), *sorted((ROOT / "runtime_demo").rglob("*.py")),
-             ROOT / "toolkit" / "cli.py"]
+             *sorted((ROOT / "toolkit" / "cli").rglob("*.py"))]
     return [f for f in files if "node_modules" not in f.parts]
 
 

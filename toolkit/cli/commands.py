@@ -152,7 +152,7 @@ def _train_teacher(cfg, world, log):
 
 
 def _cmd_teacher_scores(args: argparse.Namespace) -> int:
-    from toolkit.teachers.scores import TeacherScoresConfig, teacher_scores_command
+    from toolkit.teachers.module import TeacherScoresConfig, teacher_scores_command
 
     cfg = TeacherScoresConfig(teacher=args.teacher, out=args.out)
     overrides = {k: getattr(args, k) for k in ("data", "user_col", "item_col", "time_col", "encoding", "time_format",

@@ -29,7 +29,6 @@ from pathlib import Path
 from toolkit.core.cache import cache_path, code_version, temporary_sibling
 from toolkit.data import Split
 from toolkit.core.errors import ToolkitError
-from toolkit.models.user_module import parse_module_spec
 from toolkit.teachers.graph import KGConfig
 from toolkit.training.loop import MOVIELENS_MEMBER_STEP, TrainConfig
 
@@ -84,13 +83,6 @@ class TrainedEnsemble:
     members: int = 0  # models in the ensemble: fewer than asked when TeacherConfig.budget binds
     member_steps: list[int] = field(default_factory=list)  # optimizer steps each member took
     member_capped: list[bool] = field(default_factory=list)  # stopped by its budget, not by early stopping
-
-
-def parse_teacher_spec(spec: str, flag: str = "--teacher") -> tuple[str, str]:
-    """`MODULE:FACTORY` -> (module, factory); MODULE is a dotted name or a path to a .py file."""
-    from toolkit.teachers.registry import named
-
-    return parse_module_spec(spec, flag, others=", ".join(named()))
 
 
 def teacher_key(cfg: TeacherConfig, data_key: dict, num_items: int, max_history: int, seed: int, kg=None) -> dict:

@@ -62,8 +62,14 @@ def usage(names: list[str] | None = None, last: str = ", or ") -> str:
 
 
 def check(cfg: TeacherConfig, data_path: Path | None) -> None:
-    """The teacher's settings and files, checked before anything is loaded or trained (no torch)."""
-    kind(cfg).check(cfg, data_path)
+    """The teacher's settings and files, checked before anything is loaded or trained (no torch); a
+    `--teacher` value that is neither a kind's name nor MODULE:FACTORY names the kinds."""
+    from toolkit.models.user_module import parse_module_spec
+
+    teacher = kind(cfg)
+    if teacher.flag == "--teacher" and teacher.value != cfg.kind:  # MODULE:FACTORY
+        parse_module_spec(cfg.module or "", teacher.flag, others=", ".join(named()))
+    teacher.check(cfg, data_path)
 
 
 def inputs(cfg: TeacherConfig) -> list[Path]:

@@ -27,28 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.data import Dataset, Split, first_users
+from toolkit.data import Dataset, Split
 from toolkit.core.errors import ToolkitError
-from toolkit.models.user_module import one_line as _one_line, parse_module_spec
+from toolkit.models.user_module import one_line as _one_line
 
 SCORES_COLUMNS = ("user", "position", "items", "scores")
-
-@dataclass
-class TeacherScoresConfig:
-    """`python -m toolkit teacher-scores`: which module, which data, where to write."""
-
-    teacher: str  # MODULE:FACTORY
-    out: str  # the Parquet file to write
-    data: str | None = None  # None = MovieLens-100K
-    user_col: str | None = None
-    item_col: str | None = None
-    time_col: str | None = None
-    encoding: str = "utf-8"
-    time_format: str | None = None  # strptime format of the time column (None: detected)
-    profile: str = "mobile-arm"  # max_history comes from the profile the student will serve
-    top_k: int = 64  # items per position (the distillation's top_k)
-    max_users: int = 0  # > 0: the first N users only (as `build --max-users`)
-
 
 @dataclass
 class TeacherScores:
@@ -238,31 +221,6 @@ def write_teacher_scores(scores: TeacherScores, dataset: Dataset, path: str | Pa
     pq.write_table(table, tmp)
     tmp.replace(path)
     return table.num_rows
-
-
-def teacher_scores_command(cfg: TeacherScoresConfig, log=print) -> int:
-    """Load the data and the module (checked), score every training position, write the file."""
-    from toolkit.data import check_data_path, load_dataset, split_leave_one_out
-    from toolkit.core.profiles import load_profile
-
-    max_history = load_profile(cfg.profile).serving.max_history
-    parse_module_spec(cfg.teacher, "--teacher")
-    out = Path(cfg.out)
-    if out.suffix.lower() != ".parquet":
-        raise ToolkitError(f"--out {out}: the scores file must end in .parquet")
-    if not out.parent.is_dir():
-        raise ToolkitError(f"--out {out}: folder {out.parent} does not exist")
-    check_data_path(cfg.data)
-    dataset = load_dataset(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.encoding, cfg.time_format)
-    if cfg.max_users:
-        dataset = first_users(dataset, cfg.max_users)
-    split = split_leave_one_out(dataset).sealed()
-    from toolkit.teachers.module import load_module_teacher, module_scores
-
-    teacher = load_module_teacher(cfg.teacher, dataset, split, max_history)
-    log(f"scoring {sum(len(t) for t in split.train):,} training positions of {len(split.train):,} users with "
-        f"{cfg.teacher} (top {cfg.top_k}, max_history {max_history})")
-    return write_teacher_scores(module_scores(teacher.module, split, max_history, cfg.top_k), dataset, out)
 
 
 @dataclass

@@ -11,10 +11,7 @@ or tails, entities kept on the unit sphere.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from toolkit.teachers.graph.model import KnowledgeGraph
 
 
 @dataclass
@@ -30,7 +27,7 @@ class TransEConfig:
         return asdict(self)
 
 
-def pretrain_transe(kg: KnowledgeGraph, cfg: TransEConfig, log=None):
+def pretrain_transe(kg, cfg: TransEConfig, log=None):
     """TransE embeddings of every entity and relation: (entities (E, dim), relations (R, dim)) tensors,
     row 0 (padding) zero. Margin ranking loss, L2 distance, one corrupted head or tail per triple."""
     import torch

@@ -25,9 +25,9 @@ class ModuleTeacher:
     phases = ("valid", "test")
 
     def check(self, cfg: TeacherConfig, data_path: Path | None) -> None:
-        from toolkit.teachers.ensemble import parse_teacher_spec
+        from toolkit.models.user_module import parse_module_spec
 
-        module, _ = parse_teacher_spec(cfg.module or "")
+        module, _ = parse_module_spec(cfg.module or "", self.flag)
         if module.endswith(".py") and not Path(module).is_file():
             raise ToolkitError(f"--teacher {cfg.module!r}: no such file {module}")
         check_graph_flags(cfg, reads_graph=False)
