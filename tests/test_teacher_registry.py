@@ -68,7 +68,8 @@ def test_what_each_kind_is_measured_on_and_reads(tmp_path):
 
 
 def test_the_cli_reads_the_registry(monkeypatch):
-    from toolkit.cli import make_parser, teacher_config
+    from toolkit.cli.commands import teacher_config
+    from toolkit.cli.parser import make_parser
 
     parser = make_parser()
     help_text = " ".join(parser._subparsers._group_actions[0].choices["build"].format_help().split())
