@@ -99,7 +99,7 @@ def _roundoff_only(split) -> set[str]:
     attention key bias, since a query's softmax over keys is shift invariant (q·(k + b) moves all its
     logits alike). AdamW divides a gradient by its own scale, so round-off becomes ±lr steps that
     differ between any two summation orders: one process on 1 vs 2 threads differs there as much."""
-    from toolkit.training.loop import full_softmax
+    from toolkit.training.losses import full_softmax
 
     model = _start(split)
     windows = torch.from_numpy(training_windows(split, HISTORY, HISTORY))[:BATCH]

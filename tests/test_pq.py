@@ -88,7 +88,8 @@ def test_pq_keeps_rankings_and_shrinks_the_table(trained, quantized, histories):
 
 
 def test_codebooks_train_and_codes_stay_fixed(quantized, small_split):
-    from toolkit.training.loop import full_softmax, training_windows
+    from toolkit.training.loop import training_windows
+    from toolkit.training.losses import full_softmax
 
     model = copy.deepcopy(quantized).train()
     codes = model.items.codes.clone()

@@ -55,7 +55,7 @@ def test_topk_distillation_equals_full_when_it_sees_every_item():
 def test_sampled_softmax_points_where_the_full_softmax_points(small_split):
     """The logQ-corrected sampled loss's gradient, averaged over draws, is the exact one's direction."""
     from toolkit.models.sasrec import SASRec
-    from toolkit.training.loop import SampledSoftmax, full_softmax
+    from toolkit.training.losses import SampledSoftmax, full_softmax
 
     torch.manual_seed(0)
     model = SASRec(ModelConfig(num_items=small_split.num_items, dim=16, max_history=20, dropout=0.0))

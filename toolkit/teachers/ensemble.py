@@ -34,7 +34,7 @@ from toolkit.training.loop import MOVIELENS_MEMBER_STEP, TrainConfig
 
 CACHE_FORMAT = 3  # bump when the cached file layout changes (3: trained_with)
 # the modules whose code shapes a trained teacher: a change to any of them retrains it
-_CODE = ("models", "training/loop.py", "teachers/ensemble.py", "training/evaluate.py", "data", "training/distributed.py")
+_CODE = ("models", "training/loop.py", "training/losses.py", "teachers/ensemble.py", "training/evaluate.py", "data", "training/distributed.py")
 # the whole ensemble's compute (toolkit/training/loop.py's budgets): 2,800 MovieLens member steps, so MovieLens-100K
 # keeps its 3 members while they stop early within ~930 steps each (seed 0: 456, 456, 494; ~900 the most
 # seen), and a log whose members reach `train.budget` (1,200 such steps) trains 2

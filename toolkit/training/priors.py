@@ -30,8 +30,8 @@ from toolkit.data import Split
 from toolkit.training.loop import TrainConfig
 
 CACHE_FORMAT = 1
-_CODE = ("models", "training/loop.py", "training/priors.py", "training/evaluate.py", "compression/quantize.py",
-         "compression/lowrank.py", "compression/pq.py")
+_CODE = ("models", "training/loop.py", "training/losses.py", "training/priors.py", "training/evaluate.py",
+         "compression/quantize.py", "compression/lowrank.py", "compression/pq.py")
 
 
 @dataclass

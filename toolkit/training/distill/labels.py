@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from toolkit.data import Split
 from toolkit.training.distill.relational import relational_inputs
-from toolkit.training.loop import TrainConfig, training_windows, use_sampled
+from toolkit.training.loop import TrainConfig, training_windows
+from toolkit.training.losses import use_sampled
 
 if TYPE_CHECKING:
     from toolkit.training.distill.config import DistillConfig

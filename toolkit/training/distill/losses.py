@@ -66,7 +66,7 @@ class FullDistillation:
         self.relational = relational
 
     def __call__(self, model, inputs, targets, rows):
-        from toolkit.training.loop import position_logits
+        from toolkit.training.losses import position_logits
 
         valid = targets != 0
         logits, target = position_logits(model, inputs, targets)  # (P, N)
@@ -110,7 +110,7 @@ class TopKDistillation:
     """Top-K form: the teacher's K items (cached) plus the batch's sampled negatives."""
 
     def __init__(self, labels: SoftLabels, split: Split, train_cfg: TrainConfig, cfg: DistillConfig, relational=None):
-        from toolkit.training.loop import SampledSoftmax
+        from toolkit.training.losses import SampledSoftmax
 
         assert labels.ids is not None, "the top-K form needs a top-K teacher"
         self.ids, self.log_probs, self.covered = labels.ids, labels.log_probs, labels.covered
@@ -121,7 +121,7 @@ class TopKDistillation:
     def __call__(self, model, inputs, targets, rows):
         import torch
 
-        from toolkit.training.loop import target_positions
+        from toolkit.training.losses import target_positions
 
         valid = targets != 0
         hidden, target = target_positions(model, inputs, targets)
