@@ -155,7 +155,8 @@ def overlap(got: np.ndarray, reference: np.ndarray) -> float:
 def build_variants(cfg: ScaleConfig, model, valid: np.ndarray, log) -> list[dict]:
     """Every variant's serving module, its exhaustive reference module and its index (if any)."""
     from export.serving import ServingModel
-    from export.two_stage import IndexConfig, TwoStageServing, build_index, choose_probe, permute_items_
+    from export.cluster_index import IndexConfig, build_index, permute_items_
+    from export.two_stage import TwoStageServing, choose_probe
     from toolkit.compression import PQConfig, QuantConfig, pq_quantize_, quantize_
 
     t = time.perf_counter()

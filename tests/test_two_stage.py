@@ -18,18 +18,9 @@ import pytest
 import torch
 
 from export.serving import ServingModel
-from export.two_stage import (
-    ClusterIndex,
-    IndexConfig,
-    TwoStageServing,
-    balanced_assignment,
-    build_index,
-    choose_probe,
-    guaranteed_candidates,
-    min_probe,
-    permute_items_,
-    recall_at_k,
-)
+from export.cluster_index import (ClusterIndex, IndexConfig, balanced_assignment, build_index, guaranteed_candidates,
+                                  min_probe, permute_items_)
+from export.two_stage import TwoStageServing, choose_probe, recall_at_k
 from toolkit.compression import PQConfig, PruneConfig, QuantConfig, model_bytes, pq_quantize_, prune_, quantize_
 from tests.test_pq import HISTORY, trained  # noqa: F401  (the same small trained model, a module fixture)
 from toolkit.core.errors import ToolkitError

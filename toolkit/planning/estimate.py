@@ -82,13 +82,13 @@ def weight_bytes(c: Candidate, num_items: int, max_history: int) -> int:
 
 def two_stage_clusters(num_items: int) -> int:
     """C: export.two_stage's default for the catalogue."""
-    from export.two_stage import default_clusters
+    from export.cluster_index import default_clusters
 
     return default_clusters(num_items)
 
 
 def two_stage_capacity(num_items: int) -> int:
-    from export.two_stage import DEFAULT_BALANCE
+    from export.cluster_index import DEFAULT_BALANCE
 
     return math.ceil(DEFAULT_BALANCE * num_items / two_stage_clusters(num_items))
 

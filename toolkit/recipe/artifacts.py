@@ -38,7 +38,7 @@ class Shipping:
 
     candidates: int
     allow_repeats: bool
-    two_stage: tuple | None = None  # (export.two_stage.ClusterIndex, probe)
+    two_stage: tuple | None = None  # (export.cluster_index.ClusterIndex, probe)
 
 
 def compressed_description(c: Candidate) -> str:

@@ -38,7 +38,7 @@ def cluster_index_(model, float_model, data: Data, log) -> tuple:
     """Cluster the compressed student's item vectors (faiss), relabel the items so each cluster is a
     contiguous index range, in both students (in place), the split and items.json's order.
     Returns (ClusterIndex, relabelled Data)."""
-    from export.two_stage import build_index, permute_items_
+    from export.cluster_index import build_index, permute_items_
 
     index = build_index(model.items.weight().detach())
     for m in {id(model): model, id(float_model): float_model}.values():
