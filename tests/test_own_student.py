@@ -167,3 +167,21 @@ def test_an_own_wrapper_off_the_contract_is_one_line(gru, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not follow the artifact contract" in lines[0] and "no output 'items'" in lines[0]
+
+
+def test_the_python_api_distils_your_own_module(cache_dir):
+    """`toolkit.distill` takes your own nn.Module as `build --student` does: probed, then distilled
+    through its own forward (here from labels only: a short real run on the first 150 users)."""
+    import toolkit
+    from toolkit import StudentConfig, TrainConfig
+
+    sys.path.insert(0, str(ROOT / "bench" / "students"))
+    from gru4rec import build
+
+    data = toolkit.load_dataset(max_users=150)
+    torch.manual_seed(0)
+    module = build(data.item_ids, 50)
+    result = toolkit.distill(None, module, data, StudentConfig(train=TrainConfig(epochs=1, min_steps=0)))
+    assert result.epochs == 1 and 0.0 < result.valid.ndcg <= 1.0
+    with pytest.raises(toolkit.ToolkitError, match="toolkit.distill student"):  # off the contract: one line
+        toolkit.distill(None, torch.nn.Linear(4, 4), data)

@@ -116,14 +116,33 @@ def plan(profile: DeviceProfile, data: Data, priors, config: PlanConfig | None =
     return rank(profile, data.split.num_items, priors, config, log)
 
 
-def distill(teacher: TrainedModel | None, student: Candidate, data: Data, config: StudentConfig | None = None, *,
+def distill(teacher: TrainedModel | None, student, data: Data, config: StudentConfig | None = None, *,
             max_history: int = 50, seed: int = 0):
-    """A float student of the candidate's architecture distilled from `teacher` (None: labels only), as
-    the build trains each trial (toolkit.training.loop.TrainResult: `model`, `valid`, steps, seconds)."""
+    """A student distilled from `teacher` (None: labels only), as the build trains it
+    (toolkit.training.loop.TrainResult: `model`, `valid`, steps, seconds). `student`: a `Candidate`
+    (a float SASRec of its architecture, as the plan's trials), or your own causal `nn.Module`
+    (`[B, L] -> [B, L, N]` scores, as `build --student`; probed on real histories first)."""
+    from dataclasses import replace as with_seed
+
     from toolkit.recipe.student import distill_candidate
 
-    return distill_candidate(student, None if teacher is None else teacher.model, data.sealed, max_history,
-                             config or StudentConfig(), seed)
+    config = config or StudentConfig()
+    teacher_model = None if teacher is None else teacher.model
+    if isinstance(student, Candidate):
+        return distill_candidate(student, teacher_model, data.sealed, max_history, config, seed)
+    from toolkit.models.user_model import UserModel
+    from toolkit.models.user_module import check_module, probe_histories
+    from toolkit.training.distill import distill as run
+    from toolkit.training.loop import fit
+
+    sealed = data.sealed
+    student.eval()  # probed as served: no dropout
+    check_module(student, probe_histories(sealed.train), sealed.num_items, max_history, "toolkit.distill student")
+    model = UserModel(student, max_history, sealed.num_items)
+    train = with_seed(config.train, seed=seed)
+    if teacher_model is None:
+        return fit(model.cfg, sealed, train, init=model, desc="student (own)")
+    return run(teacher_model, model.cfg, sealed, train, config.distill, init=model, desc="student (own)")
 
 
 def compress(model, teacher: TrainedModel | None, data: Data, config, *, student: StudentConfig | None = None,
